@@ -1,0 +1,32 @@
+# The two commands of README.md. Both create .venv if it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: quickstart test install install-test clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# The main job on its offline default: three small backbones fine-tuned on scikit-learn's
+# bundled handwritten digits, compared in a table; TensorBoard logdir runs/quickstart.
+quickstart: $(VENV)/.installed
+	$(PY) -m experiments.quickstart --workdir=runs/quickstart
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,32 @@
+"""Shared test set-up: two logical CPU devices, quiet TF, a prepared digits dataset.
+
+The CPU is split into two logical devices before TensorFlow initialises, so that
+multi-replica tests can run a real 2-replica MirroredStrategy on this 2-core machine;
+the default strategy still uses one device.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+  tf.config.set_logical_device_configuration(
+      _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:  # already initialised by another conftest import
+  pass
+
+
+@pytest.fixture(scope="session")
+def digits_data_dir(tmp_path_factory):
+  """A TFDS data_dir with sklearn_digits prepared (offline: the data ships in sklearn)."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  import tfds_builders  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  tfds.builder("sklearn_digits", data_dir=data_dir).download_and_prepare()
+  return data_dir

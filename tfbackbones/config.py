@@ -1,0 +1,143 @@
+"""Typed run configuration.
+
+Flags are read only by the entry points (`tfbackbones.train`, `experiments.*`); they build
+a `TrainConfig`, and the library takes that object. `validate()` names each bad value and
+how to fix it before anything heavy (TensorFlow, data, models) is touched, so a typo costs
+a second, not a prepared dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+SELECT_ON = ("val", "test")
+CACHE_MODES = ("auto", "memory", "none")
+
+# Fields that define what is trained. Resuming a workdir with any of them changed would
+# silently mix two experiments, so `same_experiment` refuses it.
+_EXPERIMENT_FIELDS = (
+    "backbone", "dataset", "weights", "image_size", "batch_size", "seed", "split_seed",
+    "train_fraction", "val_fraction", "select_on", "adamw_patience", "sgd_patience",
+    "max_epochs", "adamw_lr", "adamw_weight_decay", "sgd_lr", "sgd_momentum", "dropout",
+    "freeze_backbone", "augment", "bn_momentum", "label_smoothing",
+)
+
+
+class ConfigError(ValueError):
+  """A configuration value is invalid; the message says which and how to fix it."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything that defines one fine-tuning run.
+
+  Attributes mirror the `python -m tfbackbones.train` flags; see `tfbackbones/train.py`
+  for their help texts. `image_size=0` means the dataset's protocol size.
+  """
+  backbone: str = "efficientnetv2_b0"
+  dataset: str = "sklearn_digits"
+  workdir: str = "runs/default"
+  data_dir: Optional[str] = None
+  weights: str = "imagenet"
+  image_size: int = 0
+  batch_size: int = 64
+  seed: int = 0
+  split_seed: int = 42
+  train_fraction: float = 1.0
+  val_fraction: float = 0.1
+  select_on: str = "val"
+  adamw_patience: int = 10
+  sgd_patience: int = 10
+  max_epochs: int = 200
+  adamw_lr: float = 1e-3
+  adamw_weight_decay: float = 0.01
+  sgd_lr: float = 1e-3
+  sgd_momentum: float = 0.9
+  dropout: float = 0.0
+  label_smoothing: float = 0.0
+  freeze_backbone: bool = False
+  augment: str = "auto"
+  bn_momentum: Optional[float] = None
+  strategy: str = "auto"
+  tpu: Optional[str] = None
+  precision: str = "auto"
+  steps_per_execution: int = 32
+  cache: str = "auto"
+  download: bool = True
+  keep_checkpoints: int = 2
+
+  def validate(self) -> "TrainConfig":
+    """Raises ConfigError naming the first bad value and the fix; returns self."""
+    def bad(name: str, value: Any, fix: str):
+      raise ConfigError(f"--{name}={value!r} is invalid: {fix}")
+
+    if not 0.0 < self.train_fraction <= 1.0:
+      bad("train_fraction", self.train_fraction, "it must be in (0, 1], e.g. 0.1 for 10%.")
+    if self.select_on not in SELECT_ON:
+      bad("select_on", self.select_on, f"choose one of {', '.join(SELECT_ON)}.")
+    if self.select_on == "val" and not 0.0 < self.val_fraction < 1.0:
+      bad("val_fraction", self.val_fraction,
+          "it must be in (0, 1) when selecting on a validation split (default 0.1).")
+    for name in ("adamw_patience", "sgd_patience"):
+      if getattr(self, name) < 1:
+        bad(name, getattr(self, name), "patience counts epochs without improvement; use >= 1.")
+    if self.max_epochs < 1:
+      bad("max_epochs", self.max_epochs, "use >= 1.")
+    if self.batch_size < 1:
+      bad("batch_size", self.batch_size, "use >= 1 (it is the global batch over all replicas).")
+    if self.image_size < 0 or 0 < self.image_size < 32:
+      bad("image_size", self.image_size, "use 0 (the dataset's protocol size) or >= 32.")
+    if self.strategy not in STRATEGIES:
+      bad("strategy", self.strategy, f"choose one of {', '.join(STRATEGIES)}.")
+    if self.strategy == "tpu" and not self.tpu:
+      bad("tpu", self.tpu, "--strategy=tpu needs --tpu=NAME (or --tpu=local on a TPU VM).")
+    if self.precision not in PRECISIONS:
+      bad("precision", self.precision, f"choose one of {', '.join(PRECISIONS)}.")
+    if self.cache not in CACHE_MODES:
+      bad("cache", self.cache, f"choose one of {', '.join(CACHE_MODES)}.")
+    if not 0.0 <= self.dropout < 1.0:
+      bad("dropout", self.dropout, "it must be in [0, 1).")
+    if not 0.0 <= self.label_smoothing < 1.0:
+      bad("label_smoothing", self.label_smoothing, "it must be in [0, 1).")
+    if self.bn_momentum is not None and not 0.0 < self.bn_momentum < 1.0:
+      bad("bn_momentum", self.bn_momentum, "it must be in (0, 1), or unset to keep the model's.")
+    if self.steps_per_execution < 1:
+      bad("steps_per_execution", self.steps_per_execution, "use >= 1.")
+    if self.augment not in ("auto", "none", "flip", "trivial"):
+      bad("augment", self.augment, "choose one of auto, none, flip, trivial.")
+    for name in ("adamw_lr", "sgd_lr"):
+      if getattr(self, name) <= 0:
+        bad(name, getattr(self, name), "a learning rate must be > 0.")
+    if not self.workdir:
+      bad("workdir", self.workdir, "give a directory for checkpoints, logs and result.json.")
+    return self
+
+  @property
+  def selected_on_test(self) -> bool:
+    return self.select_on == "test"
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "TrainConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ConfigError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+    return cls(**values)
+
+  def replace(self, **changes) -> "TrainConfig":
+    return dataclasses.replace(self, **changes)
+
+  def experiment_diff(self, other: "TrainConfig") -> dict:
+    """Returns {field: (self_value, other_value)} for fields that define the experiment."""
+    return {f: (getattr(self, f), getattr(other, f)) for f in _EXPERIMENT_FIELDS
+            if getattr(self, f) != getattr(other, f)}

@@ -1,0 +1,1 @@
+"""Datasets: the catalog, deterministic splits and the tf.data input pipeline."""

@@ -1,0 +1,116 @@
+"""Dataset catalog: a name maps to where the data lives and how the paper splits it.
+
+One declarative `DatasetSpec` per dataset (as VTAB does), registered by name. The input
+pipeline reads nothing but the spec, so adding a dataset is adding one entry (and, where
+TFDS has none, one builder in `tfds_builders/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How to get one dataset and the protocol the paper applies to it.
+
+  Attributes:
+    name: catalog name used on the command line.
+    tfds_name: TFDS name (with config), e.g. "eurosat/rgb" or one of our builders.
+    domain: the paper's domain (natural, texture, surface defect, ...).
+    num_classes: number of classes (checked against the TFDS metadata).
+    train_split: TFDS split expression of the training pool.
+    test_split: TFDS split expression of the test set; None when the dataset ships a
+      single split and the paper draws its own stratified test split from it.
+    test_fraction: share of the pool that becomes test when `test_split` is None.
+    image_size: the protocol's input resolution (square).
+    augment: default augmentation ("trivial" = TrivialAugment, "flip", "none").
+    image_key / label_key: feature names in the TFDS examples.
+    id_key: a feature holding a stable unique example id (file name, index); None means
+      TFDS's own `tfds_id` (stable for a given TFDS version of the data).
+    citation: short citation.
+  """
+  name: str
+  tfds_name: str
+  domain: str
+  num_classes: int
+  train_split: str = "train"
+  test_split: Optional[str] = "test"
+  test_fraction: float = 0.0
+  image_size: int = 256
+  augment: str = "none"
+  image_key: str = "image"
+  label_key: str = "label"
+  id_key: Optional[str] = None
+  citation: str = ""
+
+  # The seed of the paper-style derived test split is a property of the dataset, not of
+  # a run: every run, seed and backbone must be tested on the same images.
+  test_split_seed: int = 0
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+class UnknownDatasetError(ValueError):
+  """Raised for a dataset name that is not in the catalog."""
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+  if spec.name in _REGISTRY:
+    raise ValueError(f"dataset {spec.name!r} is registered twice")
+  if spec.test_split is None and not 0.0 < spec.test_fraction < 1.0:
+    raise ValueError(f"{spec.name}: a derived test split needs 0 < test_fraction < 1")
+  _REGISTRY[spec.name] = spec
+  return spec
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get(name: str) -> DatasetSpec:
+  """Returns the spec for `name`, or raises UnknownDatasetError listing the valid names."""
+  if name in _REGISTRY:
+    return _REGISTRY[name]
+  raise UnknownDatasetError(
+      f"unknown dataset {name!r}. Valid datasets: {', '.join(names())}. "
+      "List them with `python -m tfbackbones.datasets`.")
+
+
+def specs() -> list[DatasetSpec]:
+  return [_REGISTRY[n] for n in names()]
+
+
+# The offline quickstart dataset: real handwriting shipped inside scikit-learn.
+register(DatasetSpec(
+    name="sklearn_digits", tfds_name="sklearn_digits", domain="handwriting",
+    num_classes=10, image_size=32, augment="none", id_key="id",
+    citation="Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits"))
+
+# Catalog datasets of the paper that TFDS already builds (PROTOCOL.md, "Datasets").
+register(DatasetSpec("cifar10", "cifar10", "natural", 10, augment="trivial",
+                     id_key="id", citation="Krizhevsky 2009"))
+register(DatasetSpec("cifar100", "cifar100", "natural", 100, augment="trivial",
+                     id_key="id", citation="Krizhevsky 2009"))
+register(DatasetSpec("stanford_dogs", "stanford_dogs", "natural", 120, augment="none",
+                     citation="Khosla et al. 2011"))
+register(DatasetSpec("oxford_flowers102", "oxford_flowers102", "natural", 102,
+                     train_split="train+validation", augment="trivial",
+                     citation="Nilsback & Zisserman 2008"))
+register(DatasetSpec("caltech_birds2011", "caltech_birds2011", "natural", 200,
+                     citation="Wah et al. 2011"))
+register(DatasetSpec("cars196", "cars196", "natural", 196, citation="Krause et al. 2013"))
+register(DatasetSpec("food101", "food101", "natural", 101, train_split="train",
+                     test_split="validation", augment="trivial",
+                     citation="Bossard et al. 2014"))
+register(DatasetSpec("dtd", "dtd", "texture", 47, train_split="train+validation",
+                     augment="trivial", citation="Cimpoi et al. 2014"))
+register(DatasetSpec("uc_merced", "uc_merced", "remote sensing", 21, test_split=None,
+                     test_fraction=0.2, citation="Yang & Newsam 2010"))
+register(DatasetSpec("eurosat_rgb", "eurosat/rgb", "remote sensing", 10, test_split=None,
+                     test_fraction=0.3, image_size=224, id_key="filename",
+                     citation="Helber et al. 2019"))
+register(DatasetSpec("plant_village", "plant_village", "plant", 38, test_split=None,
+                     test_fraction=0.2, citation="Hughes & Salathe 2015"))

@@ -1,0 +1,330 @@
+"""The input pipeline: TFDS -> id-keyed splits -> decode/resize -> cache -> batches.
+
+Design points:
+  * Splits are drawn from example ids (see `splits.py`), so the validation split, the
+    derived test split and the training fraction are identical for every backbone, seed
+    and machine.
+  * Images are resized once and cached as uint8 (4x smaller than float32) when they fit;
+    augmentation and the backbone's own normalisation run after the cache.
+  * Every epoch is a separate, seeded permutation (`shuffle(seed=f(seed, epoch))`), so a
+    resumed run sees exactly the batches an uninterrupted one would have seen, without
+    checkpointing iterator state.
+  * Evaluation pads to whole global batches with weight-0 examples: static shapes for TPU
+    and exact per-sample metrics (padding never counts).
+  * No `py_function`: the whole graph runs on TPU hosts too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfbackbones.data import catalog
+from tfbackbones.data import splits as splits_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Cache decoded images in host memory when they take less than this.
+MEMORY_CACHE_BUDGET_BYTES = 8 * 2**30
+
+
+class DataNotAvailableError(RuntimeError):
+  """The dataset is not prepared and cannot be prepared here; the message says how."""
+
+
+@dataclasses.dataclass
+class SplitIds:
+  """Which example ids form each split, and how they were drawn (for result.json)."""
+  train: list
+  val: list
+  test: Optional[list]          # None: the dataset's own test split is used as a whole
+  val_from: str                 # "train" (held out) or "test" (selection on test)
+  counts: dict
+
+
+@dataclasses.dataclass
+class PreparedData:
+  """The datasets of one run, before batching and distribution."""
+  spec: catalog.DatasetSpec
+  num_classes: int
+  class_names: list
+  image_size: int
+  ids: SplitIds
+  train: tf.data.Dataset        # (uint8 image, int32 label), cached, unbatched
+  val: tf.data.Dataset
+  test: tf.data.Dataset
+
+  @property
+  def num_train(self) -> int:
+    return self.ids.counts["train"]
+
+
+def _import_builders():
+  """Registers the project's own TFDS builders (tfds_builders/) with TFDS."""
+  try:
+    import tfds_builders  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+  except ImportError as e:  # pragma: no cover - only when the package is not installed
+    logging.warning("tfds_builders not importable (%s); only TFDS catalog datasets work", e)
+
+
+def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bool):
+  """Returns a prepared TFDS builder, preparing it if allowed.
+
+  Raises:
+    DataNotAvailableError: not prepared and `download` is False, or preparation failed
+      (no network, missing manual files); the message names the dataset and the fix.
+  """
+  _import_builders()
+  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  where = builder.data_dir
+  if not download:
+    raise DataNotAvailableError(
+        f"dataset {spec.name!r} ({spec.tfds_name}) is not prepared under {where}. "
+        f"Prepare it once with `tfds build {spec.tfds_name} --data_dir=...` on a machine "
+        "with network access and copy the directory, or rerun without --nodownload.")
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataNotAvailableError(
+        f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
+        f"{type(e).__name__}: {e}. Offline? Prepare it where the network works "
+        f"(`tfds build {spec.tfds_name}`) and copy it to --data_dir, or, for a manual "
+        "dataset, put the files where the message above says.") from e
+  return builder
+
+
+def _read_index(builder, split: str, spec: catalog.DatasetSpec):
+  """Returns (ids, labels) of a split without decoding images."""
+  ds = _as_dataset(builder, split, spec)
+  id_key = _id_key(spec)
+  ds = ds.map(lambda ex: (ex[id_key], ex[spec.label_key]), num_parallel_calls=AUTOTUNE)
+  ids, labels = [], []
+  for batch_ids, batch_labels in ds.batch(4096).as_numpy_iterator():
+    ids.extend(i.decode("utf-8") if isinstance(i, bytes) else str(i) for i in batch_ids)
+    labels.extend(int(l) for l in batch_labels)
+  return ids, labels
+
+
+def _id_key(spec) -> str:
+  return spec.id_key or "tfds_id"
+
+
+def _as_dataset(builder, split, spec, decode_images: bool = False):
+  decoders = None if decode_images else {spec.image_key: tfds.decode.SkipDecoding()}
+  return builder.as_dataset(
+      split=split, shuffle_files=False, decoders=decoders,
+      read_config=tfds.ReadConfig(add_tfds_id=spec.id_key is None,
+                                  interleave_cycle_length=1))
+
+
+def draw_split_ids(spec, builder, *, val_fraction: float, train_fraction: float,
+                   split_seed: int, select_on: str) -> SplitIds:
+  """Draws the train / val / test ids for a run (deterministic, stratified)."""
+  pool_ids, pool_labels = _read_index(builder, spec.train_split, spec)
+  label_of = dict(zip(pool_ids, pool_labels))
+  test_ids = None
+  if spec.test_split is None:
+    test_ids, pool_ids = splits_lib.stratified_split(
+        pool_ids, [label_of[i] for i in pool_ids], spec.test_fraction,
+        seed=spec.test_split_seed)
+  if select_on == "val":
+    val_ids, train_pool = splits_lib.stratified_split(
+        pool_ids, [label_of[i] for i in pool_ids], val_fraction, seed=split_seed,
+        min_per_class=1)
+    val_from = "train"
+  else:
+    val_ids, train_pool, val_from = None, list(pool_ids), "test"
+  if train_fraction < 1.0:
+    # Another seed than the val split's, so the two draws are independent.
+    train_ids, _ = splits_lib.stratified_split(
+        train_pool, [label_of[i] for i in train_pool], train_fraction,
+        seed=split_seed + 1, min_per_class=1)
+  else:
+    train_ids = sorted(train_pool)
+  counts = {"pool": len(label_of), "train": len(train_ids),
+            "val": len(val_ids) if val_ids is not None else None}
+  if test_ids is not None:
+    counts["test"] = len(test_ids)
+  return SplitIds(train=train_ids, val=val_ids, test=test_ids, val_from=val_from,
+                  counts=counts)
+
+
+def _filter_ids(ds, id_key: str, keep: list):
+  table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+          tf.constant(keep, dtype=tf.string), tf.ones([len(keep)], tf.int32)),
+      default_value=0)
+  return ds.filter(lambda ex: table.lookup(ex[id_key]) > 0)
+
+
+def resize_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
+  """Any (H, W, C) uint8 image -> (size, size, 3) uint8; grayscale becomes 3-channel."""
+  image = tf.convert_to_tensor(image)
+  channels = image.shape[-1]
+  if channels == 1:
+    image = tf.image.grayscale_to_rgb(image)
+  elif channels == 4:
+    image = image[..., :3]
+  elif channels is None:  # unknown statically: decide at run time, static result shape
+    image = tf.cond(tf.shape(image)[-1] == 1,
+                    lambda: tf.image.grayscale_to_rgb(image[..., :1]),
+                    lambda: image[..., :3])
+  resized = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+  resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+  return tf.ensure_shape(resized, (size, size, 3))
+
+
+def _decoded(builder, spec, split: str, keep_ids: Optional[list], size: int):
+  ds = _as_dataset(builder, split, spec, decode_images=True)
+  if keep_ids is not None:
+    ds = _filter_ids(ds, _id_key(spec), keep_ids)
+  return ds.map(lambda ex: (resize_uint8(ex[spec.image_key], size),
+                            tf.cast(ex[spec.label_key], tf.int32)),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _maybe_cache(ds, count: int, size: int, mode: str):
+  nbytes = count * size * size * 3
+  if mode == "memory" or (mode == "auto" and nbytes <= MEMORY_CACHE_BUDGET_BYTES):
+    return ds.cache()
+  return ds
+
+
+def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: int,
+            val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
+            cache: str = "auto", download: bool = True) -> PreparedData:
+  """Builds the cached, unbatched train/val/test datasets of one run."""
+  builder = get_builder(spec, data_dir, download)
+  label_feature = builder.info.features[spec.label_key]
+  num_classes = int(label_feature.num_classes)
+  if num_classes != spec.num_classes:
+    logging.warning("%s: TFDS says %d classes, the catalog %d; using TFDS's",
+                    spec.name, num_classes, spec.num_classes)
+  ids = draw_split_ids(spec, builder, val_fraction=val_fraction,
+                       train_fraction=train_fraction, split_seed=split_seed,
+                       select_on=select_on)
+  size = image_size or spec.image_size
+  train_keep = None if (train_fraction >= 1.0 and ids.val is None
+                        and spec.test_split is not None) else ids.train
+  train = _decoded(builder, spec, spec.train_split, train_keep, size)
+  if spec.test_split is None:
+    test = _decoded(builder, spec, spec.train_split, ids.test, size)
+  else:
+    test = _decoded(builder, spec, spec.test_split, None, size)
+    ids.counts["test"] = int(builder.info.splits[spec.test_split].num_examples)
+  if ids.val is None:  # selection on test: the test set is read every epoch, cache it
+    test = val = _maybe_cache(test, ids.counts["test"], size, cache)
+    ids.counts["val"] = ids.counts["test"]
+  else:
+    val = _maybe_cache(_decoded(builder, spec, spec.train_split, ids.val, size),
+                       len(ids.val), size, cache)
+  return PreparedData(
+      spec=spec, num_classes=num_classes, class_names=list(label_feature.names),
+      image_size=size, ids=ids,
+      train=_maybe_cache(train, ids.counts["train"], size, cache), val=val, test=test)
+
+
+# ----------------------------------------------------------------------------------------
+# Batching for a distribution strategy.
+
+Preprocess = Callable[[tf.Tensor], tf.Tensor]
+
+
+def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+AUGMENTERS = {"none": None, "flip": random_flip}
+
+
+def register_augmenter(name: str, fn) -> None:
+  """Adds an augmentation: fn(uint8 (S,S,3) image, int32 [2] seed) -> uint8 image."""
+  AUGMENTERS[name] = fn
+
+
+def train_dataset_fn(data: PreparedData, *, global_batch: int, steps_per_epoch: int,
+                     epoch: int, seed: int, preprocess: Preprocess, augment: str = "none"):
+  """Returns fn(input_context) for `strategy.distribute_datasets_from_function`.
+
+  The dataset yields exactly `steps_per_epoch` global batches: epoch `epoch`'s seeded
+  permutation of the training set. One dataset per epoch (sharing the in-memory cache of
+  `data.train`) makes every epoch's order a pure function of (seed, epoch), so a resumed
+  run sees the batches an uninterrupted run would have seen. (`shuffle` takes only a
+  Python seed, hence a dataset per epoch rather than a `flat_map` over epochs.)
+  """
+  if augment not in AUGMENTERS:
+    raise ValueError(f"unknown augmentation {augment!r}; known: {sorted(AUGMENTERS)}")
+  augmenter = AUGMENTERS[augment]
+  n = data.num_train
+  epoch_seed = (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+  def fn(ctx: tf.distribute.InputContext):
+    per_replica = ctx.get_per_replica_batch_size(global_batch)
+    per_pipeline = global_batch // ctx.num_input_pipelines
+    ds = data.train
+    if ctx.num_input_pipelines > 1:
+      ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+    ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.take(steps_per_epoch * per_pipeline).enumerate()
+    pipeline_id = ctx.input_pipeline_id
+
+    def element(index, example):
+      image, label = example
+      if augmenter is not None:
+        pair = tf.stack([tf.constant(epoch_seed, tf.int32),
+                         tf.cast(index, tf.int32) * 64 + pipeline_id])
+        image = augmenter(image, pair)
+      return preprocess(tf.cast(image, tf.float32)), label
+
+    ds = ds.map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
+
+  return fn
+
+
+def eval_steps(count: int, global_batch: int) -> int:
+  return max(1, math.ceil(count / global_batch))
+
+
+def eval_dataset_fn(dataset: tf.data.Dataset, count: int, *, global_batch: int,
+                    image_size: int, preprocess: Preprocess):
+  """fn(input_context) yielding (images, labels, weights), padded to whole batches."""
+  steps = eval_steps(count, global_batch)
+
+  def fn(ctx: tf.distribute.InputContext):
+    per_replica = ctx.get_per_replica_batch_size(global_batch)
+    per_pipeline = global_batch // ctx.num_input_pipelines
+    ds = dataset
+    if ctx.num_input_pipelines > 1:
+      ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+    ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))
+    pad = tf.data.Dataset.from_tensors(
+        (tf.zeros((image_size, image_size, 3), tf.uint8), tf.constant(0, tf.int32),
+         tf.constant(0.0))).repeat()
+    ds = ds.concatenate(pad).take(steps * per_pipeline)
+    ds = ds.map(lambda image, label, weight: (preprocess(tf.cast(image, tf.float32)),
+                                              label, weight),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
+
+  return fn, steps
+
+
+def steps_per_epoch(num_train: int, global_batch: int) -> int:
+  if num_train < global_batch:
+    raise ValueError(
+        f"the training split has {num_train} examples, fewer than one global batch "
+        f"({global_batch}); lower --batch_size or raise --train_fraction")
+  return num_train // global_batch
+
+
+def labels_of(ds: tf.data.Dataset) -> np.ndarray:
+  """All labels of an unbatched (image, label) dataset (for tests and reports)."""
+  return np.concatenate([l for _, l in ds.batch(4096).as_numpy_iterator()])

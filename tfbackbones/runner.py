@@ -1,0 +1,28 @@
+"""Library entry point for one run: validate, check names, train.
+
+The cheap checks (config values, backbone and dataset names) run before any data is
+prepared or any model is built, so a typo fails in a second and touches nothing.
+"""
+
+from __future__ import annotations
+
+from tfbackbones import backbones
+from tfbackbones.config import ConfigError, TrainConfig
+from tfbackbones.data import catalog, pipeline
+
+# Errors caused by the user's input: entry points print them without a traceback.
+USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
+               pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError)
+
+
+def check(config: TrainConfig) -> TrainConfig:
+  config.validate()
+  backbones.get(config.backbone)
+  catalog.get(config.dataset)
+  return config
+
+
+def train(config: TrainConfig, **trainer_kwargs) -> dict:
+  """Runs (or resumes) `config` to completion and returns its result row."""
+  from tfbackbones.training.loop import Trainer  # pylint: disable=import-outside-toplevel
+  return Trainer(check(config), **trainer_kwargs).run()

@@ -1,0 +1,97 @@
+r"""Fine-tune one backbone on one dataset: `python -m tfbackbones.train`.
+
+  python -m tfbackbones.train --backbone=convnext_tiny --dataset=dtd \
+      --workdir=runs/dtd/convnext_tiny/s0 --flagfile=flags/paper.flags
+
+Rerunning the same command resumes an interrupted run from its last completed epoch; a
+finished run prints its result and does not train again. `tensorboard --logdir=runs`
+compares runs (Scalars and HParams).
+
+This is the only module that reads FLAGS: it turns them into a `TrainConfig` and hands it
+to the library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from tfbackbones.config import (CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
+                                TrainConfig)
+
+_D = TrainConfig()
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("backbone", _D.backbone, "Backbone name (`python -m tfbackbones.backbones` "
+                    "lists them), or savedmodel:/path, or hub:<handle>.")
+flags.DEFINE_string("dataset", _D.dataset, "Dataset name (see tfbackbones/data/catalog.py).")
+flags.DEFINE_string("workdir", _D.workdir, "Run directory (local or gs://): config, "
+                    "checkpoints, TensorBoard events, result.json.")
+flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (default ~/tensorflow_datasets).")
+flags.DEFINE_bool("download", _D.download, "Prepare a missing dataset (download if needed).")
+flags.DEFINE_string("weights", _D.weights, "imagenet | none | PATH (.weights.h5 or .keras).")
+flags.DEFINE_integer("image_size", _D.image_size, "Input size; 0 = the dataset's protocol size.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (over all replicas).")
+flags.DEFINE_integer("seed", _D.seed, "Training seed (init, shuffling, augmentation).")
+flags.DEFINE_integer("split_seed", _D.split_seed, "Seed of the validation split and the "
+                     "training-fraction subset: keep it fixed to compare backbones and seeds "
+                     "on the same images.")
+flags.DEFINE_float("train_fraction", _D.train_fraction, "Share of the training split to use, "
+                   "in (0, 1]; stratified, >= 1 example per class.")
+flags.DEFINE_float("val_fraction", _D.val_fraction, "Share of train held out for selection.")
+flags.DEFINE_enum("select_on", _D.select_on, SELECT_ON, "val: select and early-stop on the "
+                  "held-out split (correct). test: the paper's own protocol; every output "
+                  "marks the run as selected-on-test.")
+flags.DEFINE_integer("patience", None, "Sets both --adamw_patience and --sgd_patience.")
+flags.DEFINE_integer("adamw_patience", _D.adamw_patience, "Epochs without improvement "
+                     "before switching AdamW -> SGD.")
+flags.DEFINE_integer("sgd_patience", _D.sgd_patience, "Epochs without improvement before "
+                     "stopping the SGD phase.")
+flags.DEFINE_integer("max_epochs", _D.max_epochs, "Hard cap on epochs over both phases.")
+flags.DEFINE_float("adamw_lr", _D.adamw_lr, "AdamW learning rate.")
+flags.DEFINE_float("adamw_weight_decay", _D.adamw_weight_decay, "AdamW weight decay.")
+flags.DEFINE_float("sgd_lr", _D.sgd_lr, "SGD learning rate.")
+flags.DEFINE_float("sgd_momentum", _D.sgd_momentum, "SGD momentum.")
+flags.DEFINE_float("dropout", _D.dropout, "Dropout before the new head.")
+flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the loss.")
+flags.DEFINE_bool("freeze_backbone", _D.freeze_backbone, "Linear probe: train the head only.")
+flags.DEFINE_string("augment", _D.augment, "auto (the dataset's protocol) | none | flip | trivial.")
+flags.DEFINE_float("bn_momentum", _D.bn_momentum, "Override BatchNorm momentum (useful "
+                   "from random init on small data, e.g. 0.9).")
+flags.DEFINE_enum("strategy", _D.strategy, STRATEGIES, "tf.distribute strategy; auto = TPU "
+                  "if --tpu, mirrored over GPUs if any, else default.")
+flags.DEFINE_string("tpu", _D.tpu, "TPU name or grpc address; 'local' on a TPU VM.")
+flags.DEFINE_enum("precision", _D.precision, PRECISIONS, "auto = float32 on CPU, "
+                  "mixed_float16 on GPU, mixed_bfloat16 on TPU.")
+flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution, "Training steps per "
+                     "tf.function call (fewer host round trips).")
+flags.DEFINE_enum("cache", _D.cache, CACHE_MODES, "Cache decoded, resized images in memory.")
+flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Epoch checkpoints to keep.")
+
+
+def config_from_flags() -> TrainConfig:
+  values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(TrainConfig)}
+  if FLAGS.patience is not None:
+    values["adamw_patience"] = values["sgd_patience"] = FLAGS.patience
+  return TrainConfig(**values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  try:
+    result = runner.train(config_from_flags())
+  except runner.USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  return 0 if result.get("status") == "finished" else 1
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Training: distribution strategy, precision, the DualOpt schedule and the custom loop."""

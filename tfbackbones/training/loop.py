@@ -1,0 +1,378 @@
+"""The custom training loop: DualOpt, early stopping, resume, under any tf.distribute strategy.
+
+Why a custom loop rather than `Model.fit`: the AdamW->SGD switch needs the best weights
+restored and a new optimizer mid-run, selection must happen on a held-out split with exact
+per-sample metrics, and a preempted run must resume at the same phase with the same
+optimizer state and patience counters. Why it is not slower than `fit`: several steps run
+inside one `tf.function` call (`steps_per_execution`), metrics are summed on the device and
+read once per call, and summaries are written once per epoch, outside the hot path.
+
+The trainer owns the loop, distribution, checkpoints and summaries; the data pipeline,
+the backbone registry and the head are separate modules (Model Garden's task/trainer
+split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import resource
+import time
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbackbones import backbones as backbones_lib
+from tfbackbones import model as model_lib
+from tfbackbones.config import ConfigError, TrainConfig
+from tfbackbones.data import catalog, pipeline
+from tfbackbones.training import distribute, dualopt, metrics as metrics_lib
+from tfbackbones.training import summaries, workdir as wd
+
+
+class Hooks:
+  """Extension points for tests and tools; every method may be overridden."""
+
+  def on_epoch_end(self, trainer: "Trainer", record: dict) -> None:
+    pass
+
+  def on_switch(self, trainer: "Trainer", best_epoch: int) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class EpochRecord:
+  epoch: int
+  phase: str
+  train_loss: float
+  train_top1: float
+  val: dict
+  selection: float
+  best: float
+  improved: bool
+  patience_left: int
+  learning_rate: float
+  images_per_sec: float
+  train_seconds: float
+  epoch_seconds: float
+
+
+class Trainer:
+  """Fine-tunes one backbone on one dataset as `config` says, in `config.workdir`."""
+
+  def __init__(self, config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
+               hooks: Optional[Hooks] = None,
+               selection_fn: Optional[Callable[[int, dict], float]] = None,
+               log: Callable[[str], None] = print):
+    """Args:
+      config: the run; validated here.
+      strategy: overrides `config.strategy` (tests pass a 2-device MirroredStrategy).
+      hooks: callbacks, see `Hooks`.
+      selection_fn: (epoch, val_metrics) -> selection value; default val top-1. Tests
+        script metric sequences through it.
+      log: where progress lines go.
+    """
+    self.config = config.validate()
+    self.hooks = hooks or Hooks()
+    self.selection_fn = selection_fn or (lambda epoch, val: val["top1"])
+    self.log = log
+    self._strategy_override = strategy
+    self.workdir = config.workdir
+
+  # ------------------------------------------------------------------ setup
+  def _check_workdir(self) -> Optional[dict]:
+    tf.io.gfile.makedirs(self.workdir)
+    result = wd.read_json(wd.path(self.workdir, wd.RESULT))
+    if result and result.get("status") == "finished":
+      return result
+    saved = wd.read_json(wd.path(self.workdir, wd.CONFIG))
+    if saved is not None:
+      diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
+      if diff:
+        changes = ", ".join(f"{k}: now {a!r}, workdir has {b!r}" for k, (a, b) in diff.items())
+        raise ConfigError(
+            f"{self.workdir} holds a run with a different configuration ({changes}). "
+            "Use a new --workdir, or rerun with the workdir's settings to resume it.")
+    return None
+
+  def _setup(self):
+    cfg = self.config
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cfg.seed)
+    self.strategy = self._strategy_override or distribute.make_strategy(cfg.strategy, cfg.tpu)
+    self.is_chief = distribute.is_chief(self.strategy)
+    self.precision = distribute.resolve_precision(cfg.precision, self.strategy)
+    distribute.set_precision(self.precision)
+    self.spec = backbones_lib.get(cfg.backbone)
+    self.dataset_spec = catalog.get(cfg.dataset)
+    self.data = pipeline.prepare(
+        self.dataset_spec, data_dir=cfg.data_dir, image_size=cfg.image_size,
+        val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
+        split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
+        download=cfg.download)
+    self.image_size = self.data.image_size
+    self.global_batch = cfg.batch_size
+    replicas = self.strategy.num_replicas_in_sync
+    if self.global_batch % replicas:
+      raise ConfigError(f"--batch_size={self.global_batch} is not divisible by the "
+                        f"{replicas} replicas; use a multiple of {replicas}.")
+    self.steps_per_epoch = pipeline.steps_per_epoch(self.data.num_train, self.global_batch)
+    with self.strategy.scope():
+      backbone = self.spec.build(self.image_size, cfg.weights)
+      self.model = model_lib.build_classifier(
+          backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
+          freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
+    self.preprocess = lambda images: backbones_lib.preprocess_images(
+        images, self.spec.preprocessing)
+    augment = self.dataset_spec.augment if cfg.augment == "auto" else cfg.augment
+    if augment not in pipeline.AUGMENTERS:
+      logging.warning("augmentation %r is not available yet; using none", augment)
+      augment = "none"
+    self.augment = augment
+
+  def _make_optimizer(self, phase: str):
+    cfg = self.config
+    with self.strategy.scope():
+      if phase == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=cfg.adamw_lr,
+                                     weight_decay=cfg.adamw_weight_decay,
+                                     beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+      else:
+        opt = keras.optimizers.SGD(learning_rate=cfg.sgd_lr, momentum=cfg.sgd_momentum)
+      if self.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+      # Build before tracing: with >= 2 replicas, slot variables created inside the traced
+      # step fail with "You must feed a value for placeholder tensor" (STACK-NOTES).
+      opt.build(self.model.trainable_variables)
+    return opt
+
+  def _set_phase(self, phase: str):
+    self.optimizer = self._make_optimizer(phase)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, self._ckpt_dir(), max_to_keep=self.config.keep_checkpoints,
+        checkpoint_name=f"ckpt-{phase}")
+    self.train_fn = self._make_train_fn(self.optimizer)
+
+  def _ckpt_dir(self) -> str:
+    if self.is_chief:
+      return wd.path(self.workdir, wd.CHECKPOINTS)
+    # Non-chief workers must write too (collective ops), but to a private place.
+    return wd.path(self.workdir, "tmp_worker", wd.CHECKPOINTS)
+
+  # ------------------------------------------------------------------ steps
+  def _loss_per_example(self, labels, logits):
+    ls = self.config.label_smoothing
+    if ls > 0:
+      onehot = tf.one_hot(labels, self.data.num_classes)
+      return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True,
+                                                   label_smoothing=ls)
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+  def _make_train_fn(self, optimizer):
+    model, strategy, global_batch = self.model, self.strategy, float(self.global_batch)
+    variables = model.trainable_variables
+
+    def step(images, labels):
+      with tf.GradientTape() as tape:
+        logits = tf.cast(model(images, training=True), tf.float32)
+        per_example = self._loss_per_example(labels, logits)
+        # Average over the global batch: gradients are summed across replicas.
+        loss = tf.reduce_sum(per_example) / global_batch
+        if model.losses:
+          loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+        scaled = optimizer.scale_loss(loss)
+      grads = tape.gradient(scaled, variables)
+      optimizer.apply_gradients(zip(grads, variables))
+      hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+      return tf.reduce_sum(per_example), tf.reduce_sum(hits)
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+      loss_sum, hits = tf.constant(0.0), tf.constant(0.0)
+      for _ in tf.range(num_steps):
+        images, labels = next(iterator)
+        per_replica = strategy.run(step, args=(images, labels))
+        loss_sum += strategy.reduce("SUM", per_replica[0], axis=None)
+        hits += strategy.reduce("SUM", per_replica[1], axis=None)
+      return loss_sum, hits
+
+    return train_steps
+
+  def _make_eval_fn(self):
+    model, strategy, num_classes = self.model, self.strategy, self.data.num_classes
+    k = min(5, num_classes)
+
+    def step(images, labels, weights):
+      logits = tf.cast(model(images, training=False), tf.float32)
+      per_example = self._loss_per_example(labels, logits)
+      predicted = tf.argmax(logits, -1, output_type=tf.int32)
+      top_k = tf.math.top_k(logits, k=k).indices
+      in_top_k = tf.cast(tf.reduce_any(tf.equal(top_k, labels[:, None]), -1), tf.float32)
+      confusion = tf.math.confusion_matrix(labels, predicted, num_classes=num_classes,
+                                           weights=weights, dtype=tf.float32)
+      return (tf.reduce_sum(per_example * weights), tf.reduce_sum(in_top_k * weights),
+              confusion)
+
+    @tf.function
+    def eval_steps(iterator, num_steps):
+      loss_sum, top5 = tf.constant(0.0), tf.constant(0.0)
+      confusion = tf.zeros((num_classes, num_classes), tf.float32)
+      for _ in tf.range(num_steps):
+        images, labels, weights = next(iterator)
+        out = strategy.run(step, args=(images, labels, weights))
+        loss_sum += strategy.reduce("SUM", out[0], axis=None)
+        top5 += strategy.reduce("SUM", out[1], axis=None)
+        confusion += strategy.reduce("SUM", out[2], axis=None)
+      return loss_sum, top5, confusion
+
+    return eval_steps
+
+  def _distributed_eval(self, dataset, count):
+    fn, steps = pipeline.eval_dataset_fn(dataset, count, global_batch=self.global_batch,
+                                         image_size=self.image_size,
+                                         preprocess=self.preprocess)
+    return self.strategy.distribute_datasets_from_function(fn), steps
+
+  def evaluate(self, dist_dataset, steps) -> dict:
+    loss_sum, top5, confusion = self.eval_fn(iter(dist_dataset), tf.constant(steps))
+    return metrics_lib.from_sums(float(loss_sum.numpy()), float(top5.numpy()),
+                                 confusion.numpy())
+
+  # ------------------------------------------------------------------ weights
+  def _save_best(self, epoch: int) -> str:
+    prefix = wd.path(self.workdir if self.is_chief else wd.path(self.workdir, "tmp_worker"),
+                     wd.BEST, f"weights-{epoch}")
+    return tf.train.Checkpoint(model=self.model).write(prefix)
+
+  def _restore_best(self, prefix: str) -> None:
+    tf.train.Checkpoint(model=self.model).read(prefix).assert_existing_objects_matched()
+
+  # ------------------------------------------------------------------ run
+  def run(self) -> dict:
+    """Trains (or resumes) to completion; returns the result row (also in result.json)."""
+    done = self._check_workdir()
+    if done is not None:
+      self.log(f"{self.workdir}: already finished; not training again.")
+      self.log(summaries.result_line(done))
+      return done
+    started = time.time()
+    try:
+      return self._run(started)
+    except KeyboardInterrupt:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failure(e, started)
+      raise
+    finally:
+      keras.mixed_precision.set_global_policy("float32")
+
+  def _write_failure(self, error: Exception, started: float) -> None:
+    try:
+      tf.io.gfile.makedirs(self.workdir)
+      wd.write_json(wd.path(self.workdir, wd.RESULT), {
+          "status": "failed", "error": f"{type(error).__name__}: {error}",
+          "config": self.config.to_dict(), "backbone": self.config.backbone,
+          "dataset": self.config.dataset, "seed": self.config.seed,
+          "train_fraction": self.config.train_fraction,
+          "wall_time_sec": time.time() - started})
+    except Exception:  # pylint: disable=broad-except
+      logging.exception("could not write the failure to result.json")
+
+  def _run(self, started: float) -> dict:
+    cfg = self.config
+    self._setup()
+    if self.is_chief:
+      wd.write_json(wd.path(self.workdir, wd.CONFIG), cfg.to_dict())
+    state = wd.read_json(wd.path(self.workdir, wd.STATE))
+    if state:
+      sched = dualopt.DualOptState.from_dict(state["schedule"])
+      self._set_phase(sched.phase)
+      self.checkpoint.read(state["checkpoint"]).assert_existing_objects_matched()
+      history, best_path = state["history"], state["best_path"]
+      elapsed_before = state["elapsed"]
+      self.log(f"resuming {self.workdir} after epoch {sched.epoch} "
+               f"(phase {sched.phase}, best {sched.best:.4f} at epoch {sched.best_epoch + 1}, "
+               f"patience left {sched.patience_left})")
+    else:
+      sched = dualopt.DualOptState(cfg.adamw_patience, cfg.sgd_patience, cfg.max_epochs)
+      self._set_phase("adamw")
+      history, best_path, elapsed_before = [], None, 0.0
+    self.schedule = sched
+    self.eval_fn = self._make_eval_fn()
+    val_ds, val_steps = self._distributed_eval(self.data.val, self.data.ids.counts["val"])
+    writer = summaries.RunWriter(self.workdir, enabled=self.is_chief)
+    if not state:
+      writer.hparams(summaries.hparams_of(self))
+    self.log(summaries.start_line(self))
+    run_started = time.time()
+
+    while not sched.done:
+      epoch = sched.epoch
+      t0 = time.time()
+      train_iter = iter(self.strategy.distribute_datasets_from_function(
+          pipeline.train_dataset_fn(
+              self.data, global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch,
+              epoch=epoch, seed=cfg.seed, preprocess=self.preprocess, augment=self.augment)))
+      loss_sum = hits = 0.0
+      remaining = self.steps_per_epoch
+      while remaining > 0:
+        n = min(remaining, cfg.steps_per_execution)
+        l, h = self.train_fn(train_iter, tf.constant(n))
+        loss_sum, hits, remaining = loss_sum + float(l.numpy()), hits + float(h.numpy()), remaining - n
+      train_seconds = time.time() - t0
+      val = self.evaluate(val_ds, val_steps)
+      selection = float(self.selection_fn(epoch, val))
+      phase = sched.phase
+      decision = sched.update(selection)
+      images = self.steps_per_epoch * self.global_batch
+      record = dataclasses.asdict(EpochRecord(
+          epoch=epoch, phase=phase, train_loss=loss_sum / images, train_top1=hits / images,
+          val=val, selection=selection, best=sched.best, improved=decision.improved,
+          patience_left=sched.patience_left if not decision.switch_to_sgd else 0,
+          learning_rate=summaries.learning_rate(self.optimizer),
+          images_per_sec=images / train_seconds, train_seconds=train_seconds,
+          epoch_seconds=time.time() - t0))
+      history.append(record)
+      stale_best = None
+      if decision.improved:
+        # The old best stays on disk until state.json points at the new one.
+        stale_best, best_path = best_path, self._save_best(epoch)
+      if decision.switch_to_sgd:
+        self._restore_best(best_path)
+        self._set_phase("sgd")
+        self.hooks.on_switch(self, sched.best_epoch)
+      writer.epoch(record, self.steps_per_epoch * (epoch + 1))
+      checkpoint_path = self.manager.save(checkpoint_number=epoch + 1)
+      elapsed = elapsed_before + time.time() - run_started
+      if self.is_chief:
+        wd.write_json(wd.path(self.workdir, wd.STATE), {
+            "schedule": sched.to_dict(), "checkpoint": checkpoint_path,
+            "best_path": best_path, "history": history, "elapsed": elapsed})
+        if stale_best:
+          wd.remove_checkpoint(stale_best)
+      self.log(summaries.progress_line(record, sched, history, cfg.max_epochs,
+                                       decision))
+      self.hooks.on_epoch_end(self, record)
+
+    self._restore_best(best_path)
+    best_record = history[sched.best_epoch]
+    test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
+    test = self.evaluate(test_ds, test_steps)
+    elapsed = elapsed_before + time.time() - run_started
+    result = summaries.build_result(self, sched, history, best_record["val"], test,
+                                    wall_time=elapsed, peak_rss_mb=_peak_rss_mb())
+    writer.final(result, self.steps_per_epoch * sched.epoch)
+    writer.close()
+    if self.is_chief:
+      wd.write_json(wd.path(self.workdir, wd.RESULT), result)
+    self.log(summaries.result_line(result))
+    return result
+
+
+def _peak_rss_mb() -> float:
+  # ru_maxrss is in KiB on Linux.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
