@@ -16,8 +16,23 @@ import keras
 import tensorflow as tf
 
 
+_STRATEGIES: dict = {}
+
+
 def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
-  """Builds the strategy named by `--strategy` (see config.STRATEGIES)."""
+  """Returns the strategy named by `--strategy` (see config.STRATEGIES), one per process.
+
+  Memoised: a study runs many trainers in one process, and two MirroredStrategy objects
+  over the same devices issue colliding collective keys ("Shape mismatch in the
+  collective instance"); a TPU system must also be initialised only once.
+  """
+  key = (name, tpu)
+  if key not in _STRATEGIES:
+    _STRATEGIES[key] = _make_strategy(name, tpu)
+  return _STRATEGIES[key]
+
+
+def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
   if name == "auto":
     if tpu:
       name = "tpu"

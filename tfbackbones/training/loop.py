@@ -30,7 +30,7 @@ from tfbackbones import model as model_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.training import distribute, dualopt, metrics as metrics_lib
-from tfbackbones.training import summaries, workdir as wd
+from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
 
 
 class Hooks:
@@ -125,6 +125,7 @@ class Trainer:
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
+    self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
     augment = self.dataset_spec.augment if cfg.augment == "auto" else cfg.augment
@@ -164,72 +165,9 @@ class Trainer:
     return wd.path(self.workdir, "tmp_worker", wd.CHECKPOINTS)
 
   # ------------------------------------------------------------------ steps
-  def _loss_per_example(self, labels, logits):
-    ls = self.config.label_smoothing
-    if ls > 0:
-      onehot = tf.one_hot(labels, self.data.num_classes)
-      return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True,
-                                                   label_smoothing=ls)
-    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-
   def _make_train_fn(self, optimizer):
-    model, strategy, global_batch = self.model, self.strategy, float(self.global_batch)
-    variables = model.trainable_variables
-
-    def step(images, labels):
-      with tf.GradientTape() as tape:
-        logits = tf.cast(model(images, training=True), tf.float32)
-        per_example = self._loss_per_example(labels, logits)
-        # Average over the global batch: gradients are summed across replicas.
-        loss = tf.reduce_sum(per_example) / global_batch
-        if model.losses:
-          loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
-        scaled = optimizer.scale_loss(loss)
-      grads = tape.gradient(scaled, variables)
-      optimizer.apply_gradients(zip(grads, variables))
-      hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-      return tf.reduce_sum(per_example), tf.reduce_sum(hits)
-
-    @tf.function
-    def train_steps(iterator, num_steps):
-      loss_sum, hits = tf.constant(0.0), tf.constant(0.0)
-      for _ in tf.range(num_steps):
-        images, labels = next(iterator)
-        per_replica = strategy.run(step, args=(images, labels))
-        loss_sum += strategy.reduce("SUM", per_replica[0], axis=None)
-        hits += strategy.reduce("SUM", per_replica[1], axis=None)
-      return loss_sum, hits
-
-    return train_steps
-
-  def _make_eval_fn(self):
-    model, strategy, num_classes = self.model, self.strategy, self.data.num_classes
-    k = min(5, num_classes)
-
-    def step(images, labels, weights):
-      logits = tf.cast(model(images, training=False), tf.float32)
-      per_example = self._loss_per_example(labels, logits)
-      predicted = tf.argmax(logits, -1, output_type=tf.int32)
-      top_k = tf.math.top_k(logits, k=k).indices
-      in_top_k = tf.cast(tf.reduce_any(tf.equal(top_k, labels[:, None]), -1), tf.float32)
-      confusion = tf.math.confusion_matrix(labels, predicted, num_classes=num_classes,
-                                           weights=weights, dtype=tf.float32)
-      return (tf.reduce_sum(per_example * weights), tf.reduce_sum(in_top_k * weights),
-              confusion)
-
-    @tf.function
-    def eval_steps(iterator, num_steps):
-      loss_sum, top5 = tf.constant(0.0), tf.constant(0.0)
-      confusion = tf.zeros((num_classes, num_classes), tf.float32)
-      for _ in tf.range(num_steps):
-        images, labels, weights = next(iterator)
-        out = strategy.run(step, args=(images, labels, weights))
-        loss_sum += strategy.reduce("SUM", out[0], axis=None)
-        top5 += strategy.reduce("SUM", out[1], axis=None)
-        confusion += strategy.reduce("SUM", out[2], axis=None)
-      return loss_sum, top5, confusion
-
-    return eval_steps
+    return steps_lib.make_train_fn(self.model, optimizer, self.strategy, self.global_batch,
+                                   self.loss_fn)
 
   def _distributed_eval(self, dataset, count):
     fn, steps = pipeline.eval_dataset_fn(dataset, count, global_batch=self.global_batch,
@@ -302,7 +240,8 @@ class Trainer:
       self._set_phase("adamw")
       history, best_path, elapsed_before = [], None, 0.0
     self.schedule = sched
-    self.eval_fn = self._make_eval_fn()
+    self.eval_fn = steps_lib.make_eval_fn(self.model, self.strategy, self.data.num_classes,
+                                          self.loss_fn)
     val_ds, val_steps = self._distributed_eval(self.data.val, self.data.ids.counts["val"])
     writer = summaries.RunWriter(self.workdir, enabled=self.is_chief)
     if not state:

@@ -1,0 +1,1 @@
+"""Experiments: studies (lists of run configs), the quickstart and the benchmarks."""

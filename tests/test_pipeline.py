@@ -1,0 +1,97 @@
+"""The input pipeline on the real (bundled) digits: splits, epochs, padding, resizing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfbackbones.data import catalog, pipeline
+
+
+def _prepare(data_dir, **kw):
+  args = dict(data_dir=data_dir, image_size=32, val_fraction=0.1, train_fraction=1.0,
+              split_seed=42, select_on="val")
+  args.update(kw)
+  return pipeline.prepare(catalog.get("sklearn_digits"), **args)
+
+
+def test_val_split_is_held_out_of_train_stratified_and_stable(digits_data_dir):
+  data = _prepare(digits_data_dir)
+  ids = data.ids
+  assert not set(ids.train) & set(ids.val)
+  assert ids.counts["train"] + ids.counts["val"] == ids.counts["pool"] == 1438
+  assert ids.counts["val"] == pytest.approx(144, abs=5) and ids.counts["test"] == 359
+  assert set(pipeline.labels_of(data.val)) == set(range(10))
+  assert len(pipeline.labels_of(data.train)) == ids.counts["train"]
+  assert _prepare(digits_data_dir).ids.val == ids.val            # deterministic
+  assert _prepare(digits_data_dir, split_seed=7).ids.val != ids.val
+
+
+def test_train_fraction_is_a_stratified_subset_shared_by_all_runs(digits_data_dir):
+  full = _prepare(digits_data_dir)
+  tiny = _prepare(digits_data_dir, train_fraction=0.01)
+  assert set(tiny.ids.train) < set(full.ids.train)
+  assert tiny.ids.val == full.ids.val                             # same selection split
+  assert set(pipeline.labels_of(tiny.train)) == set(range(10))    # >= 1 per class
+  assert tiny.ids.train == _prepare(digits_data_dir, train_fraction=0.01).ids.train
+
+
+def test_select_on_test_uses_the_test_split_and_the_whole_pool(digits_data_dir):
+  data = _prepare(digits_data_dir, select_on="test")
+  assert data.ids.val is None and data.ids.val_from == "test"
+  assert data.ids.counts["train"] == 1438 and data.ids.counts["val"] == 359
+
+
+def _collect(fn):
+  ctx = tf.distribute.InputContext()
+  return [(x.numpy(), y.numpy()) for x, y in fn(ctx)]
+
+
+def test_train_epochs_are_seeded_permutations_with_exact_step_counts(digits_data_dir):
+  data = _prepare(digits_data_dir, train_fraction=0.3)
+  steps = pipeline.steps_per_epoch(data.num_train, 32)
+  make = lambda epoch, seed=0: pipeline.train_dataset_fn(  # noqa: E731
+      data, global_batch=32, steps_per_epoch=steps, epoch=epoch, seed=seed,
+      preprocess=lambda x: x / 255.0, augment="flip")
+  e0 = _collect(make(0))
+  assert len(e0) == steps and all(x.shape == (32, 32, 32, 3) for x, _ in e0)
+  assert all(x.min() >= 0 and x.max() <= 1 for x, _ in e0)
+  again = _collect(make(0))
+  assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+             for a, b in zip(e0, again))                          # resume-exact
+  e1 = _collect(make(1))
+  assert not all(np.array_equal(a[1], b[1]) for a, b in zip(e0, e1))
+  other_seed = _collect(make(0, seed=1))
+  assert not all(np.array_equal(a[1], b[1]) for a, b in zip(e0, other_seed))
+
+
+def test_eval_pads_to_whole_batches_with_zero_weight(digits_data_dir):
+  data = _prepare(digits_data_dir)
+  fn, steps = pipeline.eval_dataset_fn(data.test, 359, global_batch=64, image_size=32,
+                                       preprocess=lambda x: x)
+  batches = list(fn(tf.distribute.InputContext()))
+  assert len(batches) == steps == 6
+  weights = np.concatenate([w.numpy() for _, _, w in batches])
+  assert weights.sum() == 359 and len(weights) == 384
+  assert set(np.unique(weights)) == {0.0, 1.0} and weights[:359].all()
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_resize_uint8_gives_rgb_eagerly_and_in_tf_data(channels):
+  image = np.random.default_rng(0).integers(0, 256, (20, 30, channels), dtype=np.uint8)
+  eager = pipeline.resize_uint8(image, 16).numpy()
+  graph = next(iter(tf.data.Dataset.from_tensors(image).map(
+      lambda x: pipeline.resize_uint8(x, 16)))).numpy()
+  assert eager.shape == graph.shape == (16, 16, 3) and eager.dtype == np.uint8
+  np.testing.assert_array_equal(eager, graph)
+  if channels == 1:
+    assert (eager[..., 0] == eager[..., 2]).all()
+
+
+def test_missing_dataset_without_download_names_the_fix(tmp_path):
+  with pytest.raises(pipeline.DataNotAvailableError, match="not prepared.*tfds build"):
+    pipeline.get_builder(catalog.get("sklearn_digits"), str(tmp_path), download=False)
+
+
+def test_unknown_dataset_lists_the_valid_ones():
+  with pytest.raises(catalog.UnknownDatasetError, match="sklearn_digits"):
+    catalog.get("mnist_typo")
