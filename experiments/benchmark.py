@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from tfbackbones import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train", ["train"], "What to measure.")
 flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone name.")
@@ -105,6 +107,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
 
 def main(argv):
   del argv
+  cli.quiet_logs()
   r = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size, FLAGS.num_classes,
                     FLAGS.steps, FLAGS.repeats)
   spread = lambda xs: f"{min(xs):.1f}-{max(xs):.1f}"  # noqa: E731

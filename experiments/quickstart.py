@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from tfbackbones import cli  # noqa: E402
+
 from tfbackbones.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -30,7 +32,7 @@ flags.DEFINE_string("data_dir", None, "TFDS data_dir; default <workdir>/tensorfl
 flags.DEFINE_list("backbones", None, "Override the backbones (comma-separated).")
 flags.DEFINE_integer("max_epochs", None, "Override the epoch cap (for a faster look).")
 
-BACKBONES = ("mobilenet_v3_small", "efficientnetv2_b0", "resnet50")
+BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0")
 
 # The protocol, shared with flags/quickstart.flags (a test checks they agree).
 PROTOCOL = dict(
@@ -65,6 +67,7 @@ def table(results: list[dict]) -> str:
 def main(argv):
   del argv
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  cli.quiet_logs()
   overrides = {"max_epochs": FLAGS.max_epochs} if FLAGS.max_epochs else {}
   runs = configs(FLAGS.workdir, FLAGS.data_dir, tuple(FLAGS.backbones or BACKBONES),
                  **overrides)

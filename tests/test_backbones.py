@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import types
+import warnings
 
 import h5py
 import keras
@@ -152,6 +154,7 @@ class _Intercepted(Exception):
   pass
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
 @pytest.mark.parametrize("name", _keras_app_params())
 def test_weights_file_matches_what_keras_requests(name, monkeypatch):
   # pylint: disable=g-import-not-at-top
@@ -280,12 +283,23 @@ def test_weights_path_missing_names_the_path(tmp_path):
 def test_weights_path_mismatch_names_path_and_layer(tmp_path):
   path = str(tmp_path / "small.weights.h5")
   backbones.get("mobilenet_v3_small").build(SIZE).save_weights(path)
-  with pytest.raises(weights_lib.WeightsMismatchError) as info:
-    backbones.get("mobilenet_v3_large").build(SIZE, weights=path)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with pytest.raises(weights_lib.WeightsMismatchError) as info:
+      backbones.get("mobilenet_v3_large").build(SIZE, weights=path)
   message = str(info.value)
   assert path in message
   assert "mobilenet_v3_large" in message
   assert "Layer '" in message  # Keras names the first offending layer.
+  # Keras's per-container warnings of the failed load are not passed on.
+  assert not [w for w in caught if "Skipping nested" in str(w.message)]
+
+
+def test_weights_path_unreadable_file(tmp_path):
+  path = tmp_path / "corrupt.weights.h5"
+  path.write_bytes(b"not hdf5")
+  with pytest.raises(weights_lib.WeightsMismatchError, match="corrupt"):
+    backbones.get("mobilenet_v3_small").build(SIZE, weights=str(path))
 
 
 def test_weights_path_bad_suffix(tmp_path):
@@ -326,6 +340,18 @@ def test_savedmodel_backbone_is_fine_tunable(tmp_path):
   optimizer.apply_gradients(zip(grads, classifier.trainable_variables))
   after = [v.numpy() for v in sm_layer.trainable_weights]
   assert any(not np.allclose(b, a) for b, a in zip(before, after))
+
+
+def test_savedmodel_weights_path_round_trip(tmp_path):
+  spec = backbones.get("savedmodel:" + _export_tiny_savedmodel(tmp_path / "sm"))
+  tuned = spec.build(SIZE, weights="imagenet")
+  for variable in tuned.weights:
+    variable.assign(variable + 1.0)
+  path = str(tmp_path / "tuned.weights.h5")
+  tuned.save_weights(path)
+  reloaded = spec.build(SIZE, weights=path)
+  for expected, actual in zip(tuned.get_weights(), reloaded.get_weights()):
+    np.testing.assert_allclose(expected, actual)
 
 
 def test_savedmodel_serving_default_and_options(tmp_path):
@@ -388,6 +414,26 @@ def test_hub_spec_offline_fails_fast(tmp_path, monkeypatch, offline):
     spec.build(224, weights="none")
 
 
+def test_hub_download_failure_is_reported(tmp_path, monkeypatch):
+  # Stand-in tensorflow_hub whose download fails: the online path, offline.
+  monkeypatch.delenv(weights_lib.OFFLINE_ENV, raising=False)
+  monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub_cache"))
+  fake_hub = types.ModuleType("tensorflow_hub")
+
+  def resolve(handle):
+    raise OSError(f"cannot reach {handle}")
+
+  fake_hub.resolve = resolve
+  monkeypatch.setitem(sys.modules, "tensorflow_hub", fake_hub)
+  with pytest.raises(backbones.WeightsNotAvailableError,
+                     match="download failed.*cannot reach"):
+    backbones.get("swin_tiny").build(224, weights="imagenet")
+  monkeypatch.setitem(sys.modules, "tensorflow_hub", None)  # not importable
+  with pytest.raises(backbones.WeightsNotAvailableError,
+                     match="tensorflow_hub cannot be imported"):
+    backbones.get("swin_tiny").build(224, weights="imagenet")
+
+
 def test_hub_handle_resolves_from_populated_cache(tmp_path, monkeypatch,
                                                   offline):
   cache = tmp_path / "hub_cache"
@@ -438,6 +484,19 @@ def test_register_duplicate_raises_and_new_name_works():
   assert "test_only_rn" not in backbones.names()
   with pytest.raises(ValueError, match="lowercase"):
     backbones.register(dataclasses.replace(spec, name="Bad-Name"))
+
+
+def test_register_as_decorator():
+  try:
+    @backbones.register
+    def _factory():
+      return dataclasses.replace(backbones.get("resnet50"),
+                                 name="test_only_decorated")
+
+    assert callable(_factory)
+    assert backbones.get("test_only_decorated").source == "keras.applications"
+  finally:
+    registry.unregister("test_only_decorated")
 
 
 # 7. preprocess_images equals Keras's own preprocess_input.

@@ -54,6 +54,17 @@ def test_run_writes_workdir_and_a_finished_run_is_not_retrained(tmp_path, digits
   assert any(f.startswith("events.out.tfevents") for f in files)
   assert any(line.startswith("epoch   2 [adamw]") and "img/s" in line and "eta" in line
              for line in log.lines)
+  tags, plugins = set(), set()
+  for name in files:
+    if name.startswith("events.out.tfevents"):
+      for event in tf.compat.v1.train.summary_iterator(os.path.join(cfg.workdir, name)):
+        for value in event.summary.value:
+          tags.add(value.tag)
+          plugins.add(value.metadata.plugin_data.plugin_name)
+  assert {"train/loss", "val/top1", "val/macro_f1", "optimizer/learning_rate",
+          "optimizer/phase", "speed/images_per_sec", "final/test_top1",
+          "final/best_val_top1"} <= tags
+  assert "hparams" in plugins
   log2 = Quiet()
   again = runner.train(cfg, log=log2)
   assert again == result and "already finished" in log2.lines[0]
@@ -239,3 +250,30 @@ def test_quickstart_flagfile_matches_the_quickstart_study():
   assert set(values) == set(quickstart.PROTOCOL)
   for key, value in quickstart.PROTOCOL.items():
     assert values[key] == str(value), key
+
+
+def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digits_data_dir):
+  inputs = keras.Input((32, 32, 3))
+  x = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(inputs)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  keras.Model(inputs, x).export(str(tmp_path / "sm"), verbose=False)
+  original = tf.saved_model.load(str(tmp_path / "sm"))
+  before = sorted((v.numpy() for v in original.trainable_variables), key=lambda a: a.shape)
+  seen = {}
+
+  class Look(loop.Hooks):
+    def on_epoch_end(self, trainer, record):
+      layer = trainer.model.layers[1]
+      seen["vars"] = sorted((v.numpy() for v in layer.trainable_weights),
+                            key=lambda a: a.shape)
+
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, backbone=f"savedmodel:{tmp_path}/sm",
+                    weights="imagenet", max_epochs=2)   # "imagenet" = the SavedModel's own
+  with pytest.raises(Kill):
+    runner.train(cfg, hooks=KillAfter(0), log=Quiet())
+  log = Quiet()
+  result = runner.train(cfg, hooks=Look(), log=log)
+  assert any("resuming" in l for l in log.lines) and result["status"] == "finished"
+  assert seen["vars"] and len(seen["vars"]) == len(before)
+  assert [a.shape for a in seen["vars"]] == [b.shape for b in before]
+  assert all(not np.allclose(a, b) for a, b in zip(seen["vars"], before))  # they trained

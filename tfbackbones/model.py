@@ -39,6 +39,10 @@ def build_classifier(backbone: keras.Model, num_classes: int, image_size: int,
   backbone.trainable = not freeze_backbone
   inputs = keras.Input((image_size, image_size, 3), name="images", dtype="float32")
   features = backbone(inputs)
+  if isinstance(features, (list, tuple)):
+    if len(features) != 1:
+      raise ValueError(f"backbone {backbone.name} has {len(features)} outputs; expected 1")
+    features = features[0]
   if len(features.shape) == 4:
     features = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
   elif len(features.shape) != 2:

@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from tfbackbones import cli  # noqa: E402
+
 from tfbackbones.config import (CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
                                 TrainConfig)
 
@@ -85,6 +87,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  cli.quiet_logs()
   try:
     result = runner.train(config_from_flags())
   except runner.USER_ERRORS as e:

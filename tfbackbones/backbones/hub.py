@@ -56,8 +56,9 @@ def _unavailable_message(spec: registry.BackboneSpec, reason: str) -> str:
   return (
       f"TF Hub model for backbone {spec.name!r} is not available "
       f"({reason}).\n  handle: {spec.handle}\n"
-      f"  looked in the TF Hub cache: {weights_lib.tfhub_module_dir(spec.handle)}"
-      "\nEither download the model on a machine with internet (the "
+      "  looked in the TF Hub cache: "
+      f"{weights_lib.tfhub_module_dir(spec.handle)}\n"
+      "Either download the model on a machine with internet (the "
       "SavedModel archive of the handle; extract it) and use the backbone "
       f"name 'savedmodel:/path/to/extracted_dir{hint}', or set "
       "TFHUB_CACHE_DIR to a cache that tensorflow_hub populated (its "
@@ -89,9 +90,15 @@ def resolve_handle(spec: registry.BackboneSpec) -> str:
         spec, f"not cached and {weights_lib.OFFLINE_ENV}=1 forbids "
         "downloading"))
   try:
-    # pylint: disable=g-import-not-at-top
-    import tensorflow_hub as hub
-
+    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    # tensorflow-hub 0.16.1 imports pkg_resources, which setuptools >= 81
+    # no longer ships.
+    raise weights_lib.WeightsNotAvailableError(_unavailable_message(
+        spec, f"tensorflow_hub cannot be imported to download it: {e}; "
+        "install tensorflow-hub, and 'setuptools<81' if pkg_resources is "
+        "missing")) from e
+  try:
     with weights_lib.socket_timeout(weights_lib.DOWNLOAD_SOCKET_TIMEOUT_S):
       return hub.resolve(handle)
   except Exception as e:  # pylint: disable=broad-except
@@ -169,7 +176,8 @@ _add("vit_b16", "https://tfhub.dev/sayakpaul/vit_b16_fe/1",
      feature_dim=768, fixed_size=True,
      description=("ViT-B/16 (Dosovitskiy et al. 2021) feature vector, "
                   "ImageNet-21k -> 1k, inputs in [-1, 1], 224 px only"))
-_add("swin_tiny", "https://tfhub.dev/sayakpaul/swin_tiny_patch4_window7_224_fe/1",
+_add("swin_tiny",
+     "https://tfhub.dev/sayakpaul/swin_tiny_patch4_window7_224_fe/1",
      default_size=224, preprocessing="torch", params_m=28.3,
      imagenet_top1=81.47, feature_dim=768, fixed_size=True,
      description=("Swin-T (Liu et al. 2021) feature vector, ImageNet-1k, "

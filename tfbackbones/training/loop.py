@@ -108,8 +108,14 @@ class Trainer:
     distribute.set_precision(self.precision)
     self.spec = backbones_lib.get(cfg.backbone)
     self.dataset_spec = catalog.get(cfg.dataset)
+    size = cfg.image_size or self.dataset_spec.image_size
+    if self.spec.fixed_size and size != self.spec.default_size:
+      # Some SavedModels are traced for one resolution only (hub ViT/Swin: 224).
+      logging.warning("%s accepts only %dpx inputs; using %d instead of %d",
+                      cfg.backbone, self.spec.default_size, self.spec.default_size, size)
+      size = self.spec.default_size
     self.data = pipeline.prepare(
-        self.dataset_spec, data_dir=cfg.data_dir, image_size=cfg.image_size,
+        self.dataset_spec, data_dir=cfg.data_dir, image_size=size,
         val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
         split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
         download=cfg.download)
