@@ -1,4 +1,6 @@
 # The two commands of README.md. Both create .venv if it is missing.
+# EXTRAS picks the TensorFlow build: cpu,hub (default) or gpu,hub; TPU VMs: see BUILD.md.
+EXTRAS ?= cpu,hub
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,11 +12,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel 'setuptools<81'
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[$(EXTRAS),test]'
 	touch $@
 
 install: $(VENV)/.installed

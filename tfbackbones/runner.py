@@ -7,12 +7,14 @@ prepared or any model is built, so a typo fails in a second and touches nothing.
 from __future__ import annotations
 
 from tfbackbones import backbones
+from tfbackbones.backbones import savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 
 # Errors caused by the user's input: entry points print them without a traceback.
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
-               pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError)
+               pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
+               weights.WeightsMismatchError, savedmodel.SavedModelError)
 
 
 def check(config: TrainConfig) -> TrainConfig:

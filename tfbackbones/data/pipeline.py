@@ -72,6 +72,12 @@ def _import_builders():
     logging.warning("tfds_builders not importable (%s); only TFDS catalog datasets work", e)
 
 
+def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
+  """The TFDS builder of `spec` (our own builders registered first); nothing prepared."""
+  _import_builders()
+  return tfds.builder(spec.tfds_name, data_dir=data_dir)
+
+
 def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bool):
   """Returns a prepared TFDS builder, preparing it if allowed.
 
@@ -79,24 +85,25 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
     DataNotAvailableError: not prepared and `download` is False, or preparation failed
       (no network, missing manual files); the message names the dataset and the fix.
   """
-  _import_builders()
-  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  builder = tfds_builder(spec, data_dir)
   if builder.is_prepared():
     return builder
   where = builder.data_dir
   if not download:
     raise DataNotAvailableError(
         f"dataset {spec.name!r} ({spec.tfds_name}) is not prepared under {where}. "
-        f"Prepare it once with `tfds build {spec.tfds_name} --data_dir=...` on a machine "
-        "with network access and copy the directory, or rerun without --nodownload.")
+        f"Prepare it once with `python -m tfbackbones.datasets --prepare={spec.name} "
+        "--data_dir=DIR` on a machine with network access and copy DIR here (pass "
+        "--data_dir=DIR), or rerun without --nodownload.")
   try:
     builder.download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except
     raise DataNotAvailableError(
         f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
         f"{type(e).__name__}: {e}. Offline? Prepare it where the network works "
-        f"(`tfds build {spec.tfds_name}`) and copy it to --data_dir, or, for a manual "
-        "dataset, put the files where the message above says.") from e
+        f"(`python -m tfbackbones.datasets --prepare={spec.name} --data_dir=DIR`) and "
+        "copy DIR here, or, for a manual dataset, put the files where the message above "
+        "says.") from e
   return builder
 
 

@@ -97,3 +97,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return True
   task_type, task_id = resolver.task_type, resolver.task_id
   return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+def worker_tag(strategy: tf.distribute.Strategy) -> str:
+  """A name unique to this worker of a multi-worker job (for private scratch dirs)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or resolver.task_type is None:
+    return "worker"
+  return f"{resolver.task_type}_{resolver.task_id}"

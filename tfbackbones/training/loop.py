@@ -168,7 +168,11 @@ class Trainer:
     if self.is_chief:
       return wd.path(self.workdir, wd.CHECKPOINTS)
     # Non-chief workers must write too (collective ops), but to a private place.
-    return wd.path(self.workdir, "tmp_worker", wd.CHECKPOINTS)
+    return wd.path(self._scratch_dir(), wd.CHECKPOINTS)
+
+  def _scratch_dir(self) -> str:
+    """Where a non-chief worker writes what collective saving makes it write."""
+    return wd.path(self.workdir, "tmp_" + distribute.worker_tag(self.strategy))
 
   # ------------------------------------------------------------------ steps
   def _make_train_fn(self, optimizer):
@@ -188,7 +192,7 @@ class Trainer:
 
   # ------------------------------------------------------------------ weights
   def _save_best(self, epoch: int) -> str:
-    prefix = wd.path(self.workdir if self.is_chief else wd.path(self.workdir, "tmp_worker"),
+    prefix = wd.path(self.workdir if self.is_chief else self._scratch_dir(),
                      wd.BEST, f"weights-{epoch}")
     return tf.train.Checkpoint(model=self.model).write(prefix)
 
