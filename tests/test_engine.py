@@ -277,3 +277,17 @@ def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digi
   assert seen["vars"] and len(seen["vars"]) == len(before)
   assert [a.shape for a in seen["vars"]] == [b.shape for b in before]
   assert all(not np.allclose(a, b) for a, b in zip(seen["vars"], before))  # they trained
+
+
+def test_cli_imagenet_weights_offline_fail_fast_naming_the_file(tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras"),
+             TFBACKBONES_OFFLINE="1")
+  proc = subprocess.run(
+      [sys.executable, "-m", "tfbackbones.train", "--backbone=mobilenet_v3_small",
+       "--weights=imagenet", f"--data_dir={tmp_path}/no_data", "--nodownload",
+       f"--workdir={tmp_path}/w"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=env)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  # The weights are checked before the (absent) data: the error is about the weights.
+  assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in proc.stderr
+  assert str(tmp_path / "keras") in proc.stderr and "Traceback" not in proc.stderr

@@ -114,20 +114,23 @@ class Trainer:
       logging.warning("%s accepts only %dpx inputs; using %d instead of %d",
                       cfg.backbone, self.spec.default_size, self.spec.default_size, size)
       size = self.spec.default_size
+    self.global_batch = cfg.batch_size
+    replicas = self.strategy.num_replicas_in_sync
+    if self.global_batch % replicas:
+      raise ConfigError(f"--batch_size={self.global_batch} is not divisible by the "
+                        f"{replicas} replicas; use a multiple of {replicas}.")
+    # The backbone first: missing weights must fail in seconds, before any dataset is
+    # downloaded or prepared.
+    with self.strategy.scope():
+      backbone = self.spec.build(size, cfg.weights)
     self.data = pipeline.prepare(
         self.dataset_spec, data_dir=cfg.data_dir, image_size=size,
         val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
         split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
         download=cfg.download)
     self.image_size = self.data.image_size
-    self.global_batch = cfg.batch_size
-    replicas = self.strategy.num_replicas_in_sync
-    if self.global_batch % replicas:
-      raise ConfigError(f"--batch_size={self.global_batch} is not divisible by the "
-                        f"{replicas} replicas; use a multiple of {replicas}.")
     self.steps_per_epoch = pipeline.steps_per_epoch(self.data.num_train, self.global_batch)
     with self.strategy.scope():
-      backbone = self.spec.build(self.image_size, cfg.weights)
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
