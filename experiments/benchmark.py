@@ -31,6 +31,8 @@ flags.DEFINE_integer("batch_size", 64, "Global batch.")
 flags.DEFINE_integer("num_classes", 10, "Head width.")
 flags.DEFINE_integer("steps", 15, "Timed steps per measurement.")
 flags.DEFINE_integer("repeats", 3, "Interleaved measurements of each method.")
+flags.DEFINE_bool("fused_batchnorm", True, "Engine setting for the loop (fit always runs "
+                  "Keras's own BatchNormalization).")
 flags.DEFINE_bool("json", False, "Also print the measurements as one JSON line.")
 
 
@@ -46,13 +48,13 @@ def _data(batch: int, size: int, num_classes: int, preprocess):
 
 
 def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps: int,
-                  repeats: int) -> dict:
+                  repeats: int, fused_batchnorm: bool = True) -> dict:
   """Returns img/s lists for the project loop and for Model.fit, interleaved."""
   # pylint: disable=import-outside-toplevel
   import keras
   import tensorflow as tf
   from tfbackbones import backbones, model as model_lib
-  from tfbackbones.training import steps as steps_lib
+  from tfbackbones.training import fused_bn, steps as steps_lib
 
   keras.utils.set_random_seed(0)
   spec = backbones.get(backbone)
@@ -69,6 +71,8 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
 
   fit_model = keras.models.clone_model(model)
   fit_model.set_weights(model.get_weights())
+  if fused_batchnorm:  # the engine's default; fit_model keeps Keras's own layers
+    fused_bn.fuse_batchnorm(model)
   fit_model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
@@ -101,7 +105,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
   return {"backbone": backbone, "image_size": size, "batch_size": batch,
           "loop_img_s": loop, "fit_img_s": fit,
           "loop_median": statistics.median(loop), "fit_median": statistics.median(fit),
-          "fit_jit_compile": bool(fit_model.jit_compile),
+          "fit_jit_compile": bool(fit_model.jit_compile), "fused_batchnorm": fused_batchnorm,
           "ratio": statistics.median(loop) / statistics.median(fit)}
 
 
@@ -109,7 +113,7 @@ def main(argv):
   del argv
   cli.quiet_logs()
   r = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size, FLAGS.num_classes,
-                    FLAGS.steps, FLAGS.repeats)
+                    FLAGS.steps, FLAGS.repeats, FLAGS.fused_batchnorm)
   spread = lambda xs: f"{min(xs):.1f}-{max(xs):.1f}"  # noqa: E731
   print(f"train throughput, {r['backbone']} {r['image_size']}px batch {r['batch_size']}, "
         f"{FLAGS.repeats} interleaved repeats of {FLAGS.steps} steps (img/s):")

@@ -29,7 +29,7 @@ from tfbackbones import backbones as backbones_lib
 from tfbackbones import model as model_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
-from tfbackbones.training import distribute, dualopt, metrics as metrics_lib
+from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
 
 
@@ -134,6 +134,8 @@ class Trainer:
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
+    if cfg.fused_batchnorm:
+      fused_bn.fuse_batchnorm(self.model)
     self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
