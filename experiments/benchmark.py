@@ -1,13 +1,27 @@
-r"""Benchmarks: the project's training loop against Keras `Model.fit`.
+r"""Benchmarks: the project's loop against Keras `fit` and PyTorch; input; inference.
 
-  python -m experiments.benchmark --what=train \
-      --backbone=mobilenet_v3_small --image_size=96 --batch_size=64
+  python -m experiments.benchmark --what=train --backbone=mobilenet_v3_small \
+      --image_size=96 --batch_size=64
+  python -m experiments.benchmark --what=input --image_size=256
+  python -m experiments.benchmark --what=inference --backbones=mobilenet_v3_small,resnet50
+  python -m experiments.benchmark --what=all
 
-Same model, same optimizer (AdamW 1e-3, wd 0.01), same in-memory data and batch, in one
-process; measurements are interleaved (loop, fit, loop, fit, ...) so drift in machine load
-hits both, and the median of `--repeats` is reported. Only steady state is timed: the
-first call of each (tracing) is a warm-up. This is a tool, not a test: the numbers depend
-on the machine; the ratio is what travels. The last line is `ratio=<loop/fit>`.
+A tool, not a test: numbers depend on the machine; the ratios travel.
+
+train: steady-state images/s of (a) the project's loop (`tfbackbones.training.steps`, with
+  the engine's defaults), (b) Keras `Model.fit` on a clone of the same model, (c) the
+  paper's PyTorch step (torchvision model, AdamW, NCHW and channels_last) when torch and a
+  matching torchvision model exist. Same batch, resolution and in-memory data; the
+  methods are interleaved (a, b, c, a, b, c, ...) so drifting machine load hits all, and
+  the median of `--repeats` is reported. Also the share of the machine's measured matmul
+  peak FLOP/s that the loop reaches (forward FLOPs x 3 per training image).
+input: tf.data images/s (read, decode JPEG, resize, TrivialAugment, normalise, batch) vs a
+  torchvision DataLoader with TrivialAugmentWide at the same worker count, on the same
+  JPEG files; and that rate over the training consumption of `--consumer` at that size.
+inference: batch-1 and batch-32 latency, throughput, size and peak memory per backbone
+  (each in its own process, so peak memory is its own).
+
+The last line is `ratio=<loop/fit> vs_torch=<loop/best torch>` (train and all).
 """
 
 from __future__ import annotations
@@ -15,6 +29,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,19 +41,51 @@ from absl import app, flags  # noqa: E402
 from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("what", "train", ["train"], "What to measure.")
-flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone name.")
-flags.DEFINE_integer("image_size", 96, "Input resolution.")
+flags.DEFINE_enum("what", "train", ["train", "input", "inference", "all"], "What to measure.")
+flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone (train).")
+flags.DEFINE_integer("image_size", 96, "Input resolution (train, input).")
 flags.DEFINE_integer("batch_size", 64, "Global batch.")
 flags.DEFINE_integer("num_classes", 10, "Head width.")
 flags.DEFINE_integer("steps", 15, "Timed steps per measurement.")
 flags.DEFINE_integer("repeats", 3, "Interleaved measurements of each method.")
 flags.DEFINE_bool("fused_batchnorm", True, "Engine setting for the loop (fit always runs "
                   "Keras's own BatchNormalization).")
+flags.DEFINE_bool("torch", True, "Include the PyTorch step if torch is installed.")
+flags.DEFINE_integer("workers", 2, "Input workers (tf.data parallelism, DataLoader workers).")
+flags.DEFINE_integer("num_images", 256, "JPEG files for the input benchmark.")
+flags.DEFINE_string("consumer", "mobilenet_v3_large", "Backbone whose training rate the "
+                    "input pipeline must outpace.")
+flags.DEFINE_list("backbones", [], "Backbones for inference (default: every keras one).")
+flags.DEFINE_integer("inference_size", 224, "Resolution for inference.")
 flags.DEFINE_bool("json", False, "Also print the measurements as one JSON line.")
 
+# torchvision models matching registered backbones (the paper's PyTorch side).
+TORCHVISION = {"mobilenet_v3_small": "mobilenet_v3_small",
+               "mobilenet_v3_large": "mobilenet_v3_large", "resnet50": "resnet50",
+               "efficientnetv2_s": "efficientnet_v2_s", "convnext_tiny": "convnext_tiny",
+               "densenet121": "densenet121", "resnet101": "resnet101"}
 
-def _data(batch: int, size: int, num_classes: int, preprocess):
+
+# ---------------------------------------------------------------------------- helpers
+def _median(xs):
+  return statistics.median(xs) if xs else float("nan")
+
+
+def _spread(xs):
+  return f"{min(xs):.1f}-{max(xs):.1f}" if xs else "-"
+
+
+def _keras_setup(backbone: str, size: int, num_classes: int):
+  # pylint: disable=import-outside-toplevel
+  import keras
+  from tfbackbones import backbones, model as model_lib
+  keras.utils.set_random_seed(0)
+  spec = backbones.get(backbone)
+  model = model_lib.build_classifier(spec.build(size, "none"), num_classes, size)
+  return spec, model
+
+
+def _synthetic(batch: int, size: int, num_classes: int, preprocess):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
@@ -47,35 +96,115 @@ def _data(batch: int, size: int, num_classes: int, preprocess):
   return ds.repeat().batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
+def forward_flops(model, size: int) -> float:
+  """Forward FLOPs per image (a multiply-add counts 2), from TF's graph profiler."""
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+  from tensorflow.python.profiler import model_analyzer, option_builder
+  fn = tf.function(lambda x: model(x, training=False))
+  graph = fn.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32)).graph
+  opts = option_builder.ProfileOptionBuilder(
+      option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+  return float(model_analyzer.profile(graph, options=opts).total_float_ops)
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+  """The machine's float32 FLOP/s on a large matmul: the practical peak."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.normal((n, n))
+  b = tf.random.normal((n, n))
+  mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+  mm().numpy()
+  best = 0.0
+  for _ in range(repeats):
+    t = time.perf_counter()
+    mm().numpy()
+    best = max(best, 2 * n**3 / (time.perf_counter() - t))
+  return best
+
+
+# ---------------------------------------------------------------------------- train
+_TORCH_CHILD = r"""
+import json, os, sys, time
+import torch, torchvision
+arch, size, batch, classes, channels_last, steps, repeats = sys.argv[1:8]
+size, batch, classes, steps, repeats = map(int, (size, batch, classes, steps, repeats))
+torch.manual_seed(0)
+torch.set_num_threads(os.cpu_count() or 1)
+fmt = torch.channels_last if channels_last == "1" else torch.contiguous_format
+model = getattr(torchvision.models, arch)(num_classes=classes).to(memory_format=fmt)
+model.train()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+loss_fn = torch.nn.CrossEntropyLoss()
+x = torch.randn(batch, 3, size, size).to(memory_format=fmt)
+y = torch.randint(0, classes, (batch,))
+def run(n):
+  t = time.perf_counter()
+  for _ in range(n):
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+  loss.item()
+  return n * batch / (time.perf_counter() - t)
+run(2)
+print("RESULT " + json.dumps([run(steps) for _ in range(repeats)]))
+"""
+
+
+def _torch_runner(backbone: str, size: int, batch: int, num_classes: int,
+                  channels_last: bool):
+  """A closure timing the paper's PyTorch step in its own process, or None.
+
+  Its own process, because TensorFlow's and PyTorch's thread pools in one process slow
+  each other down (and importing torchvision after TensorFlow crashes in triton).
+  """
+  if backbone not in TORCHVISION:
+    return None
+  probe = subprocess.run([sys.executable, "-c", "import torch, torchvision"],
+                         capture_output=True)
+  if probe.returncode != 0:
+    return None
+
+  def run(n):
+    proc = subprocess.run(
+        [sys.executable, "-c", _TORCH_CHILD, TORCHVISION[backbone], str(size), str(batch),
+         str(num_classes), "1" if channels_last else "0", str(n), "1"],
+        capture_output=True, text=True, timeout=3600)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if not lines:
+      raise RuntimeError(f"torch benchmark failed: {proc.stderr[-2000:]}")
+    return json.loads(lines[-1][7:])[0]
+
+  return run
+
+
 def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps: int,
-                  repeats: int, fused_batchnorm: bool = True) -> dict:
-  """Returns img/s lists for the project loop and for Model.fit, interleaved."""
+                  repeats: int, fused_batchnorm: bool = True, with_torch: bool = True,
+                  flops: bool = True) -> dict:
+  """Returns img/s lists per method, interleaved, plus FLOP utilisation."""
   # pylint: disable=import-outside-toplevel
   import keras
   import tensorflow as tf
-  from tfbackbones import backbones, model as model_lib
+  from tfbackbones import backbones
   from tfbackbones.training import fused_bn, steps as steps_lib
 
-  keras.utils.set_random_seed(0)
-  spec = backbones.get(backbone)
-  model = model_lib.build_classifier(spec.build(size, "none"), num_classes, size)
-  ds = _data(batch, size, num_classes,
-             lambda x: backbones.preprocess_images(x, spec.preprocessing))
+  spec, model = _keras_setup(backbone, size, num_classes)
+  ds = _synthetic(batch, size, num_classes,
+                  lambda x: backbones.preprocess_images(x, spec.preprocessing))
   strategy = tf.distribute.get_strategy()
-
+  fit_model = keras.models.clone_model(model)
+  fit_model.set_weights(model.get_weights())
+  fit_model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+  if fused_batchnorm:  # the engine's default; fit_model keeps Keras's own layers
+    fused_bn.fuse_batchnorm(model)
   loop_opt = keras.optimizers.AdamW(1e-3, weight_decay=0.01)
   loop_opt.build(model.trainable_variables)
   train_fn = steps_lib.make_train_fn(model, loop_opt, strategy, batch,
                                      steps_lib.cross_entropy(num_classes))
   iterator = iter(strategy.experimental_distribute_dataset(ds))
-
-  fit_model = keras.models.clone_model(model)
-  fit_model.set_weights(model.get_weights())
-  if fused_batchnorm:  # the engine's default; fit_model keeps Keras's own layers
-    fused_bn.fuse_batchnorm(model)
-  fit_model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
 
   class Timer(keras.callbacks.Callback):
     """Times fit from the end of its first batch to the end of its last (steady state)."""
@@ -96,33 +225,241 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
     fit_model.fit(ds, steps_per_epoch=n + 1, epochs=1, verbose=0, callbacks=[timer])
     return n * batch / (timer.end - timer.start)
 
-  run_loop(2)  # warm-up: tracing
-  run_fit(2)
-  loop, fit = [], []
+  methods = {"tfbackbones loop": run_loop, "keras Model.fit": run_fit}
+  if with_torch:
+    for channels_last in (False, True):
+      runner = _torch_runner(backbone, size, batch, num_classes, channels_last)
+      if runner is not None:
+        methods[f"torch {'channels_last' if channels_last else 'NCHW'}"] = runner
+  for name, run in methods.items():
+    if not name.startswith("torch"):  # the torch child warms up itself
+      run(2)  # warm-up: tracing, allocator
+  results = {name: [] for name in methods}
   for _ in range(repeats):
-    loop.append(run_loop(steps))
-    fit.append(run_fit(steps))
-  return {"backbone": backbone, "image_size": size, "batch_size": batch,
-          "loop_img_s": loop, "fit_img_s": fit,
-          "loop_median": statistics.median(loop), "fit_median": statistics.median(fit),
-          "fit_jit_compile": bool(fit_model.jit_compile), "fused_batchnorm": fused_batchnorm,
-          "ratio": statistics.median(loop) / statistics.median(fit)}
+    for name, run in methods.items():
+      results[name].append(run(steps))
+  out = {"backbone": backbone, "image_size": size, "batch_size": batch,
+         "fused_batchnorm": fused_batchnorm, "fit_jit_compile": bool(fit_model.jit_compile),
+         "img_s": results, "median": {k: _median(v) for k, v in results.items()}}
+  med = out["median"]
+  out["ratio"] = med["tfbackbones loop"] / med["keras Model.fit"]
+  torch_best = max([v for k, v in med.items() if k.startswith("torch")], default=None)
+  out["vs_torch"] = med["tfbackbones loop"] / torch_best if torch_best else None
+  if flops:
+    out["forward_flops"] = forward_flops(model, size)
+    out["peak_flops"] = matmul_peak_flops()
+    out["flop_utilisation"] = (3 * out["forward_flops"] * med["tfbackbones loop"]
+                               / out["peak_flops"])
+  return out
 
 
+def print_train(r: dict) -> None:
+  print(f"train throughput, {r['backbone']} {r['image_size']}px batch {r['batch_size']} "
+        f"(img/s, median of interleaved repeats):")
+  print(f"  {'method':<24}{'median':>10}{'range':>20}")
+  for name, xs in r["img_s"].items():
+    print(f"  {name:<24}{_median(xs):>10.1f}{_spread(xs):>20}")
+  if "flop_utilisation" in r:
+    print(f"  forward {r['forward_flops'] / 1e9:.3f} GFLOP/img; matmul peak "
+          f"{r['peak_flops'] / 1e9:.1f} GFLOP/s; the loop reaches "
+          f"{r['flop_utilisation']:.1%} of it (3x forward FLOPs per training image)")
+
+
+# ---------------------------------------------------------------------------- input
+def _write_jpegs(folder: str, count: int) -> list:
+  """Photo-like JPEGs (smooth gradients + texture), 500x375 like typical datasets."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  paths = []
+  yy, xx = np.mgrid[0:375, 0:500]
+  for i in range(count):
+    base = np.stack([(xx * rng.uniform(0.2, 0.6) + yy * rng.uniform(0.1, 0.5)) % 256,
+                     (yy * rng.uniform(0.2, 0.6)) % 256,
+                     (xx * rng.uniform(0.1, 0.4) + 60) % 256], -1)
+    noise = rng.normal(0, 12, base.shape)
+    image = np.clip(base + noise, 0, 255).astype(np.uint8)
+    path = os.path.join(folder, f"img_{i:04d}.jpg")
+    Image.fromarray(image).save(path, quality=90)
+    paths.append(path)
+  return paths
+
+
+_TORCH_INPUT_CHILD = r"""
+import glob, json, os, sys, time
+import torch
+from torchvision import transforms
+from PIL import Image
+folder, size, batch, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+paths = sorted(glob.glob(os.path.join(folder, "*.jpg")))
+transform = transforms.Compose([
+    transforms.Resize((size, size)), transforms.TrivialAugmentWide(), transforms.ToTensor(),
+    transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+class Files(torch.utils.data.Dataset):
+  def __len__(self):
+    return len(paths)
+  def __getitem__(self, i):
+    return transform(Image.open(paths[i]).convert("RGB"))
+def run():
+  loader = torch.utils.data.DataLoader(Files(), batch_size=batch, num_workers=workers)
+  t = time.perf_counter()
+  n = sum(int(x.shape[0]) for x in loader)
+  return n / (time.perf_counter() - t)
+run()
+print("RESULT " + json.dumps(run()))
+"""
+
+
+def measure_input(size: int, batch: int, workers: int, num_images: int,
+                  consumer: str) -> dict:
+  """tf.data vs torchvision DataLoader on the same JPEGs; and vs a training consumer."""
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+  from tfbackbones.data import augment
+  from tfbackbones.backbones import preprocess_images
+  folder = tempfile.mkdtemp(prefix="tfbackbones_jpegs_")
+  paths = _write_jpegs(folder, num_images)
+
+  def tf_pipeline():
+    ds = tf.data.Dataset.from_tensor_slices(paths).enumerate()
+
+    def load(i, path):
+      image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+      image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, (size, size))), 0,
+                                       255), tf.uint8)
+      image = augment.trivial_augment(image, tf.stack([tf.constant(1, tf.int32),
+                                                       tf.cast(i, tf.int32)]))
+      return preprocess_images(tf.cast(image, tf.float32), "torch")
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = workers
+    ds = ds.map(load, num_parallel_calls=workers).batch(batch).prefetch(2)
+    return ds.with_options(options)
+
+  def run_tf():
+    t = time.perf_counter()
+    n = sum(int(x.shape[0]) for x in tf_pipeline())
+    return n / (time.perf_counter() - t)
+
+  runs = {"tf.data": run_tf}
+  probe = subprocess.run([sys.executable, "-c", "import torch, torchvision"],
+                         capture_output=True)
+  if probe.returncode == 0:
+    def run_torch():  # its own process: see _torch_runner
+      proc = subprocess.run([sys.executable, "-c", _TORCH_INPUT_CHILD, folder, str(size),
+                             str(batch), str(workers)],
+                            capture_output=True, text=True, timeout=3600)
+      lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+      if not lines:
+        raise RuntimeError(f"torch input benchmark failed: {proc.stderr[-2000:]}")
+      return json.loads(lines[-1][7:])
+
+    runs["torch DataLoader"] = run_torch
+  run_tf()  # warm-up (the torch child warms up itself)
+  results = {k: [] for k in runs}
+  for _ in range(2):
+    for k, run in runs.items():
+      results[k].append(run())
+  out = {"image_size": size, "workers": workers, "img_s": results,
+         "median": {k: _median(v) for k, v in results.items()}}
+  train = measure_train(consumer, size, min(batch, 32), 10, steps=3, repeats=1,
+                        with_torch=False, flops=False)
+  out["consumer"] = consumer
+  out["consumer_img_s"] = train["median"]["tfbackbones loop"]
+  out["input_over_consumer"] = out["median"]["tf.data"] / out["consumer_img_s"]
+  return out
+
+
+def print_input(r: dict) -> None:
+  print(f"input pipeline at {r['image_size']}px, {r['workers']} workers (img/s): "
+        "read + decode JPEG + resize + TrivialAugment + normalise")
+  for name, xs in r["img_s"].items():
+    print(f"  {name:<24}{_median(xs):>10.1f}{_spread(xs):>20}")
+  print(f"  {r['consumer']} trains at {r['consumer_img_s']:.1f} img/s at this size: the "
+        f"pipeline delivers {r['input_over_consumer']:.1f}x that")
+
+
+# ---------------------------------------------------------------------------- inference
+_CHILD = r"""
+import json, os, resource, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+from tfbackbones import backbones, model as model_lib
+name, size = sys.argv[1], int(sys.argv[2])
+spec = backbones.get(name)
+model = model_lib.build_classifier(spec.build(size, "none"), 1000, size)
+fn = tf.function(lambda x: model(x, training=False))
+out = {"backbone": name, "size": size,
+       "params_m": model.count_params() / 1e6,
+       "size_mb": sum(w.numpy().nbytes for w in model.weights) / 1e6}
+for batch in (1, 32):
+  x = tf.random.uniform((batch, size, size, 3))
+  fn(x).numpy()
+  times = []
+  for _ in range(5 if batch == 1 else 2):
+    t = time.perf_counter(); fn(x).numpy(); times.append(time.perf_counter() - t)
+  out[f"latency_b{batch}_ms"] = 1000 * float(np.median(times))
+out["throughput_img_s"] = 32 / (out["latency_b32_ms"] / 1000)
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps(out))
+"""
+
+
+def measure_inference(names: list, size: int) -> list:
+  rows = []
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for name in names:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, name, str(size)], cwd=root,
+                          capture_output=True, text=True, timeout=1800)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if not lines:
+      rows.append({"backbone": name, "error": proc.stderr.strip().splitlines()[-1:]})
+      continue
+    rows.append(json.loads(lines[-1][7:]))
+    print(f"  measured {name}", file=sys.stderr)
+  return rows
+
+
+def print_inference(rows: list, size: int) -> None:
+  print(f"inference at {size}px (float32, CPU):")
+  print(f"  {'backbone':<22}{'params M':>9}{'MB':>8}{'b1 ms':>9}{'b32 ms':>10}"
+        f"{'img/s':>8}{'peak MB':>9}")
+  for r in rows:
+    if "error" in r:
+      print(f"  {r['backbone']:<22} failed: {r['error']}")
+      continue
+    print(f"  {r['backbone']:<22}{r['params_m']:>9.2f}{r['size_mb']:>8.1f}"
+          f"{r['latency_b1_ms']:>9.1f}{r['latency_b32_ms']:>10.1f}"
+          f"{r['throughput_img_s']:>8.1f}{r['peak_rss_mb']:>9.0f}")
+
+
+# ---------------------------------------------------------------------------- main
 def main(argv):
   del argv
   cli.quiet_logs()
-  r = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size, FLAGS.num_classes,
-                    FLAGS.steps, FLAGS.repeats, FLAGS.fused_batchnorm)
-  spread = lambda xs: f"{min(xs):.1f}-{max(xs):.1f}"  # noqa: E731
-  print(f"train throughput, {r['backbone']} {r['image_size']}px batch {r['batch_size']}, "
-        f"{FLAGS.repeats} interleaved repeats of {FLAGS.steps} steps (img/s):")
-  print(f"  {'method':<22}{'median':>10}{'range':>20}")
-  print(f"  {'tfbackbones loop':<22}{r['loop_median']:>10.1f}{spread(r['loop_img_s']):>20}")
-  print(f"  {'keras Model.fit':<22}{r['fit_median']:>10.1f}{spread(r['fit_img_s']):>20}")
+  report = {}
+  if FLAGS.what in ("input", "all"):
+    report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
+                                    FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,
+                                    FLAGS.consumer)
+    print_input(report["input"])
+  if FLAGS.what in ("inference", "all"):
+    from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+    names = FLAGS.backbones or [s.name for s in backbones.registry.specs()
+                                if s.source == "keras.applications"]
+    report["inference"] = measure_inference(names, FLAGS.inference_size)
+    print_inference(report["inference"], FLAGS.inference_size)
+  if FLAGS.what in ("train", "all"):
+    report["train"] = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size,
+                                    FLAGS.num_classes, FLAGS.steps, FLAGS.repeats,
+                                    FLAGS.fused_batchnorm, FLAGS.torch)
+    print_train(report["train"])
   if FLAGS.json:
-    print(json.dumps(r))
-  print(f"ratio={r['ratio']:.3f}")
+    print(json.dumps(report))
+  if "train" in report:
+    r = report["train"]
+    vs_torch = f"{r['vs_torch']:.3f}" if r["vs_torch"] else "n/a"
+    print(f"ratio={r['ratio']:.3f} vs_torch={vs_torch}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402
+
+# torch (parity tests, benchmarks) must be imported before TensorFlow: importing
+# torchvision after TF segfaults in triton's C extension (torch 2.14 CUDA build).
+try:
+  import torch  # noqa: F401,E402  pylint: disable=unused-import
+  import torchvision  # noqa: F401,E402  pylint: disable=unused-import
+except ImportError:
+  pass
+
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")

@@ -46,12 +46,14 @@ def _collect(fn):
   return [(x.numpy(), y.numpy()) for x, y in fn(ctx)]
 
 
-def test_train_epochs_are_seeded_permutations_with_exact_step_counts(digits_data_dir):
+@pytest.mark.parametrize("augment", ["flip", "trivial"])
+def test_train_epochs_are_seeded_permutations_with_exact_step_counts(digits_data_dir,
+                                                                     augment):
   data = _prepare(digits_data_dir, train_fraction=0.3)
   steps = pipeline.steps_per_epoch(data.num_train, 32)
   make = lambda epoch, seed=0: pipeline.train_dataset_fn(  # noqa: E731
       data, global_batch=32, steps_per_epoch=steps, epoch=epoch, seed=seed,
-      preprocess=lambda x: x / 255.0, augment="flip")
+      preprocess=lambda x: x / 255.0, augment=augment)
   e0 = _collect(make(0))
   assert len(e0) == steps and all(x.shape == (32, 32, 32, 3) for x, _ in e0)
   assert all(x.min() >= 0 and x.max() <= 1 for x, _ in e0)

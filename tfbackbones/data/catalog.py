@@ -114,3 +114,14 @@ register(DatasetSpec("eurosat_rgb", "eurosat/rgb", "remote sensing", 10, test_sp
                      citation="Helber et al. 2019"))
 register(DatasetSpec("plant_village", "plant_village", "plant", 38, test_split=None,
                      test_fraction=0.2, citation="Hughes & Salathe 2015"))
+
+# Datasets with no TFDS builder anywhere: ours, in tfds_builders/. Augmentation follows
+# PROTOCOL.md (TrivialAugment where the reference code used it: CIFAR, DTD, Food-101,
+# Flowers); the paper's text says it was tried everywhere but kept only where it helped.
+register(DatasetSpec("tiny_imagenet", "tiny_imagenet", "natural", 200,
+                     train_split="train", test_split="validation", id_key="id",
+                     citation="Le & Yang 2015, Tiny ImageNet"))
+register(DatasetSpec("neu_surface_defects", "neu_surface_defects", "surface defect", 6,
+                     id_key="id", citation="Song & Yan 2013"))
+register(DatasetSpec("galaxy10_decals", "galaxy10_decals", "astronomy", 10, id_key="id",
+                     citation="Leung & Bovy 2019, Galaxy10 DECaLS (astroNN)"))

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfbackbones.data import augment as augment_lib
 from tfbackbones.data import catalog
 from tfbackbones.data import splits as splits_lib
 
@@ -248,7 +249,9 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-AUGMENTERS = {"none": None, "flip": random_flip}
+# name -> fn(uint8 (S,S,3) image, int32 [2] seed) -> uint8 image; pure functions of their
+# inputs, so an epoch's augmentations are reproducible on resume.
+AUGMENTERS = {"none": None, "flip": random_flip, "trivial": augment_lib.trivial_augment}
 
 
 def register_augmenter(name: str, fn) -> None:

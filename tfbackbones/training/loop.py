@@ -140,9 +140,6 @@ class Trainer:
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
     augment = self.dataset_spec.augment if cfg.augment == "auto" else cfg.augment
-    if augment not in pipeline.AUGMENTERS:
-      logging.warning("augmentation %r is not available yet; using none", augment)
-      augment = "none"
     self.augment = augment
 
   def _make_optimizer(self, phase: str):
