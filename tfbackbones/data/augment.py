@@ -1,0 +1,426 @@
+"""TrivialAugment (Müller & Hutter, 2021) with torchvision's TrivialAugmentWide op set.
+
+The paper's reference code augments with `torchvision.transforms.TrivialAugmentWide()`;
+this module reproduces that transform in pure TensorFlow so it can run inside `tf.data`
+on TPU hosts (no `py_function`) and be a pure function of (image, seed), which the
+resumable, per-epoch-seeded input pipeline relies on.
+
+What "the same" means here: the augmentation space (`magnitude_bins`), the sampling (one
+op uniformly from 14, one magnitude bin uniformly from 31, a random sign with p=0.5 for
+signed ops) and each op's arithmetic follow torchvision's uint8 *tensor* implementation
+(`torchvision/transforms/_functional_tensor.py`): float32 blends truncated to uint8,
+ITU-R 601-2 grey (0.2989, 0.587, 0.114) truncated to uint8, the 3x3 smoothing kernel
+[[1,1,1],[1,5,1],[1,1,1]]/13 rounded and with the border kept, PIL's equalize algorithm,
+nearest-neighbour affine warps with fill 0. Pillow, which torchvision uses for PIL images
+(and which the reference code therefore used), differs from this by at most one grey
+level on the colour ops; the tests check that bound.
+
+Geometry follows torchvision exactly, including two details that are easy to get wrong:
+  * ShearX/ShearY shear about the top-left corner (`center=[0, 0]`, as the official
+    AutoAugment and Pillow's `(1, m, 0, 0, 1, 0)` affine), not about the image centre;
+  * Rotate turns about the image centre, counter-clockwise for positive angles;
+    TranslateX/TranslateY move by `int(magnitude)` whole pixels (truncated toward zero).
+
+Known, accepted differences from torchvision (they move at most a few pixels at exact
+rounding ties, never the distribution of augmentations):
+  * nearest-neighbour rounding: `ImageProjectiveTransformV3` rounds half away from zero,
+    `grid_sample` rounds half to even; float32 coordinate arithmetic differs in order;
+  * float32 reductions (the Contrast mean, the smoothing convolution) sum in a different
+    order, so a value within one float32 ulp of an integer may truncate differently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+NUM_MAGNITUDE_BINS = 31
+
+# Order and names as in torchvision's TrivialAugmentWide._augmentation_space: the op index
+# drawn from the seed indexes this tuple, so the order is part of the definition.
+OPS: Tuple[str, ...] = (
+    "Identity",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Brightness",
+    "Color",
+    "Contrast",
+    "Sharpness",
+    "Posterize",
+    "Solarize",
+    "AutoContrast",
+    "Equalize",
+)
+
+# Ops whose magnitude gets a random sign (torchvision's `signed` flag).
+SIGNED_OPS = frozenset({
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
+    "Brightness", "Color", "Contrast", "Sharpness",
+})
+
+# Ops with a single magnitude (torchvision: a 0-d tensor); no bin is drawn for them.
+MAGNITUDE_FREE_OPS = frozenset({"Identity", "AutoContrast", "Equalize"})
+
+Number = Union[int, float]
+TensorLike = Union[tf.Tensor, Number]
+
+
+def magnitude_bins(op_name: str, num_bins: int = NUM_MAGNITUDE_BINS,
+                   image_size: Optional[Sequence[int]] = None) -> np.ndarray:
+  """The unsigned magnitudes TrivialAugmentWide samples from for one op.
+
+  The wide space is image-size independent: translations are absolute pixels (up to 32),
+  whatever the image size. That matters for this project, which augments after resizing
+  to 256 px, whereas the reference code augments CIFAR at its native 32 px (a 32-pixel
+  shift there moves the whole image out of frame). `image_size` is accepted only so the
+  signature mirrors torchvision's `_augmentation_space` and is ignored.
+
+  Args:
+    op_name: one of `OPS`.
+    num_bins: number of magnitude bins (torchvision's `num_magnitude_bins`).
+    image_size: ignored (see above).
+
+  Returns:
+    float32 array of shape [num_bins] (shape [1] holding 0.0 for magnitude-free ops).
+    Signed ops' magnitudes are negated with probability 0.5 at sampling time; the factor
+    of Brightness/Color/Contrast/Sharpness is `1 + magnitude`; Posterize's values are
+    bit counts (8 down to 2), Solarize's are thresholds (255 down to 0).
+  """
+  del image_size  # The wide space does not scale with the image.
+  if op_name not in OPS:
+    raise ValueError(f"unknown op {op_name!r}; known: {OPS}")
+  if op_name in MAGNITUDE_FREE_OPS:
+    return np.zeros([1], np.float32)
+  if op_name in ("ShearX", "ShearY", "Brightness", "Color", "Contrast", "Sharpness"):
+    return np.linspace(0.0, 0.99, num_bins).astype(np.float32)
+  if op_name in ("TranslateX", "TranslateY"):
+    return np.linspace(0.0, 32.0, num_bins).astype(np.float32)
+  if op_name == "Rotate":
+    return np.linspace(0.0, 135.0, num_bins).astype(np.float32)
+  if op_name == "Posterize":
+    # torch.round and np.round both round half to even; i / 5 never ties for 31 bins.
+    return (8 - np.round(np.arange(num_bins) / ((num_bins - 1) / 6))).astype(np.float32)
+  if op_name == "Solarize":
+    return np.linspace(255.0, 0.0, num_bins).astype(np.float32)
+  raise AssertionError(op_name)
+
+
+def _magnitude_table(num_bins: int) -> np.ndarray:
+  """[len(OPS), num_bins] magnitudes, so the sampled (op, bin) indexes one tensor."""
+  table = np.zeros([len(OPS), num_bins], np.float32)
+  for i, name in enumerate(OPS):
+    if name not in MAGNITUDE_FREE_OPS:
+      table[i] = magnitude_bins(name, num_bins)
+  return table
+
+
+def sample_op_and_magnitude(seed: tf.Tensor, num_bins: int = NUM_MAGNITUDE_BINS
+                            ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Draws TrivialAugment's (op index, signed magnitude) as a pure function of `seed`.
+
+  Separate from `trivial_augment` so the sampling distribution can be tested on
+  thousands of seeds without running any image op. The three draws (op, bin, sign) use
+  independent child seeds from `stateless_split`, mirroring torchvision's three
+  `torch.randint` calls; magnitude-free ops ignore their bin and sign.
+
+  Args:
+    seed: int32/int64 tensor of shape [2].
+    num_bins: number of magnitude bins.
+
+  Returns:
+    (op_index int32 scalar, magnitude float32 scalar, already signed).
+  """
+  seed = tf.convert_to_tensor(seed)
+  op_seed, bin_seed, sign_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, num=3))
+  op_index = tf.random.stateless_uniform(
+      [], op_seed, minval=0, maxval=len(OPS), dtype=tf.int32)
+  bin_index = tf.random.stateless_uniform(
+      [], bin_seed, minval=0, maxval=num_bins, dtype=tf.int32)
+  negate = tf.random.stateless_uniform(
+      [], sign_seed, minval=0, maxval=2, dtype=tf.int32)
+  table = tf.constant(_magnitude_table(num_bins))
+  signed = tf.constant([name in SIGNED_OPS for name in OPS])
+  magnitude = table[op_index, bin_index]
+  magnitude = tf.where(signed[op_index] & tf.equal(negate, 1), -magnitude, magnitude)
+  return op_index, magnitude
+
+
+# ----------------------------------------------------------------------------------------
+# Colour ops. Each takes a uint8 (H, W, C) image and a float32 scalar magnitude.
+
+
+def _blend(image: tf.Tensor, degenerate: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  """torchvision/PIL blend: factor * image + (1 - factor) * degenerate, truncated."""
+  out = factor * tf.cast(image, tf.float32) + (1.0 - factor) * tf.cast(
+      degenerate, tf.float32)
+  # Truncation toward zero after the clamp, as torch's `.to(uint8)` and PIL's blend.
+  return tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
+
+
+def _grayscale(image: tf.Tensor) -> tf.Tensor:
+  """uint8 (H, W, 1) ITU-R 601-2 luma exactly as Pillow's `convert("L")` computes it.
+
+  Pillow rounds (fixed point: (19595 R + 38470 G + 7471 B + 2**15) >> 16); torchvision's
+  tensor path truncates 0.2989 R + 0.587 G + 0.114 B instead. The reference code ran
+  TrivialAugmentWide on PIL images, so Pillow's grey is the one the paper trained with.
+  """
+  x = tf.cast(image, tf.int32)
+  gray = 19595 * x[..., 0:1] + 38470 * x[..., 1:2] + 7471 * x[..., 2:3] + 0x8000
+  return tf.cast(tf.bitwise.right_shift(gray, 16), tf.uint8)
+
+
+def _brightness(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  return _blend(image, tf.zeros_like(image), 1.0 + magnitude)
+
+
+def _color(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  return _blend(image, _grayscale(image), 1.0 + magnitude)
+
+
+def _contrast(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Blend with the mean grey level, rounded to an integer as Pillow does.
+
+  torchvision's tensor path blends with the unrounded mean of its truncated grey, which
+  sits up to ~1.5 levels from Pillow's and so moves outputs by up to 2 levels; Pillow's
+  `int(mean + 0.5)` is what the reference code (PIL images) used.
+  """
+  height, width, _ = image.shape
+  total = tf.reduce_sum(tf.cast(_grayscale(image), tf.float64))
+  mean = tf.floor(total / (height * width) + 0.5)
+  return _blend(image, tf.cast(mean, tf.float32), 1.0 + magnitude)
+
+
+def _sharpness(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Blend with a 3x3-smoothed copy whose one-pixel border is the original image."""
+  height, width, channels = image.shape
+  if height <= 2 or width <= 2:  # torchvision returns such images unchanged
+    return image
+  kernel = np.ones([3, 3], np.float32)
+  kernel[1, 1] = 5.0
+  kernel /= kernel.sum()
+  kernel = np.tile(kernel[:, :, None, None], [1, 1, channels, 1])
+  x = tf.cast(image, tf.float32)[None]
+  blurred = tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding="VALID")[0]
+  # torchvision rounds (half to even, like tf.round) before casting back to uint8.
+  blurred = tf.cast(tf.round(blurred), tf.uint8)
+  blurred = tf.pad(blurred, [[1, 1], [1, 1], [0, 0]])
+  interior = np.zeros([height, width, 1], bool)
+  interior[1:-1, 1:-1] = True
+  degenerate = tf.where(tf.constant(interior), blurred, image)
+  return _blend(image, degenerate, 1.0 + magnitude)
+
+
+def _posterize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Keeps the top `int(magnitude)` bits of every value."""
+  bits = tf.clip_by_value(tf.cast(magnitude, tf.int32), 0, 8)
+  shift = 8 - bits
+  mask = tf.bitwise.left_shift(tf.bitwise.right_shift(255, shift), shift)
+  return tf.bitwise.bitwise_and(image, tf.cast(mask, tf.uint8))
+
+
+def _solarize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Inverts values >= threshold (so threshold 255 still inverts pure white)."""
+  return tf.where(tf.cast(image, tf.float32) >= magnitude, 255 - image, image)
+
+
+def _autocontrast(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Stretches each channel's min..max to 0..255; constant channels are unchanged."""
+  del magnitude
+  x = tf.cast(image, tf.float32)
+  low = tf.reduce_min(x, axis=[0, 1])
+  high = tf.reduce_max(x, axis=[0, 1])
+  constant = tf.equal(high, low)  # torchvision: scale not finite -> identity
+  scale = tf.where(constant, 1.0, 255.0 / tf.where(constant, 1.0, high - low))
+  low = tf.where(constant, 0.0, low)
+  return tf.cast(tf.clip_by_value((x - low) * scale, 0.0, 255.0), tf.uint8)
+
+
+def _equalize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Per-channel histogram equalisation with PIL's (and torchvision's) integer LUT.
+
+  step = (pixels - count of the highest occupied value) // 255; the LUT maps value v to
+  (pixels below v + step // 2) // step, clamped to 255; a channel with step 0 (one
+  occupied value, or too few pixels) is left unchanged.
+  """
+  del magnitude
+  height, width, channels = image.shape
+  values = tf.cast(image, tf.int32)
+  # One bincount over all channels: value v of channel c goes to bin 256 * c + v.
+  ids = values + 256 * tf.range(channels, dtype=tf.int32)
+  hist = tf.reshape(
+      tf.math.bincount(tf.reshape(ids, [-1]), minlength=256 * channels,
+                       maxlength=256 * channels, dtype=tf.int32), [channels, 256])
+  top = tf.reduce_max(values, axis=[0, 1])  # the highest occupied bin per channel
+  last_count = tf.gather(hist, top, batch_dims=1)
+  step = (height * width - last_count) // 255
+  safe_step = tf.maximum(step, 1)[:, None]
+  below = tf.cumsum(hist, axis=1, exclusive=True)
+  lut = tf.minimum((below + safe_step // 2) // safe_step, 255)
+  lut = tf.where((step > 0)[:, None], lut, tf.range(256, dtype=tf.int32)[None])
+  out = tf.gather(tf.reshape(lut, [-1]), ids)
+  return tf.cast(out, tf.uint8)
+
+
+# ----------------------------------------------------------------------------------------
+# Geometric ops: torchvision's inverse affine matrix, mapped to pixel indices.
+
+
+def _inverse_affine(center: Tuple[tf.Tensor, tf.Tensor], angle: tf.Tensor,
+                    translate: Tuple[tf.Tensor, tf.Tensor], shear: Tuple[tf.Tensor, tf.Tensor]
+                    ) -> list:
+  """torchvision's `_get_inverse_affine_matrix` (scale 1), all angles in radians.
+
+  Coordinates are relative to the image centre, as torchvision's tensor backend uses
+  them: output point (x, y) samples input point (m0 x + m1 y + m2, m3 x + m4 y + m5).
+  """
+  cx, cy = center
+  tx, ty = translate
+  sx, sy = shear
+  a = tf.cos(angle - sy) / tf.cos(sy)
+  b = -tf.cos(angle - sy) * tf.tan(sx) / tf.cos(sy) - tf.sin(angle)
+  c = tf.sin(angle - sy) / tf.cos(sy)
+  d = -tf.sin(angle - sy) * tf.tan(sx) / tf.cos(sy) + tf.cos(angle)
+  m = [d, -b, 0.0, -c, a, 0.0]
+  m[2] = m[0] * (-cx - tx) + m[1] * (-cy - ty) + cx
+  m[5] = m[3] * (-cx - tx) + m[4] * (-cy - ty) + cy
+  return m
+
+
+def _warp(image: tf.Tensor, matrix: list) -> tf.Tensor:
+  """Applies a centre-relative inverse affine matrix with nearest sampling, fill 0.
+
+  torchvision samples pixel centres: centred coordinate = index - (size - 1) / 2, which
+  is what `grid_sample(align_corners=False)` reduces to; ImageProjectiveTransformV3 works
+  on indices, so the centring is folded into the translation terms.
+  """
+  height, width, _ = image.shape
+  ox = (width - 1) / 2.0
+  oy = (height - 1) / 2.0
+  m0, m1, m2, m3, m4, m5 = matrix
+  a2 = m2 + ox - m0 * ox - m1 * oy
+  b2 = m5 + oy - m3 * ox - m4 * oy
+  zero = tf.zeros([], tf.float64)
+  transform = tf.cast(tf.stack([m0, m1, a2, m3, m4, b2, zero, zero]), tf.float32)
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=image[None], transforms=transform[None],
+      output_shape=tf.constant([height, width], tf.int32),
+      fill_value=tf.constant(0.0, tf.float32),
+      interpolation="NEAREST", fill_mode="CONSTANT")
+  return tf.ensure_shape(out[0], image.shape)
+
+
+def _zero() -> tf.Tensor:
+  return tf.zeros([], tf.float64)
+
+
+def _shear(image: tf.Tensor, magnitude: tf.Tensor, axis: int) -> tf.Tensor:
+  """Shear by `magnitude` (= tan of the shear angle) about the top-left corner."""
+  height, width, _ = image.shape
+  angle = tf.atan(tf.cast(magnitude, tf.float64))
+  shear = (angle, _zero()) if axis == 0 else (_zero(), angle)
+  # torchvision passes center=[0, 0] (pixel coords) -> centre-relative (-w/2, -h/2).
+  center = (tf.constant(-width / 2.0, tf.float64), tf.constant(-height / 2.0, tf.float64))
+  return _warp(image, _inverse_affine(center, _zero(), (_zero(), _zero()), shear))
+
+
+def _translate(image: tf.Tensor, magnitude: tf.Tensor, axis: int) -> tf.Tensor:
+  """Shift by int(magnitude) pixels (right / down for positive magnitudes)."""
+  pixels = tf.cast(tf.cast(magnitude, tf.int32), tf.float64)  # truncates toward zero
+  translate = (pixels, _zero()) if axis == 0 else (_zero(), pixels)
+  return _warp(image, _inverse_affine((_zero(), _zero()), _zero(), translate,
+                                      (_zero(), _zero())))
+
+
+def _rotate(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  """Rotate by `magnitude` degrees counter-clockwise about the image centre."""
+  # torchvision's rotate passes -angle to the affine helper (its affine is clockwise).
+  angle = -tf.cast(magnitude, tf.float64) * (math.pi / 180.0)
+  return _warp(image, _inverse_affine((_zero(), _zero()), angle, (_zero(), _zero()),
+                                      (_zero(), _zero())))
+
+
+def _identity(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
+  del magnitude
+  return tf.identity(image)
+
+
+_OP_FNS = {
+    "Identity": _identity,
+    "ShearX": lambda image, m: _shear(image, m, 0),
+    "ShearY": lambda image, m: _shear(image, m, 1),
+    "TranslateX": lambda image, m: _translate(image, m, 0),
+    "TranslateY": lambda image, m: _translate(image, m, 1),
+    "Rotate": _rotate,
+    "Brightness": _brightness,
+    "Color": _color,
+    "Contrast": _contrast,
+    "Sharpness": _sharpness,
+    "Posterize": _posterize,
+    "Solarize": _solarize,
+    "AutoContrast": _autocontrast,
+    "Equalize": _equalize,
+}
+assert tuple(_OP_FNS) == OPS
+
+
+def _check_image(image: tf.Tensor) -> tf.Tensor:
+  image = tf.convert_to_tensor(image)
+  if image.dtype != tf.uint8:
+    raise TypeError(f"expected a uint8 image, got {image.dtype}")
+  if image.shape.rank != 3 or not image.shape.is_fully_defined():
+    # Static sizes let the Sharpness mask and the warp's centring be built in Python and
+    # keep the output shape static for TPU batching.
+    raise ValueError(f"expected a (H, W, C) image with static shape, got {image.shape}")
+  return image
+
+
+def apply_op(image: tf.Tensor, op_index: Union[int, tf.Tensor],
+             magnitude: TensorLike) -> tf.Tensor:
+  """Applies op `OPS[op_index]` with an already-signed magnitude to a uint8 image.
+
+  Always dispatches through `tf.switch_case` (even for a Python int) so that tests of
+  single ops exercise the same graph `trivial_augment` runs; only the chosen branch
+  executes.
+
+  Args:
+    image: uint8 (H, W, C) tensor with a static shape (C = 3; Color/Contrast need RGB).
+    op_index: index into `OPS`.
+    magnitude: the op's magnitude as `magnitude_bins` defines it, sign applied.
+
+  Returns:
+    uint8 tensor of the same static shape.
+  """
+  image = _check_image(image)
+  magnitude = tf.cast(magnitude, tf.float32)
+  op_index = tf.cast(op_index, tf.int32)
+  branches = [(lambda fn=fn: fn(image, magnitude)) for fn in _OP_FNS.values()]
+  out = tf.switch_case(op_index, branches)
+  out.set_shape(image.shape)
+  return out
+
+
+def trivial_augment(image: tf.Tensor, seed: tf.Tensor, *,
+                    num_magnitude_bins: int = NUM_MAGNITUDE_BINS) -> tf.Tensor:
+  """TrivialAugmentWide: one uniformly drawn op at one uniformly drawn magnitude.
+
+  A pure function of (image, seed), built from stateless ops only, so a resumed run
+  reproduces the augmentations of an uninterrupted one and the function runs inside
+  `tf.data` on any host.
+
+  Args:
+    image: uint8 (H, W, 3) tensor with a static shape.
+    seed: int32 tensor of shape [2].
+    num_magnitude_bins: torchvision's `num_magnitude_bins` (default 31).
+
+  Returns:
+    uint8 tensor with the same static shape.
+  """
+  op_index, magnitude = sample_op_and_magnitude(seed, num_magnitude_bins)
+  return apply_op(image, op_index, magnitude)
