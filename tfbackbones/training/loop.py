@@ -211,7 +211,7 @@ class Trainer:
       return done
     started = time.time()
     try:
-      return self._run(started)
+      return self._run()
     except KeyboardInterrupt:
       raise
     except Exception as e:  # pylint: disable=broad-except
@@ -232,92 +232,114 @@ class Trainer:
     except Exception:  # pylint: disable=broad-except
       logging.exception("could not write the failure to result.json")
 
-  def _run(self, started: float) -> dict:
-    cfg = self.config
+  def _run(self) -> dict:
     self._setup()
     if self.is_chief:
-      wd.write_json(wd.path(self.workdir, wd.CONFIG), cfg.to_dict())
-    state = wd.read_json(wd.path(self.workdir, wd.STATE))
-    if state:
-      sched = dualopt.DualOptState.from_dict(state["schedule"])
-      self._set_phase(sched.phase)
-      self.checkpoint.read(state["checkpoint"]).assert_existing_objects_matched()
-      history, best_path = state["history"], state["best_path"]
-      elapsed_before = state["elapsed"]
-      self.log(f"resuming {self.workdir} after epoch {sched.epoch} "
-               f"(phase {sched.phase}, best {sched.best:.4f} at epoch {sched.best_epoch + 1}, "
-               f"patience left {sched.patience_left})")
-    else:
-      sched = dualopt.DualOptState(cfg.adamw_patience, cfg.sgd_patience, cfg.max_epochs)
-      self._set_phase("adamw")
-      history, best_path, elapsed_before = [], None, 0.0
-    self.schedule = sched
+      wd.write_json(wd.path(self.workdir, wd.CONFIG), self.config.to_dict())
+    resumed = self._start_or_resume()
     self.eval_fn = steps_lib.make_eval_fn(self.model, self.strategy, self.data.num_classes,
                                           self.loss_fn)
     val_ds, val_steps = self._distributed_eval(self.data.val, self.data.ids.counts["val"])
-    writer = summaries.RunWriter(self.workdir, enabled=self.is_chief)
-    if not state:
-      writer.hparams(summaries.hparams_of(self))
+    self.writer = summaries.RunWriter(self.workdir, enabled=self.is_chief)
+    if not resumed:
+      self.writer.hparams(summaries.hparams_of(self))
     self.log(summaries.start_line(self))
-    run_started = time.time()
-
-    while not sched.done:
-      epoch = sched.epoch
+    self._run_started = time.time()
+    while not self.schedule.done:
+      epoch = self.schedule.epoch
       t0 = time.time()
-      train_iter = iter(self.strategy.distribute_datasets_from_function(
-          pipeline.train_dataset_fn(
-              self.data, global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch,
-              epoch=epoch, seed=cfg.seed, preprocess=self.preprocess, augment=self.augment)))
-      loss_sum = hits = 0.0
-      remaining = self.steps_per_epoch
-      while remaining > 0:
-        n = min(remaining, cfg.steps_per_execution)
-        l, h = self.train_fn(train_iter, tf.constant(n))
-        loss_sum, hits, remaining = loss_sum + float(l.numpy()), hits + float(h.numpy()), remaining - n
-      train_seconds = time.time() - t0
+      loss_sum, hits, train_seconds = self._train_epoch(epoch)
       val = self.evaluate(val_ds, val_steps)
-      selection = float(self.selection_fn(epoch, val))
-      phase = sched.phase
-      decision = sched.update(selection)
-      images = self.steps_per_epoch * self.global_batch
-      record = dataclasses.asdict(EpochRecord(
-          epoch=epoch, phase=phase, train_loss=loss_sum / images, train_top1=hits / images,
-          val=val, selection=selection, best=sched.best, improved=decision.improved,
-          patience_left=sched.patience_left if not decision.switch_to_sgd else 0,
-          learning_rate=summaries.learning_rate(self.optimizer),
-          images_per_sec=images / train_seconds, train_seconds=train_seconds,
-          epoch_seconds=time.time() - t0))
-      history.append(record)
-      stale_best = None
-      if decision.improved:
-        # The old best stays on disk until state.json points at the new one.
-        stale_best, best_path = best_path, self._save_best(epoch)
-      if decision.switch_to_sgd:
-        self._restore_best(best_path)
-        self._set_phase("sgd")
-        self.hooks.on_switch(self, sched.best_epoch)
-      writer.epoch(record, self.steps_per_epoch * (epoch + 1))
-      checkpoint_path = self.manager.save(checkpoint_number=epoch + 1)
-      elapsed = elapsed_before + time.time() - run_started
-      if self.is_chief:
-        wd.write_json(wd.path(self.workdir, wd.STATE), {
-            "schedule": sched.to_dict(), "checkpoint": checkpoint_path,
-            "best_path": best_path, "history": history, "elapsed": elapsed})
-        if stale_best:
-          wd.remove_checkpoint(stale_best)
-      self.log(summaries.progress_line(record, sched, history, cfg.max_epochs,
-                                       decision))
-      self.hooks.on_epoch_end(self, record)
+      self._end_epoch(epoch, t0, loss_sum, hits, train_seconds, val)
+    return self._finish()
 
-    self._restore_best(best_path)
-    best_record = history[sched.best_epoch]
+  def _start_or_resume(self) -> bool:
+    """Restores model, optimizer, schedule and history from the workdir if a run is there."""
+    cfg = self.config
+    state = wd.read_json(wd.path(self.workdir, wd.STATE))
+    if not state:
+      self.schedule = dualopt.DualOptState(cfg.adamw_patience, cfg.sgd_patience,
+                                           cfg.max_epochs)
+      self._set_phase("adamw")
+      self.history, self.best_path, self.elapsed_before = [], None, 0.0
+      return False
+    sched = self.schedule = dualopt.DualOptState.from_dict(state["schedule"])
+    self._set_phase(sched.phase)
+    self.checkpoint.read(state["checkpoint"]).assert_existing_objects_matched()
+    self.history, self.best_path = state["history"], state["best_path"]
+    self.elapsed_before = state["elapsed"]
+    self.log(f"resuming {self.workdir} after epoch {sched.epoch} "
+             f"(phase {sched.phase}, best {sched.best:.4f} at epoch {sched.best_epoch + 1}, "
+             f"patience left {sched.patience_left})")
+    return True
+
+  def _train_epoch(self, epoch: int):
+    """Runs one epoch's steps, `steps_per_execution` per call; returns sums and time."""
+    cfg = self.config
+    t0 = time.time()
+    train_iter = iter(self.strategy.distribute_datasets_from_function(
+        pipeline.train_dataset_fn(
+            self.data, global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch,
+            epoch=epoch, seed=cfg.seed, preprocess=self.preprocess, augment=self.augment)))
+    loss_sum = hits = 0.0
+    remaining = self.steps_per_epoch
+    while remaining > 0:
+      n = min(remaining, cfg.steps_per_execution)
+      loss, correct = self.train_fn(train_iter, tf.constant(n))
+      loss_sum += float(loss.numpy())
+      hits += float(correct.numpy())
+      remaining -= n
+    return loss_sum, hits, time.time() - t0
+
+  def _end_epoch(self, epoch, t0, loss_sum, hits, train_seconds, val) -> None:
+    """Selection, DualOpt decision, best weights, summaries, checkpoint, state, log."""
+    sched = self.schedule
+    selection = float(self.selection_fn(epoch, val))
+    phase = sched.phase
+    decision = sched.update(selection)
+    images = self.steps_per_epoch * self.global_batch
+    record = dataclasses.asdict(EpochRecord(
+        epoch=epoch, phase=phase, train_loss=loss_sum / images, train_top1=hits / images,
+        val=val, selection=selection, best=sched.best, improved=decision.improved,
+        patience_left=sched.patience_left if not decision.switch_to_sgd else 0,
+        learning_rate=summaries.learning_rate(self.optimizer),
+        images_per_sec=images / train_seconds, train_seconds=train_seconds,
+        epoch_seconds=time.time() - t0))
+    self.history.append(record)
+    stale_best = None
+    if decision.improved:
+      # The old best stays on disk until state.json points at the new one.
+      stale_best, self.best_path = self.best_path, self._save_best(epoch)
+    if decision.switch_to_sgd:
+      self._restore_best(self.best_path)
+      self._set_phase("sgd")
+      self.hooks.on_switch(self, sched.best_epoch)
+    self.writer.epoch(record, self.steps_per_epoch * (epoch + 1))
+    checkpoint_path = self.manager.save(checkpoint_number=epoch + 1)
+    if self.is_chief:
+      wd.write_json(wd.path(self.workdir, wd.STATE), {
+          "schedule": sched.to_dict(), "checkpoint": checkpoint_path,
+          "best_path": self.best_path, "history": self.history, "elapsed": self._elapsed()})
+      if stale_best:
+        wd.remove_checkpoint(stale_best)
+    self.log(summaries.progress_line(record, sched, self.history, self.config.max_epochs,
+                                     decision))
+    self.hooks.on_epoch_end(self, record)
+
+  def _elapsed(self) -> float:
+    return self.elapsed_before + time.time() - self._run_started
+
+  def _finish(self) -> dict:
+    """Best weights back, the one test evaluation, result.json."""
+    sched = self.schedule
+    self._restore_best(self.best_path)
     test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
     test = self.evaluate(test_ds, test_steps)
-    elapsed = elapsed_before + time.time() - run_started
-    result = summaries.build_result(self, sched, history, best_record["val"], test,
-                                    wall_time=elapsed, peak_rss_mb=_peak_rss_mb())
-    writer.final(result, self.steps_per_epoch * sched.epoch)
-    writer.close()
+    result = summaries.build_result(self, sched, self.history,
+                                    self.history[sched.best_epoch]["val"], test,
+                                    wall_time=self._elapsed(), peak_rss_mb=_peak_rss_mb())
+    self.writer.final(result, self.steps_per_epoch * sched.epoch)
+    self.writer.close()
     if self.is_chief:
       wd.write_json(wd.path(self.workdir, wd.RESULT), result)
     self.log(summaries.result_line(result))
