@@ -8,7 +8,7 @@ TFDS has none, one builder in `tfds_builders/`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,9 @@ class DatasetSpec:
   # The seed of the paper-style derived test split is a property of the dataset, not of
   # a run: every run, seed and backbone must be tested on the same images.
   test_split_seed: int = 0
+  # fn(data_dir) -> TFDS builder, for builders made at run time (`folder:/path`).
+  builder_factory: Optional[Callable] = dataclasses.field(default=None, compare=False,
+                                                          repr=False)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -70,13 +73,34 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
+FOLDER_PREFIX = "folder:"
+
+
 def get(name: str) -> DatasetSpec:
-  """Returns the spec for `name`, or raises UnknownDatasetError listing the valid names."""
+  """Returns the spec for `name`, or raises UnknownDatasetError listing the valid names.
+
+  `folder:/path` is the user's own class-per-subfolder images (optional train/ and test/
+  subfolders, else a stratified 80/20 split keyed on file paths), prepared through the
+  `image_folder` TFDS builder like every other dataset.
+  """
   if name in _REGISTRY:
     return _REGISTRY[name]
+  if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
+    return folder_spec(name[len(FOLDER_PREFIX):])
   raise UnknownDatasetError(
-      f"unknown dataset {name!r}. Valid datasets: {', '.join(names())}. "
-      "List them with `python -m tfbackbones.datasets`.")
+      f"unknown dataset {name!r}. Valid datasets: {', '.join(names())}, or "
+      "folder:/path/to/class_folders. List them with `python -m tfbackbones.datasets`.")
+
+
+def folder_spec(path: str) -> DatasetSpec:
+  """The spec of a user's image folder (classes are known once it is prepared)."""
+  def factory(data_dir):
+    # pylint: disable=import-outside-toplevel
+    from tfds_builders.image_folder import image_folder_dataset_builder
+    return image_folder_dataset_builder.make_builder(path, data_dir)
+  return DatasetSpec(name=FOLDER_PREFIX + path, tfds_name="image_folder", domain="custom",
+                     num_classes=0, id_key="id", builder_factory=factory,
+                     citation="the user's own images")
 
 
 def specs() -> list[DatasetSpec]:

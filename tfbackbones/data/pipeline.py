@@ -76,6 +76,11 @@ def _import_builders():
 def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
   """The TFDS builder of `spec` (our own builders registered first); nothing prepared."""
   _import_builders()
+  if spec.builder_factory is not None:
+    try:
+      return spec.builder_factory(data_dir)
+    except (FileNotFoundError, RuntimeError) as e:  # missing or changed folder
+      raise DataNotAvailableError(str(e)) from e
   return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
 
@@ -212,7 +217,7 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: i
   builder = get_builder(spec, data_dir, download)
   label_feature = builder.info.features[spec.label_key]
   num_classes = int(label_feature.num_classes)
-  if num_classes != spec.num_classes:
+  if spec.num_classes and num_classes != spec.num_classes:
     logging.warning("%s: TFDS says %d classes, the catalog %d; using TFDS's",
                     spec.name, num_classes, spec.num_classes)
   ids = draw_split_ids(spec, builder, val_fraction=val_fraction,
