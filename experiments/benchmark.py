@@ -48,8 +48,8 @@ flags.DEFINE_integer("batch_size", 64, "Global batch.")
 flags.DEFINE_integer("num_classes", 10, "Head width.")
 flags.DEFINE_integer("steps", 15, "Timed steps per measurement.")
 flags.DEFINE_integer("repeats", 3, "Interleaved measurements of each method.")
-flags.DEFINE_bool("fused_batchnorm", True, "Engine setting for the loop (fit always runs "
-                  "Keras's own BatchNormalization).")
+flags.DEFINE_bool("fused_kernels", True, "Engine setting for the loop: fused BatchNorm "
+                  "and optimizer kernels (fit always runs Keras's own layers and AdamW).")
 flags.DEFINE_bool("torch", True, "Include the PyTorch step if torch is installed.")
 flags.DEFINE_integer("workers", 2, "Input workers (tf.data parallelism, DataLoader workers).")
 flags.DEFINE_integer("num_images", 256, "JPEG files for the input benchmark.")
@@ -180,14 +180,14 @@ def _torch_runner(backbone: str, size: int, batch: int, num_classes: int,
 
 
 def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps: int,
-                  repeats: int, fused_batchnorm: bool = True, with_torch: bool = True,
+                  repeats: int, fused_kernels: bool = True, with_torch: bool = True,
                   flops: bool = True) -> dict:
   """Returns img/s lists per method, interleaved, plus FLOP utilisation."""
   # pylint: disable=import-outside-toplevel
   import keras
   import tensorflow as tf
   from tfbackbones import backbones
-  from tfbackbones.training import fused_bn, steps as steps_lib
+  from tfbackbones.training import fused_bn, optimizers, steps as steps_lib
 
   spec, model = _keras_setup(backbone, size, num_classes)
   ds = _synthetic(batch, size, num_classes,
@@ -198,9 +198,9 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
   fit_model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
-  if fused_batchnorm:  # the engine's default; fit_model keeps Keras's own layers
+  if fused_kernels:  # the engine's default; fit_model keeps Keras's own layers
     fused_bn.fuse_batchnorm(model)
-  loop_opt = keras.optimizers.AdamW(1e-3, weight_decay=0.01)
+  loop_opt = optimizers.adamw(fused_kernels, learning_rate=1e-3, weight_decay=0.01)
   loop_opt.build(model.trainable_variables)
   train_fn = steps_lib.make_train_fn(model, loop_opt, strategy, batch,
                                      steps_lib.cross_entropy(num_classes))
@@ -239,7 +239,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
     for name, run in methods.items():
       results[name].append(run(steps))
   out = {"backbone": backbone, "image_size": size, "batch_size": batch,
-         "fused_batchnorm": fused_batchnorm, "fit_jit_compile": bool(fit_model.jit_compile),
+         "fused_kernels": fused_kernels, "fit_jit_compile": bool(fit_model.jit_compile),
          "img_s": results, "median": {k: _median(v) for k, v in results.items()}}
   med = out["median"]
   out["ratio"] = med["tfbackbones loop"] / med["keras Model.fit"]
@@ -452,7 +452,7 @@ def main(argv):
   if FLAGS.what in ("train", "all"):
     report["train"] = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size,
                                     FLAGS.num_classes, FLAGS.steps, FLAGS.repeats,
-                                    FLAGS.fused_batchnorm, FLAGS.torch)
+                                    FLAGS.fused_kernels, FLAGS.torch)
     print_train(report["train"])
   if FLAGS.json:
     print(json.dumps(report))

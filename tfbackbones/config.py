@@ -66,7 +66,7 @@ class TrainConfig:
   tpu: Optional[str] = None
   precision: str = "auto"
   steps_per_execution: int = 32
-  fused_batchnorm: bool = True
+  fused_kernels: bool = True
   cache: str = "auto"
   download: bool = True
   keep_checkpoints: int = 2

@@ -72,9 +72,9 @@ flags.DEFINE_enum("precision", _D.precision, PRECISIONS, "auto = float32 on CPU,
                   "mixed_float16 on GPU, mixed_bfloat16 on TPU.")
 flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution, "Training steps per "
                      "tf.function call (fewer host round trips).")
-flags.DEFINE_bool("fused_batchnorm", _D.fused_batchnorm, "Run BatchNormalization on TF's "
-                  "fused kernel while training (same math, fewer kernels; see "
-                  "tfbackbones/training/fused_bn.py).")
+flags.DEFINE_bool("fused_kernels", _D.fused_kernels, "Train with TF's fused kernels for "
+                  "BatchNormalization and the AdamW/SGD updates (same math, fewer kernels; "
+                  "see tfbackbones/training/fused_bn.py and optimizers.py).")
 flags.DEFINE_enum("cache", _D.cache, CACHE_MODES, "Cache decoded, resized images in memory.")
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Epoch checkpoints to keep.")
 

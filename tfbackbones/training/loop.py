@@ -30,6 +30,7 @@ from tfbackbones import model as model_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
+from tfbackbones.training import optimizers
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
 
 
@@ -134,7 +135,7 @@ class Trainer:
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
-    if cfg.fused_batchnorm:
+    if cfg.fused_kernels:
       fused_bn.fuse_batchnorm(self.model)
     self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
@@ -146,11 +147,12 @@ class Trainer:
     cfg = self.config
     with self.strategy.scope():
       if phase == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=cfg.adamw_lr,
-                                     weight_decay=cfg.adamw_weight_decay,
-                                     beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+        opt = optimizers.adamw(cfg.fused_kernels, learning_rate=cfg.adamw_lr,
+                               weight_decay=cfg.adamw_weight_decay, beta_1=0.9,
+                               beta_2=0.999, epsilon=1e-8)
       else:
-        opt = keras.optimizers.SGD(learning_rate=cfg.sgd_lr, momentum=cfg.sgd_momentum)
+        opt = optimizers.sgd(cfg.fused_kernels, learning_rate=cfg.sgd_lr,
+                             momentum=cfg.sgd_momentum)
       if self.precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
       # Build before tracing: with >= 2 replicas, slot variables created inside the traced
