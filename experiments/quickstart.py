@@ -27,10 +27,16 @@ from tfbackbones import cli  # noqa: E402
 from tfbackbones.config import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/quickstart", "Study directory (one sub-workdir per run).")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir; default <workdir>/tensorflow_datasets.")
-flags.DEFINE_list("backbones", None, "Override the backbones (comma-separated).")
-flags.DEFINE_integer("max_epochs", None, "Override the epoch cap (for a faster look).")
+
+
+def _define_flags():
+  """Flags of the script only: importing `configs` (the studies do) defines none."""
+  flags.DEFINE_string("workdir", "runs/quickstart", "Study directory (one sub-workdir per "
+                      "run).")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir; default "
+                      "<workdir>/tensorflow_datasets.")
+  flags.DEFINE_list("backbones", None, "Override the backbones (comma-separated).")
+  flags.DEFINE_integer("max_epochs", None, "Override the epoch cap (for a faster look).")
 
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0")
 
@@ -96,4 +102,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

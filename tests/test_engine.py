@@ -291,3 +291,10 @@ def test_cli_imagenet_weights_offline_fail_fast_naming_the_file(tmp_path):
   # The weights are checked before the (absent) data: the error is about the weights.
   assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in proc.stderr
   assert str(tmp_path / "keras") in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_finished_workdir_with_another_experiment_is_refused(tmp_path, digits_data_dir):
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1)
+  runner.train(cfg, log=Quiet())
+  with pytest.raises(ConfigError, match="max_epochs: now 2"):
+    runner.train(cfg.replace(max_epochs=2), log=Quiet())

@@ -87,9 +87,9 @@ class Trainer:
   def _check_workdir(self) -> Optional[dict]:
     tf.io.gfile.makedirs(self.workdir)
     result = wd.read_json(wd.path(self.workdir, wd.RESULT))
-    if result and result.get("status") == "finished":
-      return result
     saved = wd.read_json(wd.path(self.workdir, wd.CONFIG))
+    if result and result.get("status") == "finished" and saved is None:
+      saved = result.get("config")
     if saved is not None:
       diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
       if diff:
@@ -97,6 +97,8 @@ class Trainer:
         raise ConfigError(
             f"{self.workdir} holds a run with a different configuration ({changes}). "
             "Use a new --workdir, or rerun with the workdir's settings to resume it.")
+    if result and result.get("status") == "finished":
+      return result
     return None
 
   def _setup(self):
