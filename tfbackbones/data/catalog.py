@@ -149,3 +149,12 @@ register(DatasetSpec("neu_surface_defects", "neu_surface_defects", "surface defe
                      id_key="id", citation="Song & Yan 2013"))
 register(DatasetSpec("galaxy10_decals", "galaxy10_decals", "astronomy", 10, id_key="id",
                      citation="Leung & Bovy 2019, Galaxy10 DECaLS (astroNN)"))
+# BreakHis: one dataset per magnification, split by case (no case in both train and
+# test). The paper resizes to 672x448 (W x H); inputs are square here for now, 448.
+for _mag in ("40x", "100x", "200x", "400x"):
+  register(DatasetSpec(f"breakhis_{_mag}", f"breakhis/{_mag}", "medical", 2, image_size=448,
+                       id_key="id", citation="Spanhol et al. 2016, BreaKHis"))
+register(DatasetSpec("rsna_pneumonia", "rsna_pneumonia", "medical", 2, id_key="id",
+                     citation="Shih et al. 2019, RSNA Pneumonia Detection Challenge 2018"))
+register(DatasetSpec("plantclef", "plantclef", "plant", 20, id_key="id",
+                     citation="Goeau, Bonnet & Joly, PlantCLEF (the paper's 20-class subset)"))

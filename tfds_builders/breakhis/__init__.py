@@ -1,0 +1,1 @@
+"""`breakhis` dataset: BreaKHis v1 breast-tumour histology, patient-level split."""

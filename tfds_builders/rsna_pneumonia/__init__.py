@@ -1,0 +1,1 @@
+"""`rsna_pneumonia` dataset: RSNA Pneumonia Detection Challenge chest X-rays, one per patient."""
