@@ -97,3 +97,19 @@ def test_missing_dataset_without_download_names_the_fix(tmp_path):
 def test_unknown_dataset_lists_the_valid_ones():
   with pytest.raises(catalog.UnknownDatasetError, match="sklearn_digits"):
     catalog.get("mnist_typo")
+
+
+def test_breakhis_validation_split_keeps_patients_on_one_side(tmp_path):
+  import os  # pylint: disable=import-outside-toplevel
+  manual = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tfds_builders", "breakhis", "dummy_data")
+  spec = catalog.get("breakhis_40x")
+  data = pipeline.prepare(spec, data_dir=str(tmp_path), image_size=32, val_fraction=0.3,
+                          train_fraction=1.0, split_seed=0, select_on="val",
+                          manual_dir=manual)
+  builder = pipeline.get_builder(spec, str(tmp_path), download=False)
+  ids, _, groups = pipeline._read_index(builder, spec.train_split, spec)  # pylint: disable=protected-access
+  group_of = dict(zip(ids, groups))
+  val_groups = {group_of[i] for i in data.ids.val}
+  train_groups = {group_of[i] for i in data.ids.train}
+  assert val_groups and train_groups and not val_groups & train_groups

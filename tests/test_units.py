@@ -124,3 +124,22 @@ def test_stratified_split_keeps_one_per_class_and_never_empties_a_class():
   assert {l for i, l in zip(ids, labels) if i in rest} == {0, 1}
   with pytest.raises(ValueError, match="duplicate"):
     splits.stratified_split(["x", "x"], [0, 1], 0.5, seed=0)
+
+
+def test_group_split_keeps_every_group_on_one_side_and_is_stratified():
+  ids, labels, groups = [], [], []
+  for g in range(40):
+    for k in range(1 + g % 5):
+      ids.append(f"g{g}-{k}")
+      labels.append(g % 2)
+      groups.append(f"patient{g}")
+  sel, rest = splits.group_stratified_split(ids, labels, groups, 0.25, seed=1)
+  group_of = dict(zip(ids, groups))
+  assert not {group_of[i] for i in sel} & {group_of[i] for i in rest}
+  assert set(sel) | set(rest) == set(ids) and not set(sel) & set(rest)
+  label_of = dict(zip(ids, labels))
+  for label in (0, 1):
+    share = sum(label_of[i] == label for i in sel) / labels.count(label)
+    assert 0.15 < share < 0.4
+  assert (sel, rest) == splits.group_stratified_split(ids[::-1], labels[::-1], groups[::-1],
+                                                      0.25, seed=1)

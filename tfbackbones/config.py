@@ -42,6 +42,7 @@ class TrainConfig:
   dataset: str = "sklearn_digits"
   workdir: str = "runs/default"
   data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
   weights: str = "imagenet"
   image_size: int = 0
   batch_size: int = 64

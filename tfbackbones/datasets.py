@@ -22,6 +22,8 @@ from tfbackbones.data import catalog  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets).")
 flags.DEFINE_list("prepare", [], "Datasets to download and prepare now.")
+flags.DEFINE_string("manual_dir", None, "Manually downloaded files (default "
+                    "<data_dir>/downloads/manual).")
 
 
 def presence(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
@@ -54,7 +56,8 @@ def main(argv):
   cli.quiet_logs()
   for name in FLAGS.prepare:
     try:
-      builder = pipeline.get_builder(catalog.get(name), FLAGS.data_dir, download=True)
+      builder = pipeline.get_builder(catalog.get(name), FLAGS.data_dir, download=True,
+                                     manual_dir=FLAGS.manual_dir)
     except (catalog.UnknownDatasetError, pipeline.DataNotAvailableError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2

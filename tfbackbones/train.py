@@ -35,6 +35,9 @@ flags.DEFINE_string("dataset", _D.dataset, "Dataset name (see tfbackbones/data/c
 flags.DEFINE_string("workdir", _D.workdir, "Run directory (local or gs://): config, "
                     "checkpoints, TensorBoard events, result.json.")
 flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (default ~/tensorflow_datasets).")
+flags.DEFINE_string("manual_dir", _D.manual_dir, "Where manually downloaded files are "
+                    "(BreakHis, RSNA, NEU, PlantCLEF, cars196); default "
+                    "<data_dir>/downloads/manual.")
 flags.DEFINE_bool("download", _D.download, "Prepare a missing dataset (download if needed).")
 flags.DEFINE_string("weights", _D.weights, "imagenet | none | PATH (.weights.h5 or .keras).")
 flags.DEFINE_integer("image_size", _D.image_size, "Input size; 0 = the dataset's protocol size.")

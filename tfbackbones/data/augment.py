@@ -157,10 +157,14 @@ def sample_op_and_magnitude(seed: tf.Tensor, num_bins: int = NUM_MAGNITUDE_BINS
 
 
 def _blend(image: tf.Tensor, degenerate: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-  """torchvision/PIL blend: factor * image + (1 - factor) * degenerate, truncated."""
-  out = factor * tf.cast(image, tf.float32) + (1.0 - factor) * tf.cast(
-      degenerate, tf.float32)
-  # Truncation toward zero after the clamp, as torch's `.to(uint8)` and PIL's blend.
+  """Pillow's `Image.blend(degenerate, image, factor)`, truncated to uint8.
+
+  Written as Pillow's float32 `degenerate + factor * (image - degenerate)`; torchvision's
+  `factor * image + (1 - factor) * degenerate` is the same number up to float32 rounding.
+  """
+  deg = tf.cast(degenerate, tf.float32)
+  out = deg + factor * (tf.cast(image, tf.float32) - deg)
+  # Clamp, then truncate toward zero, as Pillow's blend and torch's `.to(uint8)`.
   return tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
 
 
@@ -231,15 +235,22 @@ def _solarize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
 
 
 def _autocontrast(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
-  """Stretches each channel's min..max to 0..255; constant channels are unchanged."""
+  """Stretches each channel's min..max to 0..255; constant channels are unchanged.
+
+  Pillow's float64 LUT `int(v * scale - lo * scale)`; torchvision's float32
+  `(v - lo) * scale` can land one level lower where the exact value is an integer.
+  """
   del magnitude
-  x = tf.cast(image, tf.float32)
+  x = tf.cast(image, tf.float64)
   low = tf.reduce_min(x, axis=[0, 1])
   high = tf.reduce_max(x, axis=[0, 1])
-  constant = tf.equal(high, low)  # torchvision: scale not finite -> identity
-  scale = tf.where(constant, 1.0, 255.0 / tf.where(constant, 1.0, high - low))
-  low = tf.where(constant, 0.0, low)
-  return tf.cast(tf.clip_by_value((x - low) * scale, 0.0, 255.0), tf.uint8)
+  constant = tf.equal(high, low)
+  one = tf.ones_like(low)
+  scale = 255.0 / tf.where(constant, one, high - low)
+  offset = -low * scale
+  scale = tf.where(constant, one, scale)
+  offset = tf.where(constant, tf.zeros_like(low), offset)
+  return tf.cast(tf.clip_by_value(x * scale + offset, 0.0, 255.0), tf.uint8)
 
 
 def _equalize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:

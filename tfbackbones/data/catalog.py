@@ -48,6 +48,9 @@ class DatasetSpec:
   # The seed of the paper-style derived test split is a property of the dataset, not of
   # a run: every run, seed and backbone must be tested on the same images.
   test_split_seed: int = 0
+  # A feature naming the patient/case of an example: the validation split then keeps
+  # every group on one side (no patient in both train and val).
+  group_key: Optional[str] = None
   # fn(data_dir) -> TFDS builder, for builders made at run time (`folder:/path`).
   builder_factory: Optional[Callable] = dataclasses.field(default=None, compare=False,
                                                           repr=False)
@@ -153,7 +156,8 @@ register(DatasetSpec("galaxy10_decals", "galaxy10_decals", "astronomy", 10, id_k
 # test). The paper resizes to 672x448 (W x H); inputs are square here for now, 448.
 for _mag in ("40x", "100x", "200x", "400x"):
   register(DatasetSpec(f"breakhis_{_mag}", f"breakhis/{_mag}", "medical", 2, image_size=448,
-                       id_key="id", citation="Spanhol et al. 2016, BreaKHis"))
+                       id_key="id", group_key="patient_id",
+                       citation="Spanhol et al. 2016, BreaKHis"))
 register(DatasetSpec("rsna_pneumonia", "rsna_pneumonia", "medical", 2, id_key="id",
                      citation="Shih et al. 2019, RSNA Pneumonia Detection Challenge 2018"))
 register(DatasetSpec("plantclef", "plantclef", "plant", 20, id_key="id",

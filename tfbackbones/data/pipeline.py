@@ -84,7 +84,8 @@ def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
   return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
 
-def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bool):
+def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bool,
+                manual_dir: Optional[str] = None):
   """Returns a prepared TFDS builder, preparing it if allowed.
 
   Raises:
@@ -102,7 +103,8 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
         "--data_dir=DIR` on a machine with network access and copy DIR here (pass "
         "--data_dir=DIR), or rerun without --nodownload.")
   try:
-    builder.download_and_prepare()
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # pylint: disable=broad-except
     raise DataNotAvailableError(
         f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
@@ -114,40 +116,63 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
 
 
 def _read_index(builder, split: str, spec: catalog.DatasetSpec):
-  """Returns (ids, labels) of a split without decoding images."""
+  """Returns (ids, labels, groups) of a split without decoding images."""
   ds = _as_dataset(builder, split, spec)
   id_key = _id_key(spec)
-  ds = ds.map(lambda ex: (ex[id_key], ex[spec.label_key]), num_parallel_calls=AUTOTUNE)
-  ids, labels = [], []
-  for batch_ids, batch_labels in ds.batch(4096).as_numpy_iterator():
-    ids.extend(i.decode("utf-8") if isinstance(i, bytes) else str(i) for i in batch_ids)
+  group_key = spec.group_key or id_key
+  ds = ds.map(lambda ex: (ex[id_key], ex[spec.label_key], ex[group_key]),
+              num_parallel_calls=AUTOTUNE)
+  text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)  # noqa: E731
+  ids, labels, groups = [], [], []
+  for batch_ids, batch_labels, batch_groups in ds.batch(4096).as_numpy_iterator():
+    ids.extend(text(i) for i in batch_ids)
     labels.extend(int(l) for l in batch_labels)
-  return ids, labels
+    groups.extend(text(g) for g in batch_groups)
+  return ids, labels, groups
 
 
 def _id_key(spec) -> str:
   return spec.id_key or "tfds_id"
 
 
-def _as_dataset(builder, split, spec, decode_images: bool = False):
-  decoders = None if decode_images else {spec.image_key: tfds.decode.SkipDecoding()}
+def _as_dataset(builder, split, spec):
+  """Examples with the image still encoded: decoding is ours (see `decode_image`)."""
   return builder.as_dataset(
-      split=split, shuffle_files=False, decoders=decoders,
+      split=split, shuffle_files=False,
+      decoders={spec.image_key: tfds.decode.SkipDecoding()},
       read_config=tfds.ReadConfig(add_tfds_id=spec.id_key is None,
                                   interleave_cycle_length=1))
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+  """PNG or JPEG bytes -> (H, W, 3) uint8; grayscale becomes RGB.
+
+  JPEG uses the accurate integer DCT: TF's default fast DCT differs from libjpeg/PIL
+  (which the PyTorch reference decodes with) by ~1 grey level on average, up to 18.
+  """
+  return tf.cond(
+      tf.io.is_jpeg(encoded),
+      lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_png(encoded, channels=3))
 
 
 def draw_split_ids(spec, builder, *, val_fraction: float, train_fraction: float,
                    split_seed: int, select_on: str) -> SplitIds:
   """Draws the train / val / test ids for a run (deterministic, stratified)."""
-  pool_ids, pool_labels = _read_index(builder, spec.train_split, spec)
+  pool_ids, pool_labels, pool_groups = _read_index(builder, spec.train_split, spec)
   label_of = dict(zip(pool_ids, pool_labels))
+  group_of = dict(zip(pool_ids, pool_groups))
   test_ids = None
   if spec.test_split is None:
     test_ids, pool_ids = splits_lib.stratified_split(
         pool_ids, [label_of[i] for i in pool_ids], spec.test_fraction,
         seed=spec.test_split_seed)
-  if select_on == "val":
+  if select_on == "val" and spec.group_key:
+    val_ids, train_pool = splits_lib.group_stratified_split(
+        pool_ids, [label_of[i] for i in pool_ids], [group_of[i] for i in pool_ids],
+        val_fraction, seed=split_seed)
+    val_from = "train"
+  elif select_on == "val":
     val_ids, train_pool = splits_lib.stratified_split(
         pool_ids, [label_of[i] for i in pool_ids], val_fraction, seed=split_seed,
         min_per_class=1)
@@ -195,10 +220,10 @@ def resize_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def _decoded(builder, spec, split: str, keep_ids: Optional[list], size: int):
-  ds = _as_dataset(builder, split, spec, decode_images=True)
+  ds = _as_dataset(builder, split, spec)
   if keep_ids is not None:
     ds = _filter_ids(ds, _id_key(spec), keep_ids)
-  return ds.map(lambda ex: (resize_uint8(ex[spec.image_key], size),
+  return ds.map(lambda ex: (resize_uint8(decode_image(ex[spec.image_key]), size),
                             tf.cast(ex[spec.label_key], tf.int32)),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
 
@@ -212,9 +237,10 @@ def _maybe_cache(ds, count: int, size: int, mode: str):
 
 def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: int,
             val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
-            cache: str = "auto", download: bool = True) -> PreparedData:
+            cache: str = "auto", download: bool = True,
+            manual_dir: Optional[str] = None) -> PreparedData:
   """Builds the cached, unbatched train/val/test datasets of one run."""
-  builder = get_builder(spec, data_dir, download)
+  builder = get_builder(spec, data_dir, download, manual_dir)
   label_feature = builder.info.features[spec.label_key]
   num_classes = int(label_feature.num_classes)
   if spec.num_classes and num_classes != spec.num_classes:

@@ -70,3 +70,46 @@ def class_counts(labels: Iterable[Hashable]) -> dict:
   for label in labels:
     counts[label] += 1
   return dict(counts)
+
+
+def group_stratified_split(ids: Sequence[str], labels: Sequence[Hashable],
+                           groups: Sequence[str], fraction: float,
+                           seed: int) -> tuple[list[str], list[str]]:
+  """Like `stratified_split`, but whole groups (patients, cases) go to one side.
+
+  Groups are assigned to the label of their first example, ranked within each label by
+  sha256(seed:group), and taken until they hold `fraction` of that label's examples
+  (at least one group, never all groups of a label that has several). No group is ever
+  on both sides, which is what keeps a patient's images out of the selection split.
+
+  Returns:
+    (selected_ids, remaining_ids), each sorted.
+  """
+  if not len(ids) == len(labels) == len(groups):
+    raise ValueError("ids, labels and groups differ in length")
+  if not 0.0 <= fraction <= 1.0:
+    raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+  members: dict[str, list[str]] = defaultdict(list)
+  group_label: dict[str, Hashable] = {}
+  for example_id, label, group in zip(ids, labels, groups):
+    example_id = example_id.decode("utf-8") if isinstance(example_id, bytes) else str(example_id)
+    members[group].append(example_id)
+    group_label.setdefault(group, label)
+  by_label: dict[Hashable, list[str]] = defaultdict(list)
+  for group, label in group_label.items():
+    by_label[label].append(group)
+  selected: list[str] = []
+  rest: list[str] = []
+  for label in sorted(by_label, key=str):
+    ranked = sorted(by_label[label], key=lambda g: _rank_key(seed, g))
+    total = sum(len(members[g]) for g in ranked)
+    target = fraction * total
+    taken = 0
+    for i, group in enumerate(ranked):
+      keep_one_back = len(ranked) > 1 and i == len(ranked) - 1 and fraction < 1.0
+      if (taken < target or i == 0) and fraction > 0 and not keep_one_back:
+        selected.extend(members[group])
+        taken += len(members[group])
+      else:
+        rest.extend(members[group])
+  return sorted(selected), sorted(rest)
