@@ -32,11 +32,11 @@ from tfbackbones.config import ConfigError, TrainConfig
 
 # The paper's eleven backbones (Table 2), by registry name. ResNet-50, ConvNeXt-T,
 # EfficientNetV2-S and MobileNetV3-L are keras.applications (Keras's ImageNet weights);
-# Swin-T is the TF Hub model; the other six are the Keras ports of issue #5.
-# `--backbones=` swaps any of them (e.g. swin_t, resnet50_torchvision: the ports that
-# load the paper's own torchvision weights).
+# the other seven are the project's Keras ports (issue #5), which load the paper's own
+# torchvision / WaveMix weights after `python -m tfbackbones.convert`. `--backbones=`
+# swaps any of them (e.g. resnet50_torchvision, or swin_tiny: the TF Hub model).
 PAPER_BACKBONES = (
-    "resnet50", "wavemix_192_16", "convnext_tiny", "swin_tiny", "swinv2_t",
+    "resnet50", "wavemix_192_16", "convnext_tiny", "swin_t", "swinv2_t",
     "efficientnetv2_s", "densenet161", "mobilenet_v3_large", "regnety_032",
     "resnext50_32x4d", "shufflenet_v2_x2_0")
 
