@@ -13,9 +13,11 @@ building a model or preprocessing does.
 
 from __future__ import annotations
 
+from tfbackbones.backbones import cnn_ports  # noqa: F401
 from tfbackbones.backbones import hub  # registers hub specs and `hub:`
 from tfbackbones.backbones import keras_apps  # registers keras.applications
 from tfbackbones.backbones import savedmodel  # registers `savedmodel:`
+from tfbackbones.backbones import transformer_ports  # noqa: F401
 from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS
 from tfbackbones.backbones.preprocessing import preprocess_images
 from tfbackbones.backbones.registry import BackboneSpec

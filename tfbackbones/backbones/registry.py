@@ -22,7 +22,7 @@ from tfbackbones.backbones import preprocessing
 if TYPE_CHECKING:
   import keras
 
-SOURCES = ("keras.applications", "tfhub", "savedmodel")
+SOURCES = ("keras.applications", "tfhub", "savedmodel", "tfbackbones")
 
 # What a dynamic name looks like; shown in error messages.
 DYNAMIC_FORMS = (
