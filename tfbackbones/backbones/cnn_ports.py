@@ -681,34 +681,28 @@ def build_port(spec: registry.BackboneSpec, image_size: int,
 
   There are no Keras ImageNet weights to download for these models: the
   pretrained weights are torchvision's, converted once with
-  `python -m tfbackbones.convert` and passed as a `.weights.h5` path.
+  `python -m tfbackbones.convert` into the Keras cache (then `--weights=imagenet`)
+  or anywhere (then `--weights=PATH`).
 
   Args:
     spec: The spec.
     image_size: Input height and width.
-    weights: "none", a path to a converted `.weights.h5`, or "imagenet"
-      (which fails with instructions).
+    weights: "none", a path to a converted `.weights.h5`, or "imagenet" (the
+      converted file in the Keras cache, or an error saying how to make it).
 
   Returns:
     Functional model named `spec.name`: (B, s, s, 3) -> (B, h, w, C).
 
   Raises:
-    WeightsNotAvailableError: For "imagenet", or a missing file.
+    WeightsNotAvailableError: "imagenet" not converted yet, or a missing file.
     WeightsMismatchError: If the file does not fit.
   """
   choice = weights_lib.parse_weights_arg(weights)
   user_path = None
   if choice == "imagenet":
-    url = TORCHVISION_WEIGHTS.get(spec.name, "<torchvision .pth>")
-    raise weights_lib.WeightsNotAvailableError(
-        f"Backbone {spec.name!r} is a Keras port of a torchvision model; its "
-        "ImageNet weights are torchvision's and must be converted once:\n"
-        f"  1. download {url}\n"
-        f"  2. python -m tfbackbones.convert --arch={spec.name} "
-        f"--src=<that .pth> --dst={spec.name}.weights.h5\n"
-        f"  3. pass --weights={spec.name}.weights.h5\n"
-        "(step 2 needs torch: pip install -e '.[parity]').")
-  if choice != "none":
+    user_path = weights_lib.ported_imagenet_path(
+        spec, TORCHVISION_WEIGHTS.get(spec.name, "<torchvision .pth>"))
+  elif choice != "none":
     user_path = weights_lib.check_weights_path(choice)
   model = CONSTRUCTORS[spec.name](
       input_shape=(image_size, image_size, 3), include_top=False,
@@ -728,7 +722,7 @@ def _add(name: str, *, params_m: float, imagenet_top1: float,
       params_m=params_m,
       imagenet_top1=imagenet_top1,
       feature_dim=feature_dim,
-      weights_file=None,
+      weights_file=weights_lib.ported_weights_file(name),
       description=description,
       builder=build_port,
   ))

@@ -28,7 +28,7 @@ def _number(value: float | int | None) -> str:
 
 def cached_label(spec: registry.BackboneSpec) -> str:
   """Returns 'yes', 'no' or 'n.a.' for the weights-cached column."""
-  if spec.source in ("keras.applications", "tfhub"):
+  if spec.source in ("keras.applications", "tfhub") or spec.weights_file:
     return "yes" if weights_lib.cached_weights_path(spec) else "no"
   return "n.a."
 

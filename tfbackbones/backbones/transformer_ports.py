@@ -73,22 +73,12 @@ _TORCH_URLS = {
 
 def notop_weights_file(name: str) -> str:
   """Returns the file name the converter writes for a port's backbone."""
-  return f"{name}_notop.weights.h5"
+  return weights_lib.ported_weights_file(name)
 
 
 def _imagenet_path(spec: registry.BackboneSpec) -> str:
   """Finds the converted ImageNet weights, or explains how to make them."""
-  path = os.path.join(weights_lib.keras_models_dir(), spec.weights_file)
-  if os.path.isfile(path):
-    return path
-  raise weights_lib.WeightsNotAvailableError(
-      f"ImageNet weights for backbone {spec.name!r} are a PyTorch checkpoint "
-      f"converted to Keras, and {path} does not exist.\n"
-      f"Download {_TORCH_URLS[spec.name]} (on a machine with internet), then\n"
-      f"  python -m tfbackbones.convert --arch={spec.name} --src=FILE.pth "
-      f"--dst={path}\n"
-      "Alternatives: --weights=none (random init) or "
-      "--weights=/path/file.weights.h5 (weights saved from this backbone).")
+  return weights_lib.ported_imagenet_path(spec, _TORCH_URLS[spec.name])
 
 
 def build_port(spec: registry.BackboneSpec, image_size: int,

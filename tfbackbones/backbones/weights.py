@@ -126,7 +126,34 @@ def cached_weights_path(spec: BackboneSpec) -> str | None:
     return path if os.path.isfile(path) else None
   if spec.source == "tfhub" and spec.handle:
     return tfhub_cached(spec.handle)
+  if spec.source == "tfbackbones" and spec.weights_file:
+    path = os.path.join(keras_models_dir(), spec.weights_file)
+    return path if os.path.isfile(path) else None
   return None
+
+
+def ported_weights_file(name: str) -> str:
+  """File name, in the Keras cache, of a port's converted ImageNet backbone weights."""
+  return f"{name}_notop.weights.h5"
+
+
+def ported_imagenet_path(spec: BackboneSpec, url: str) -> str:
+  """A port's converted ImageNet weights in the Keras cache, or how to make them.
+
+  The project's Keras ports (source "tfbackbones") have no Keras download: their
+  ImageNet weights are the PyTorch release the paper used, converted once with
+  `python -m tfbackbones.convert` into `<keras cache>/models/<name>_notop.weights.h5`.
+  """
+  path = os.path.join(keras_models_dir(), spec.weights_file or ported_weights_file(spec.name))
+  if os.path.isfile(path):
+    return path
+  raise WeightsNotAvailableError(
+      f"ImageNet weights for backbone {spec.name!r} are a PyTorch checkpoint "
+      f"converted to Keras, and {path} does not exist.\n"
+      f"Download {url} (on a machine with internet), then\n"
+      f"  python -m tfbackbones.convert --arch={spec.name} --src=FILE.pth --dst={path}\n"
+      "(the converter needs torch: pip install -e '.[parity]'). Alternatives: "
+      "--weights=none (random init) or --weights=/path/file.weights.h5.")
 
 
 def parse_weights_arg(weights: str | None) -> str:
