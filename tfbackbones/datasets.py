@@ -44,6 +44,9 @@ def table(data_dir: str | None) -> str:
     test = s.test_split or f"{s.test_fraction:.0%} of train (stratified, seed {s.test_split_seed})"
     rows.append((s.name, s.tfds_name, s.domain, str(s.num_classes), s.train_split, test,
                  str(s.image_size), s.augment, presence(s, data_dir)))
+  rows.append(("folder:/path", "image_folder", "your own", "subfolders",
+               "train/ or 80%", "test/ or 20% (stratified)", "256", "none",
+               "prepared on first use"))
   widths = [max(len(x) for x in col) for col in zip(header, *rows)]
   fmt = lambda row: "  ".join(x.ljust(w) for x, w in zip(row, widths))  # noqa: E731
   return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

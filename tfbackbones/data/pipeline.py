@@ -131,6 +131,14 @@ def _read_index(builder, split: str, spec: catalog.DatasetSpec):
   return ids, labels, groups
 
 
+def _split_size(builder, spec, split: str) -> int:
+  """Examples in `split`: from the metadata, else counted (no image decoding)."""
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except (KeyError, ValueError):
+    return len(_read_index(builder, split, spec)[0])
+
+
 def _id_key(spec) -> str:
   return spec.id_key or "tfds_id"
 
@@ -257,7 +265,7 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: i
     test = _decoded(builder, spec, spec.train_split, ids.test, size)
   else:
     test = _decoded(builder, spec, spec.test_split, None, size)
-    ids.counts["test"] = int(builder.info.splits[spec.test_split].num_examples)
+    ids.counts["test"] = _split_size(builder, spec, spec.test_split)
   if ids.val is None:  # selection on test: the test set is read every epoch, cache it
     test = val = _maybe_cache(test, ids.counts["test"], size, cache)
     ids.counts["val"] = ids.counts["test"]
