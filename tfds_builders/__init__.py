@@ -19,3 +19,4 @@ from tfds_builders.breakhis import breakhis_dataset_builder  # noqa: F401
 from tfds_builders.rsna_pneumonia import rsna_pneumonia_dataset_builder  # noqa: F401
 from tfds_builders.image_folder import image_folder_dataset_builder  # noqa: F401
 from tfds_builders.plantclef import plantclef_dataset_builder  # noqa: F401
+from tfds_builders.cars196_manual import cars196_manual_dataset_builder  # noqa: F401
