@@ -20,10 +20,14 @@ from absl import app, flags  # noqa: E402
 from tfbackbones.data import catalog  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets).")
-flags.DEFINE_list("prepare", [], "Datasets to download and prepare now.")
-flags.DEFINE_string("manual_dir", None, "Manually downloaded files (default "
-                    "<data_dir>/downloads/manual).")
+
+
+def _define_flags():
+  """Flags of the script only: importing `table` (tests, tools) defines none."""
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets).")
+  flags.DEFINE_list("prepare", [], "Datasets to download and prepare now.")
+  flags.DEFINE_string("manual_dir", None, "Manually downloaded files (default "
+                      "<data_dir>/downloads/manual).")
 
 
 def presence(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
@@ -72,4 +76,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
