@@ -420,33 +420,30 @@ def assign_batchnorm(layer, state: StateDict, prefix: str) -> list:
   Keras omits gamma/beta when scale/center is False; torch omits
   weight/bias when affine=False. Both must agree.
   """
-  done = []
   pairs = (("gamma", "weight"), ("beta", "bias"),
            ("moving_mean", "running_mean"), ("moving_variance", "running_var"))
+  return _assign_named(layer, state, prefix, pairs, "BatchNormalization")
+
+
+def assign_layernorm(layer, state: StateDict, prefix: str) -> list:
+  """LayerNormalization <- weight (gamma), bias (beta)."""
+  return _assign_named(layer, state, prefix, (("gamma", "weight"), ("beta", "bias")),
+                       "LayerNormalization")
+
+
+def _assign_named(layer, state: StateDict, prefix: str, pairs, kind: str) -> list:
+  """Assigns `prefix.<torch suffix>` to each `layer.<keras attr>` of `pairs`.
+
+  An attribute Keras omits (scale/center False) must have no torch tensor either.
+  """
+  done = []
   for attr, suffix in pairs:
     variable = getattr(layer, attr, None)
     key = f"{prefix}.{suffix}"
     if variable is None:
       if key in state:
         raise ConversionError(
-            f"torch tensor {key!r} exists but Keras BatchNormalization "
-            f"{layer.name!r} has no {attr}.")
-      continue
-    assign(variable, state.take(key, context=layer.name), key, layer.name)
-    done.append(variable)
-  return done
-
-
-def assign_layernorm(layer, state: StateDict, prefix: str) -> list:
-  """LayerNormalization <- weight (gamma), bias (beta)."""
-  done = []
-  for attr, suffix in (("gamma", "weight"), ("beta", "bias")):
-    variable = getattr(layer, attr, None)
-    key = f"{prefix}.{suffix}"
-    if variable is None:
-      if key in state:
-        raise ConversionError(
-            f"torch tensor {key!r} exists but Keras LayerNormalization "
+            f"torch tensor {key!r} exists but Keras {kind} "
             f"{layer.name!r} has no {attr}.")
       continue
     assign(variable, state.take(key, context=layer.name), key, layer.name)

@@ -71,10 +71,6 @@ def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
   raise ValueError(f"unknown strategy {name!r}")
 
 
-def strategy_kind(strategy: tf.distribute.Strategy) -> str:
-  return type(strategy).__name__
-
-
 def resolve_precision(name: str, strategy: tf.distribute.Strategy) -> str:
   if name != "auto":
     return name
