@@ -74,8 +74,8 @@ _BREAKHIS = ("breakhis_40x", "breakhis_100x", "breakhis_200x", "breakhis_400x")
 def paper_rules(dataset: str) -> dict:
   """The paper's per-dataset departures from `PAPER_PROTOCOL`, as rules (BiT hyperrule).
 
-  Resolution: 256 px, except EuroSAT at 224 (the reference code) and BreakHis, whose
-  672x448 is not square: `image_size=0` leaves it to the catalog's protocol size.
+  Resolution: 256 px, except EuroSAT at 224 (the reference code) and BreakHis at
+  672x448 (W x H): `image_size=0` leaves it to the catalog's protocol size.
   Augmentation: TrivialAugment on CIFAR, DTD, Food-101 and Flowers, none elsewhere.
   Patience (AdamW, SGD): Flowers 20/20, Food-101 and Galaxy10 10/20, else 10/10.
   A dataset outside the paper keeps the catalog's size and augmentation.

@@ -12,7 +12,7 @@ TINY = "test_tiny_cnn"
 
 def _build_tiny(spec, image_size, weights):
   del spec, weights
-  inputs = keras.Input((image_size, image_size, 3))
+  inputs = keras.Input((*image_size, 3))  # builders get (height, width)
   x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
   x = keras.layers.BatchNormalization()(x)
   x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)

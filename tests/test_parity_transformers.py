@@ -349,6 +349,20 @@ def test_vit_position_embedding_resize_matches_torchvision():
         got, expected["encoder.pos_embedding"].numpy(), atol=1e-5)
 
 
+def test_vit_position_embedding_non_square_matches_torch_interpolate():
+  # torchvision only resizes to square grids; a (rows, cols) grid must equal
+  # what its own call, F.interpolate(bicubic, align_corners=True), gives.
+  pos = np.random.RandomState(1).randn(1, 1 + 14 * 14, 8).astype(np.float32)
+  grid = torch.from_numpy(pos[0, 1:]).reshape(1, 14, 14, 8).permute(0, 3, 1, 2)
+  for rows, cols in ((28, 42), (10, 16), (14, 20)):
+    resized = torch.nn.functional.interpolate(
+        grid, size=(rows, cols), mode="bicubic", align_corners=True)
+    expected = resized.permute(0, 2, 3, 1).reshape(rows * cols, 8).numpy()
+    got = transformer_ports.interpolate_pos_embedding(pos, (rows, cols))
+    np.testing.assert_array_equal(got[0, 0], pos[0, 0])
+    np.testing.assert_allclose(got[0, 1:], expected, atol=1e-5)
+
+
 def test_imagenet_weights_missing_explain_conversion(tmp_path, monkeypatch):
   monkeypatch.setenv("KERAS_HOME", str(tmp_path))
   for arch in SIZES:

@@ -29,7 +29,7 @@ TINY = dict(weights="none", image_size=32, batch_size=32, max_epochs=1, adamw_pa
 
 def _build_tiny_b(spec, image_size, weights):
   del spec, weights
-  inputs = keras.Input((image_size, image_size, 3))
+  inputs = keras.Input((*image_size, 3))  # builders get (height, width)
   x = keras.layers.Conv2D(4, 4, strides=4, activation="relu")(inputs)
   return keras.Model(inputs, x, name=TINY_B)
 

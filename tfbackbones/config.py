@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Union
+
+from tfbackbones import imagesize
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -36,7 +38,10 @@ class TrainConfig:
   """Everything that defines one fine-tuning run.
 
   Attributes mirror the `python -m tfbackbones.train` flags; see `tfbackbones/train.py`
-  for their help texts. `image_size=0` means the dataset's protocol size.
+  for their help texts. `image_size=0` means the dataset's protocol size; a square
+  size is an int, a non-square one the string `WIDTHxHEIGHT` (`"672x448"`, see
+  `tfbackbones/imagesize.py`). `validate()` brings it to that canonical form, so a config
+  read back from config.json compares equal.
   """
   backbone: str = "efficientnetv2_b0"
   dataset: str = "sklearn_digits"
@@ -44,7 +49,7 @@ class TrainConfig:
   data_dir: Optional[str] = None
   manual_dir: Optional[str] = None
   weights: str = "imagenet"
-  image_size: int = 0
+  image_size: Union[int, str] = 0
   batch_size: int = 64
   seed: int = 0
   split_seed: int = 42
@@ -91,8 +96,14 @@ class TrainConfig:
       bad("max_epochs", self.max_epochs, "use >= 1.")
     if self.batch_size < 1:
       bad("batch_size", self.batch_size, "use >= 1 (it is the global batch over all replicas).")
-    if self.image_size < 0 or 0 < self.image_size < 32:
-      bad("image_size", self.image_size, "use 0 (the dataset's protocol size) or >= 32.")
+    try:
+      size = imagesize.parse(self.image_size)
+    except imagesize.SizeError as e:
+      bad("image_size", self.image_size, str(e))
+    if size is not None and min(size) < 32:
+      bad("image_size", self.image_size, "use 0 (the dataset's protocol size), a side "
+          ">= 32 (`224`), or WIDTHxHEIGHT with both >= 32 (`672x448`).")
+    self.image_size = imagesize.canonical(size)
     if self.strategy not in STRATEGIES:
       bad("strategy", self.strategy, f"choose one of {', '.join(STRATEGIES)}.")
     if self.strategy == "tpu" and not self.tpu:

@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from tfbackbones import imagesize  # noqa: E402
 from tfbackbones.data import catalog  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +48,7 @@ def table(data_dir: str | None) -> str:
   for s in catalog.specs():
     test = s.test_split or f"{s.test_fraction:.0%} of train (stratified, seed {s.test_split_seed})"
     rows.append((s.name, s.tfds_name, s.domain, str(s.num_classes), s.train_split, test,
-                 str(s.image_size), s.augment, presence(s, data_dir)))
+                 imagesize.text(s.image_size), s.augment, presence(s, data_dir)))
   rows.append(("folder:/path", "image_folder", "your own", "subfolders",
                "train/ or 80%", "test/ or 20% (stratified)", "256", "none",
                "prepared on first use"))

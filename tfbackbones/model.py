@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import keras
 
+from tfbackbones import imagesize
+
 HEAD_LAYER = "head_logits"
 
 
-def build_classifier(backbone: keras.Model, num_classes: int, image_size: int,
+def build_classifier(backbone: keras.Model, num_classes: int, image_size,
                      dropout: float = 0.0, freeze_backbone: bool = False,
                      bn_momentum: float | None = None) -> keras.Model:
   """Wraps a feature extractor into a classifier.
 
   Args:
-    backbone: maps preprocessed (B, S, S, 3) images to (B, h, w, C) or (B, C) features.
+    backbone: maps preprocessed (B, H, W, 3) images to (B, h, w, C) or (B, C) features.
     num_classes: width of the new Dense head.
-    image_size: S, the input resolution.
+    image_size: (H, W), or an int for a square input (see tfbackbones/imagesize.py).
     dropout: dropout rate before the head (0 = none, as in the paper).
     freeze_backbone: linear probe: backbone weights fixed and its BatchNorm in inference
       mode (Keras 3 runs a non-trainable BatchNormalization in inference mode).
@@ -37,7 +39,8 @@ def build_classifier(backbone: keras.Model, num_classes: int, image_size: int,
   if bn_momentum is not None:
     set_batchnorm_momentum(backbone, bn_momentum)
   backbone.trainable = not freeze_backbone
-  inputs = keras.Input((image_size, image_size, 3), name="images", dtype="float32")
+  height, width = imagesize.require(image_size)
+  inputs = keras.Input((height, width, 3), name="images", dtype="float32")
   features = backbone(inputs)
   if isinstance(features, (list, tuple)):
     if len(features) != 1:

@@ -40,7 +40,9 @@ flags.DEFINE_string("manual_dir", _D.manual_dir, "Where manually downloaded file
                     "<data_dir>/downloads/manual.")
 flags.DEFINE_bool("download", _D.download, "Prepare a missing dataset (download if needed).")
 flags.DEFINE_string("weights", _D.weights, "imagenet | none | PATH (.weights.h5 or .keras).")
-flags.DEFINE_integer("image_size", _D.image_size, "Input size; 0 = the dataset's protocol size.")
+flags.DEFINE_string("image_size", str(_D.image_size), "Input size: one number for a "
+                    "square (`224`), WIDTHxHEIGHT otherwise (`672x448`, the paper's BreakHis "
+                    "size); 0 = the dataset's protocol size.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (over all replicas).")
 flags.DEFINE_integer("seed", _D.seed, "Training seed (init, shuffling, augmentation).")
 flags.DEFINE_integer("split_seed", _D.split_seed, "Seed of the validation split and the "

@@ -675,7 +675,7 @@ TORCHVISION_WEIGHTS: dict[str, str] = {
 }
 
 
-def build_port(spec: registry.BackboneSpec, image_size: int,
+def build_port(spec: registry.BackboneSpec, image_size: tuple,
                weights: str) -> keras.Model:
   """Builder for the ported backbones (`BackboneSpec.builder`).
 
@@ -686,12 +686,12 @@ def build_port(spec: registry.BackboneSpec, image_size: int,
 
   Args:
     spec: The spec.
-    image_size: Input height and width.
+    image_size: (height, width); square or not.
     weights: "none", a path to a converted `.weights.h5`, or "imagenet" (the
       converted file in the Keras cache, or an error saying how to make it).
 
   Returns:
-    Functional model named `spec.name`: (B, s, s, 3) -> (B, h, w, C).
+    Functional model named `spec.name`: (B, H, W, 3) -> (B, h, w, C).
 
   Raises:
     WeightsNotAvailableError: "imagenet" not converted yet, or a missing file.
@@ -705,7 +705,7 @@ def build_port(spec: registry.BackboneSpec, image_size: int,
   elif choice != "none":
     user_path = weights_lib.check_weights_path(choice)
   model = CONSTRUCTORS[spec.name](
-      input_shape=(image_size, image_size, 3), include_top=False,
+      input_shape=(*image_size, 3), include_top=False,
       name=spec.name)
   if user_path is not None:
     weights_lib.load_weights_file(model, user_path, spec.name)

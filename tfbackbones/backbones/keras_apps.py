@@ -80,7 +80,7 @@ def keras_constructor(name: str) -> Callable[..., keras.Model]:
   return functools.partial(getattr(keras.applications, constructor), **extra)
 
 
-def build_keras_app(spec: registry.BackboneSpec, image_size: int,
+def build_keras_app(spec: registry.BackboneSpec, image_size: tuple,
                     weights: str) -> keras.Model:
   """Builds a keras.applications backbone without its classifier.
 
@@ -91,11 +91,12 @@ def build_keras_app(spec: registry.BackboneSpec, image_size: int,
 
   Args:
     spec: The backbone spec.
-    image_size: Input height and width (>= 32).
+    image_size: (height, width), each >= 32; non-square is fine (the
+      ImageNet weights are convolutional and load at any size).
     weights: "imagenet", "none" or a path to a weights file.
 
   Returns:
-    Functional model named `spec.name`: (B, s, s, 3) -> (B, h, w, C).
+    Functional model named `spec.name`: (B, H, W, 3) -> (B, h, w, C).
   """
   import keras  # pylint: disable=g-import-not-at-top
 
@@ -110,7 +111,7 @@ def build_keras_app(spec: registry.BackboneSpec, image_size: int,
   base = keras_constructor(spec.name)(
       include_top=False,
       weights=None,
-      input_shape=(image_size, image_size, 3),
+      input_shape=(*image_size, 3),
       pooling=None,
   )
   if imagenet_path is not None:

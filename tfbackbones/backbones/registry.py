@@ -17,6 +17,7 @@ import difflib
 import re
 from typing import TYPE_CHECKING, Callable, Union
 
+from tfbackbones import imagesize
 from tfbackbones.backbones import preprocessing
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ class BackboneSpec:
     name: Registry name, lowercase snake case (e.g. `convnext_tiny`). Dynamic
       specs keep the full name they were looked up with (`savedmodel:/p`).
     source: One of `SOURCES`.
-    default_size: The architecture's native ImageNet input resolution.
+    default_size: The architecture's native ImageNet input resolution (an
+      int; a SavedModel traced for a non-square input has `"WIDTHxHEIGHT"`).
     preprocessing: Kind for `preprocess_images` (one of PREPROCESSING_KINDS).
     params_m: Published parameter count of the full ImageNet classifier, in
       millions, or None if unknown.
@@ -74,13 +76,14 @@ class BackboneSpec:
     output_key: Key to pick when the endpoint returns a dict, or None.
     fixed_size: True if the model only accepts `default_size` inputs (some
       SavedModels are traced for one resolution).
-    builder: Function `(spec, image_size, weights) -> keras.Model` that
-      implements `build`.
+    builder: Function `(spec, (height, width), weights) -> keras.Model` that
+      implements `build`; it always receives the size as a (height, width)
+      tuple, square or not.
   """
 
   name: str
   source: str
-  default_size: int
+  default_size: Union[int, str]
   preprocessing: str
   params_m: float | None
   imagenet_top1: float | None
@@ -102,21 +105,23 @@ class BackboneSpec:
           f"Backbone {self.name!r}: source must be one of {SOURCES}, got "
           f"{self.source!r}.")
     preprocessing.check_kind(self.preprocessing)
-    if int(self.default_size) <= 0:
-      raise ValueError(
-          f"Backbone {self.name!r}: default_size must be positive.")
+    try:
+      imagesize.require(self.default_size)
+    except imagesize.SizeError as e:
+      raise ValueError(f"Backbone {self.name!r}: default_size: {e}") from e
 
-  def build(self, image_size: int, weights: str = "none") -> keras.Model:
+  def build(self, image_size, weights: str = "none") -> keras.Model:
     """Builds the backbone as a Keras 3 functional model.
 
-    The model maps a float32 batch (B, image_size, image_size, 3) that was
+    The model maps a float32 batch (B, height, width, 3) that was
     already normalised with `preprocess_images(x, self.preprocessing)` to
     features: spatial maps (B, h, w, C) for keras.applications backbones,
     vectors (B, C) for most SavedModels. The model is named after the
     backbone.
 
     Args:
-      image_size: Input height and width in pixels.
+      image_size: An int for a square input, or (height, width), or a
+        `"WIDTHxHEIGHT"` string (see tfbackbones/imagesize.py).
       weights: "imagenet" (pretrained; for SavedModels, the weights they
         ship), "none" (random init; keras.applications only) or a path to a
         `.weights.h5` / `.keras` file saved from this backbone.
@@ -130,11 +135,13 @@ class BackboneSpec:
     """
     if self.builder is None:
       raise NotImplementedError(f"Backbone {self.name!r} has no builder.")
-    if isinstance(image_size, bool) or int(image_size) != image_size:
-      raise ValueError(f"image_size must be an integer, got {image_size!r}.")
+    try:
+      size = imagesize.require(image_size)
+    except imagesize.SizeError as e:
+      raise ValueError(str(e)) from e
     if weights is None:
       weights = "none"
-    return self.builder(self, int(image_size), str(weights))
+    return self.builder(self, size, str(weights))
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}

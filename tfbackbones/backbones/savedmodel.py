@@ -29,6 +29,7 @@ import re
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from tfbackbones import imagesize
 from tfbackbones.backbones import preprocessing as preprocessing_lib
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
@@ -210,8 +211,8 @@ def _signature_facts(info: SavedModelInfo, endpoint: str,
   size = None
   if image.shape and len(image.shape) == 4:
     h, w = image.shape[1], image.shape[2]
-    if h > 0 and h == w:
-      size = h
+    if h > 0 and w > 0:
+      size = imagesize.canonical((h, w))
   if output_key is not None and output_key not in outputs:
     raise SavedModelError(
         f"Output {output_key!r} not returned by endpoint {endpoint!r} of "
@@ -257,7 +258,7 @@ def _select_output(out, output_key: str | None, where: str):
   return out
 
 
-def build_savedmodel_model(path: str, *, name: str, image_size: int,
+def build_savedmodel_model(path: str, *, name: str, image_size,
                            endpoint: str | None = None,
                            output_key: str | None = None) -> keras.Model:
   """Wraps a SavedModel directory into a trainable Keras 3 model.
@@ -265,12 +266,12 @@ def build_savedmodel_model(path: str, *, name: str, image_size: int,
   Args:
     path: SavedModel directory.
     name: Model name (made Keras-safe).
-    image_size: Input height and width.
+    image_size: (height, width), or an int for a square input.
     endpoint: Endpoint to call, or None to auto-detect.
     output_key: Output to use if the endpoint returns a dict.
 
   Returns:
-    Functional model (B, s, s, 3) float32 -> (B, C) or (B, h, w, C).
+    Functional model (B, H, W, 3) float32 -> (B, C) or (B, h, w, C).
 
   Raises:
     SavedModelError: If the SavedModel does not fit (see messages).
@@ -280,17 +281,19 @@ def build_savedmodel_model(path: str, *, name: str, image_size: int,
   info = inspect_saved_model(path)
   endpoint = choose_endpoint(info, endpoint)
   fixed, _, output_key = _signature_facts(info, endpoint, output_key)
-  if fixed is not None and fixed != image_size:
+  image_size = imagesize.require(image_size)
+  if fixed is not None and imagesize.require(fixed) != image_size:
+    wxh = lambda size: "{1}x{0}".format(*imagesize.require(size))  # noqa: E731
     raise SavedModelError(
-        f"{path} (endpoint {endpoint!r}) was exported for {fixed}x{fixed} "
-        f"inputs, not {image_size}x{image_size}. Resize the data to {fixed} "
-        "or re-export the model with a flexible input shape.")
+        f"{path} (endpoint {endpoint!r}) was exported for {wxh(fixed)} inputs, "
+        f"not {wxh(image_size)} (width x height). Pass "
+        f"--image_size={imagesize.text(fixed)} or re-export the model with a "
+        "flexible input shape.")
   safe = keras_name(name)
   layer = keras.layers.TFSMLayer(
       path, call_endpoint=endpoint, trainable=True, dtype="float32",
       name=f"{safe}_savedmodel")
-  inputs = keras.Input((image_size, image_size, 3), dtype="float32",
-                       name="images")
+  inputs = keras.Input((*image_size, 3), dtype="float32", name="images")
   features = _select_output(layer(inputs), output_key,
                             f"endpoint {endpoint!r} of {path}")
   if len(features.shape) not in (2, 4):
@@ -302,13 +305,13 @@ def build_savedmodel_model(path: str, *, name: str, image_size: int,
 
 
 def build_from_directory(spec: registry.BackboneSpec, path: str,
-                         image_size: int, weights: str) -> keras.Model:
+                         image_size, weights: str) -> keras.Model:
   """Builds a SavedModel-backed spec from a local directory.
 
   Args:
     spec: tfhub or savedmodel spec (endpoint/output options are read).
     path: Local SavedModel directory.
-    image_size: Input height and width.
+    image_size: (height, width).
     weights: Already checked to be "imagenet" or a path.
 
   Returns:
@@ -351,8 +354,8 @@ def _build(spec: registry.BackboneSpec, image_size: int,
   return build_from_directory(spec, spec.handle, image_size, weights)
 
 
-def parse_size(options: dict[str, str], text: str) -> int | None:
-  """Reads the `size` option.
+def parse_size(options: dict[str, str], text: str) -> int | str | None:
+  """Reads the `size` option: `224`, or `WIDTHxHEIGHT` such as `672x448`.
 
   Args:
     options: Parsed options.
@@ -364,12 +367,13 @@ def parse_size(options: dict[str, str], text: str) -> int | None:
   if "size" not in options:
     return None
   try:
-    size = int(options["size"])
-  except ValueError:
-    size = 0
-  if size <= 0:
-    raise SavedModelError(f"size must be a positive integer in {text!r}.")
-  return size
+    size = imagesize.parse(options["size"])
+  except imagesize.SizeError:
+    size = None
+  if size is None:
+    raise SavedModelError(f"size must be a positive integer or WIDTHxHEIGHT in "
+                          f"{text!r}.")
+  return imagesize.canonical(size)
 
 
 def savedmodel_spec(rest: str) -> registry.BackboneSpec:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from tfbackbones import imagesize
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
 
@@ -81,13 +82,13 @@ def _imagenet_path(spec: registry.BackboneSpec) -> str:
   return weights_lib.ported_imagenet_path(spec, _TORCH_URLS[spec.name])
 
 
-def build_port(spec: registry.BackboneSpec, image_size: int,
+def build_port(spec: registry.BackboneSpec, image_size,
                weights: str) -> keras.Model:
   """Builder shared by the four ports: build, then load weights if asked.
 
   Args:
     spec: The port's spec.
-    image_size: Input height and width.
+    image_size: (height, width), or an int for a square input.
     weights: "imagenet", "none" or a weights file path.
 
   Returns:
@@ -99,10 +100,11 @@ def build_port(spec: registry.BackboneSpec, image_size: int,
     path = _imagenet_path(spec)
   elif choice != "none":
     path = weights_lib.check_weights_path(choice)
+  image_size = imagesize.require(image_size)
   model = build_backbone(spec.name, image_size)
   if path is None:
     return model
-  if spec.name == "vit_b_16" and choice == "imagenet" and image_size != 224:
+  if spec.name == "vit_b_16" and choice == "imagenet" and image_size != (224, 224):
     source = build_backbone(spec.name, 224)
     weights_lib.load_weights_file(source, path, spec.name)
     copy_weights(source, model)
@@ -111,13 +113,13 @@ def build_port(spec: registry.BackboneSpec, image_size: int,
   return model
 
 
-def build_backbone(name: str, image_size: int, *, include_top: bool = False,
+def build_backbone(name: str, image_size, *, include_top: bool = False,
                    num_classes: int = 1000) -> keras.Model:
   """Builds a port by registry name (feature extractor or ImageNet model).
 
   Args:
     name: One of swin_t, swinv2_t, vit_b_16, wavemix_192_16.
-    image_size: Input height and width.
+    image_size: (height, width), or an int for a square input.
     include_top: Add the reference classifier head (for conversion tests).
     num_classes: Width of that head.
 
@@ -179,7 +181,8 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
   """Copies weights layer by layer between two sizes of the same port.
 
   Only ViT's position embedding depends on the input size; it is resized the
-  way torchvision does it.
+  way torchvision does it (and, for a non-square target, separably to its
+  (rows, columns) grid of patches).
 
   Args:
     source: Model holding the weights.
@@ -188,8 +191,10 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
   for layer in target.layers:
     values = source.get_layer(layer.name).get_weights()
     if layer.name == "encoder.pos_embedding":
-      grid = int(round(math.sqrt(layer.weights[0].shape[1] - 1)))
-      values = [interpolate_pos_embedding(values[0], grid)]
+      patch = target.get_layer("conv_proj").kernel_size
+      _, height, width, _ = target.input_shape
+      values = [interpolate_pos_embedding(
+          values[0], (height // patch[0], width // patch[1]))]
     layer.set_weights(values)
 
 
@@ -215,29 +220,34 @@ def _bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 
 def interpolate_pos_embedding(pos_embedding: np.ndarray,
-                              grid: int) -> np.ndarray:
+                              grid) -> np.ndarray:
   """Resizes a (1, 1 + g*g, D) ViT position embedding to a new grid.
 
   Same result as torchvision.models.vision_transformer.interpolate_embeddings
-  (bicubic, align_corners=True; the class-token entry is kept).
+  (bicubic, align_corners=True; the class-token entry is kept). torchvision
+  only resizes to square grids; a (rows, columns) grid applies the same 1-D
+  bicubic operator to each axis, which is what `F.interpolate(size=(r, c))`
+  would do (tests compare with it).
 
   Args:
     pos_embedding: The embedding, class token first.
-    grid: New patches per side.
+    grid: New patches per side, or (rows, columns).
 
   Returns:
-    Array (1, 1 + grid*grid, D), float32.
+    Array (1, 1 + rows*columns, D), float32.
   """
   _, length, dim = pos_embedding.shape
   old = int(round(math.sqrt(length - 1)))
   if old * old != length - 1:
     raise ValueError(f"Position embedding length {length} is not 1 + a "
                      "square.")
-  if old == grid:
+  rows, cols = (grid, grid) if isinstance(grid, (int, np.integer)) else grid
+  if (old, old) == (rows, cols):
     return pos_embedding
   image = pos_embedding[0, 1:].reshape(old, old, dim).astype(np.float64)
-  m = _bicubic_matrix(old, grid)
-  resized = np.einsum("ij,jkd,lk->ild", m, image, m).reshape(grid * grid, dim)
+  m_rows, m_cols = _bicubic_matrix(old, rows), _bicubic_matrix(old, cols)
+  resized = np.einsum("ij,jkd,lk->ild", m_rows, image, m_cols).reshape(
+      rows * cols, dim)
   out = np.concatenate([pos_embedding[0, :1], resized], axis=0)[None]
   return out.astype(np.float32)
 
@@ -249,7 +259,7 @@ def interpolate_pos_embedding(pos_embedding: np.ndarray,
 _SWIN = dict(patch=4, embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24))
 
 
-def build_swin(version: int, image_size: int, *, include_top: bool = False,
+def build_swin(version: int, image_size, *, include_top: bool = False,
                num_classes: int = 1000, name: str = "swin",
                stochastic_depth_prob: float = 0.2) -> keras.Model:
   """Builds torchvision's swin_t (version 1) or swin_v2_t (version 2).
@@ -260,8 +270,8 @@ def build_swin(version: int, image_size: int, *, include_top: bool = False,
 
   Args:
     version: 1 (Swin, window 7) or 2 (SwinV2, window 8).
-    image_size: Input size; any size >= 4 (windows are padded as torchvision
-      does).
+    image_size: (height, width) or an int; any size >= 4 (windows are padded
+      per axis as torchvision does).
     include_top: Add average pooling and the Dense `head`.
     num_classes: Head width.
     name: Model name.
@@ -269,7 +279,7 @@ def build_swin(version: int, image_size: int, *, include_top: bool = False,
       torchvision's builder (0.2).
 
   Returns:
-    Model (B, S, S, 3) -> (B, h, w, 768) normed features, or logits.
+    Model (B, H, W, 3) -> (B, h, w, 768) normed features, or logits.
   """
   import keras  # pylint: disable=g-import-not-at-top
 
@@ -278,7 +288,7 @@ def build_swin(version: int, image_size: int, *, include_top: bool = False,
   eps = 1e-5
   dense_init = dict(kernel_initializer=keras.initializers.TruncatedNormal(
       stddev=0.02), bias_initializer="zeros")
-  inputs = keras.Input((image_size, image_size, 3), name="images")
+  inputs = keras.Input((*imagesize.require(image_size), 3), name="images")
   x = keras.layers.Conv2D(_SWIN["embed_dim"], _SWIN["patch"],
                           strides=_SWIN["patch"], name="features.0.0",
                           **torch_conv_init(3 * _SWIN["patch"]**2))(inputs)
@@ -333,15 +343,16 @@ def build_swin(version: int, image_size: int, *, include_top: bool = False,
   return keras.Model(inputs, x, name=name)
 
 
-def build_vit(image_size: int, *, include_top: bool = False,
+def build_vit(image_size, *, include_top: bool = False,
               num_classes: int = 1000, name: str = "vit_b_16",
               patch_size: int = 16, num_layers: int = 12, num_heads: int = 12,
               hidden_dim: int = 768, mlp_dim: int = 3072) -> keras.Model:
   """Builds torchvision's VisionTransformer (defaults: vit_b_16).
 
   Args:
-    image_size: Input size, a multiple of `patch_size` (torchvision asserts
-      it too); the position embedding is sized for it.
+    image_size: (height, width) or an int, each a multiple of `patch_size`
+      (torchvision asserts it too); the position embedding is sized for the
+      (rows, columns) grid of patches.
     include_top: Add the Dense `heads.head`.
     num_classes: Head width.
     name: Model name.
@@ -352,25 +363,26 @@ def build_vit(image_size: int, *, include_top: bool = False,
     mlp_dim: MLP hidden width.
 
   Returns:
-    Model (B, S, S, 3) -> (B, hidden_dim) class token after the final
+    Model (B, H, W, 3) -> (B, hidden_dim) class token after the final
     LayerNorm, or logits.
   """
   import keras  # pylint: disable=g-import-not-at-top
 
-  if image_size % patch_size:
-    raise ValueError(f"ViT input size must be a multiple of {patch_size}, got "
-                     f"{image_size}.")
+  height, width = imagesize.require(image_size)
+  if height % patch_size or width % patch_size:
+    raise ValueError(f"ViT input height and width must be multiples of "
+                     f"{patch_size}, got {imagesize.text(image_size)}.")
   layers_ = layer_classes()
   eps = 1e-6
-  grid = image_size // patch_size
-  inputs = keras.Input((image_size, image_size, 3), name="images")
+  rows, cols = height // patch_size, width // patch_size
+  inputs = keras.Input((height, width, 3), name="images")
   fan_in = 3 * patch_size * patch_size
   x = keras.layers.Conv2D(
       hidden_dim, patch_size, strides=patch_size, name="conv_proj",
       kernel_initializer=keras.initializers.TruncatedNormal(
           stddev=math.sqrt(1 / fan_in)), bias_initializer="zeros")(inputs)
   # (B, h, w, D) -> (B, h*w, D): row-major, as torch's reshape + permute.
-  x = keras.layers.Reshape((grid * grid, hidden_dim), name="flatten")(x)
+  x = keras.layers.Reshape((rows * cols, hidden_dim), name="flatten")(x)
   x = layers_.ClassToken(name="class_token")(x)
   x = layers_.PositionEmbedding(name="encoder.pos_embedding")(x)
   mlp_init = dict(kernel_initializer="glorot_uniform",

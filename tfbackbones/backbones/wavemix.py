@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfbackbones import imagesize
 from tfbackbones.backbones import transformer_ports
 
 # Haar analysis on a 2x2 block [[a, b], [c, d]] (rows = height), as
@@ -121,7 +122,7 @@ def _waveblock(x, prefix: str, *, level: int, final_dim: int, mult: int,
   return y
 
 
-def build_wavemix(image_size: int, *, include_top: bool = False,
+def build_wavemix(image_size, *, include_top: bool = False,
                   num_classes: int = 1000, name: str = "wavemix_192_16",
                   depth: int = 16, mult: int = 2, ff_channel: int = 192,
                   final_dim: int = 192, dropout: float = 0.5, level: int = 3,
@@ -129,8 +130,8 @@ def build_wavemix(image_size: int, *, include_top: bool = False,
   """Builds official WaveMix with initial_conv='pachify' (defaults: 192/16).
 
   Args:
-    image_size: Input size; (image_size // patch_size) must be divisible by
-      2**level.
+    image_size: (height, width) or an int; each side // patch_size must be
+      divisible by 2**level.
     include_top: Add the official `pool` head (average pool, Dense `pool.2`).
     num_classes: Head width.
     name: Model name.
@@ -143,17 +144,20 @@ def build_wavemix(image_size: int, *, include_top: bool = False,
     patch_size: Stride of the patchifying conv.
 
   Returns:
-    Model (B, S, S, 3) -> (B, S/4, S/4, final_dim) features, or logits.
+    Model (B, H, W, 3) -> (B, H/4, W/4, final_dim) features, or logits.
   """
   if not 1 <= level <= 4:
     raise ValueError(f"WaveMix level must be 1-4, got {level}.")
-  tokens = image_size // patch_size
-  if tokens < 2**level or tokens % 2**level:
-    raise ValueError(
-        f"WaveMix level {level} needs (image_size // {patch_size}) divisible "
-        f"by {2**level} (the official blocks fail otherwise); got image_size "
-        f"{image_size}. Use a multiple of {patch_size * 2**level}.")
-  inputs = keras.Input((image_size, image_size, 3), name="images")
+  height, width = imagesize.require(image_size)
+  for side in (height, width):
+    tokens = side // patch_size
+    if tokens < 2**level or tokens % 2**level:
+      raise ValueError(
+          f"WaveMix level {level} needs (side // {patch_size}) divisible "
+          f"by {2**level} for height and width (the official blocks fail "
+          f"otherwise); got image_size {imagesize.text(image_size)}. Use "
+          f"multiples of {patch_size * 2**level}.")
+  inputs = keras.Input((height, width, 3), name="images")
   init = transformer_ports.torch_conv_init
   x = keras.layers.Conv2D(final_dim // 4, 3, padding="same", name="conv.0",
                           **init(3 * 9))(inputs)

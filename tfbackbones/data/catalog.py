@@ -8,7 +8,9 @@ TFDS has none, one builder in `tfds_builders/`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
+
+from tfbackbones import imagesize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +26,8 @@ class DatasetSpec:
     test_split: TFDS split expression of the test set; None when the dataset ships a
       single split and the paper draws its own stratified test split from it.
     test_fraction: share of the pool that becomes test when `test_split` is None.
-    image_size: the protocol's input resolution (square).
+    image_size: the protocol's input size: an int (square) or `"WIDTHxHEIGHT"`
+      (BreakHis: `"672x448"`); see `tfbackbones/imagesize.py`.
     augment: default augmentation ("trivial" = TrivialAugment, "flip", "none").
     image_key / label_key: feature names in the TFDS examples.
     id_key: a feature holding a stable unique example id (file name, index); None means
@@ -38,7 +41,7 @@ class DatasetSpec:
   train_split: str = "train"
   test_split: Optional[str] = "test"
   test_fraction: float = 0.0
-  image_size: int = 256
+  image_size: Union[int, str] = 256
   augment: str = "none"
   image_key: str = "image"
   label_key: str = "label"
@@ -68,6 +71,7 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     raise ValueError(f"dataset {spec.name!r} is registered twice")
   if spec.test_split is None and not 0.0 < spec.test_fraction < 1.0:
     raise ValueError(f"{spec.name}: a derived test split needs 0 < test_fraction < 1")
+  imagesize.require(spec.image_size)  # a typo fails at registration, not mid-run
   _REGISTRY[spec.name] = spec
   return spec
 
@@ -156,9 +160,10 @@ register(DatasetSpec("neu_surface_defects", "neu_surface_defects", "surface defe
 register(DatasetSpec("galaxy10_decals", "galaxy10_decals", "astronomy", 10, id_key="id",
                      citation="Leung & Bovy 2019, Galaxy10 DECaLS (astroNN)"))
 # BreakHis: one dataset per magnification, split by case (no case in both train and
-# test). The paper resizes to 672x448 (W x H); inputs are square here for now, 448.
+# test). The paper resizes its 700x460 slides to 672x448 (W x H): not square.
 for _mag in ("40x", "100x", "200x", "400x"):
-  register(DatasetSpec(f"breakhis_{_mag}", f"breakhis/{_mag}", "medical", 2, image_size=448,
+  register(DatasetSpec(f"breakhis_{_mag}", f"breakhis/{_mag}", "medical", 2,
+                       image_size="672x448",
                        id_key="id", group_key="patient_id",
                        citation="Spanhol et al. 2016, BreaKHis"))
 register(DatasetSpec("rsna_pneumonia", "rsna_pneumonia", "medical", 2, id_key="id",

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfbackbones import imagesize
 from tfbackbones.data import augment as augment_lib
 from tfbackbones.data import catalog
 from tfbackbones.data import splits as splits_lib
@@ -54,7 +55,7 @@ class PreparedData:
   spec: catalog.DatasetSpec
   num_classes: int
   class_names: list
-  image_size: int
+  image_size: tuple             # (height, width), see tfbackbones/imagesize.py
   ids: SplitIds
   train: tf.data.Dataset        # (uint8 image, int32 label), cached, unbatched
   val: tf.data.Dataset
@@ -210,8 +211,13 @@ def _filter_ids(ds, id_key: str, keep: list):
   return ds.filter(lambda ex: table.lookup(ex[id_key]) > 0)
 
 
-def resize_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
-  """Any (H, W, C) uint8 image -> (size, size, 3) uint8; grayscale becomes 3-channel."""
+def resize_uint8(image: tf.Tensor, size) -> tf.Tensor:
+  """Any (H, W, C) uint8 image -> (height, width, 3) uint8; grayscale becomes 3-channel.
+
+  `size` is an int (square) or anything `imagesize.parse` takes (`(h, w)`, `"672x448"`).
+  Aspect ratio is not kept, as in the paper's `Resize((h, w))`.
+  """
+  height, width = imagesize.require(size)
   image = tf.convert_to_tensor(image)
   channels = image.shape[-1]
   if channels == 1:
@@ -222,9 +228,9 @@ def resize_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
     image = tf.cond(tf.shape(image)[-1] == 1,
                     lambda: tf.image.grayscale_to_rgb(image[..., :1]),
                     lambda: image[..., :3])
-  resized = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+  resized = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
   resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-  return tf.ensure_shape(resized, (size, size, 3))
+  return tf.ensure_shape(resized, (height, width, 3))
 
 
 def _decoded(builder, spec, split: str, keep_ids: Optional[list], size: int):
@@ -236,18 +242,22 @@ def _decoded(builder, spec, split: str, keep_ids: Optional[list], size: int):
                 num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def _maybe_cache(ds, count: int, size: int, mode: str):
-  nbytes = count * size * size * 3
+def _maybe_cache(ds, count: int, size, mode: str):
+  nbytes = count * imagesize.pixels(size) * 3
   if mode == "memory" or (mode == "auto" and nbytes <= MEMORY_CACHE_BUDGET_BYTES):
     return ds.cache()
   return ds
 
 
-def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: int,
+def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
             val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
             cache: str = "auto", download: bool = True,
             manual_dir: Optional[str] = None) -> PreparedData:
-  """Builds the cached, unbatched train/val/test datasets of one run."""
+  """Builds the cached, unbatched train/val/test datasets of one run.
+
+  `image_size` is 0 for the dataset's protocol size, an int, or any form
+  `imagesize.parse` accepts (`"672x448"` = 672 wide, 448 high).
+  """
   builder = get_builder(spec, data_dir, download, manual_dir)
   label_feature = builder.info.features[spec.label_key]
   num_classes = int(label_feature.num_classes)
@@ -257,7 +267,7 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size: i
   ids = draw_split_ids(spec, builder, val_fraction=val_fraction,
                        train_fraction=train_fraction, split_seed=split_seed,
                        select_on=select_on)
-  size = image_size or spec.image_size
+  size = imagesize.resolve(image_size, spec.image_size)
   train_keep = None if (train_fraction >= 1.0 and ids.val is None
                         and spec.test_split is not None) else ids.train
   train = _decoded(builder, spec, spec.train_split, train_keep, size)
@@ -288,13 +298,13 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-# name -> fn(uint8 (S,S,3) image, int32 [2] seed) -> uint8 image; pure functions of their
+# name -> fn(uint8 (H,W,3) image, int32 [2] seed) -> uint8 image; pure functions of their
 # inputs, so an epoch's augmentations are reproducible on resume.
 AUGMENTERS = {"none": None, "flip": random_flip, "trivial": augment_lib.trivial_augment}
 
 
 def register_augmenter(name: str, fn) -> None:
-  """Adds an augmentation: fn(uint8 (S,S,3) image, int32 [2] seed) -> uint8 image."""
+  """Adds an augmentation: fn(uint8 (H,W,3) image, int32 [2] seed) -> uint8 image."""
   AUGMENTERS[name] = fn
 
 
@@ -343,9 +353,10 @@ def eval_steps(count: int, global_batch: int) -> int:
 
 
 def eval_dataset_fn(dataset: tf.data.Dataset, count: int, *, global_batch: int,
-                    image_size: int, preprocess: Preprocess):
+                    image_size, preprocess: Preprocess):
   """fn(input_context) yielding (images, labels, weights), padded to whole batches."""
   steps = eval_steps(count, global_batch)
+  height, width = imagesize.require(image_size)
 
   def fn(ctx: tf.distribute.InputContext):
     per_replica = ctx.get_per_replica_batch_size(global_batch)
@@ -355,7 +366,7 @@ def eval_dataset_fn(dataset: tf.data.Dataset, count: int, *, global_batch: int,
       ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
     ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))
     pad = tf.data.Dataset.from_tensors(
-        (tf.zeros((image_size, image_size, 3), tf.uint8), tf.constant(0, tf.int32),
+        (tf.zeros((height, width, 3), tf.uint8), tf.constant(0, tf.int32),
          tf.constant(0.0))).repeat()
     ds = ds.concatenate(pad).take(steps * per_pipeline)
     ds = ds.map(lambda image, label, weight: (preprocess(tf.cast(image, tf.float32)),

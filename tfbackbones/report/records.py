@@ -18,9 +18,11 @@ import json
 import logging
 import math
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import tensorflow as tf
+
+from tfbackbones import imagesize
 
 FINISHED, FAILED, INCOMPLETE, MISSING = "finished", "failed", "incomplete", "missing"
 VAL_SPLIT, ON_TEST = "val-split", "selected-on-test"
@@ -65,7 +67,7 @@ class Record:
   top1: Optional[float] = None
   selection_protocol: str = "unknown"
   source: str = RUNS
-  image_size: Optional[int] = None
+  image_size: Optional[Union[int, str]] = None  # 448, or "672x448" (W x H)
   error: Optional[str] = None
   path: str = ""
   resources: dict = dataclasses.field(default_factory=dict)
@@ -115,7 +117,7 @@ def from_result(result: dict, path: str) -> Record:
       status=FINISHED if finished else FAILED,
       top1=100.0 * result["test"]["top1"] if finished else None,
       selection_protocol=protocol, source=RUNS,
-      image_size=result.get("image_size") or config.get("image_size") or None,
+      image_size=_size(result.get("image_size") or config.get("image_size")),
       error=None if finished else result.get("error", "unknown error"), path=path,
       resources=resources)
 
@@ -165,6 +167,16 @@ def read_workdir(workdir: str) -> list[Record]:
 
 def _relative(root: str, path: str) -> str:
   return path[len(root):].strip("/") if path.startswith(root) else path
+
+
+def _size(value):
+  """448, or "672x448" for a non-square input (tfbackbones/imagesize.py); None if unknown."""
+  if isinstance(value, str):
+    value = value.strip()
+    if value.replace(".", "", 1).isdigit():
+      value = int(float(value))
+  size = imagesize.canonical(value) if value not in (None, "") else 0
+  return size or None
 
 
 def _number(value: str, kind=float):
@@ -219,7 +231,7 @@ def read_csv(path: str) -> list[Record]:
           status=FINISHED, top1=top1,
           selection_protocol=row.get("selection_protocol") or "unknown",
           source=row.get("source") or default_source,
-          image_size=_number(row.get("image_size", ""), int), path=path,
+          image_size=_size(row.get("image_size", "")), path=path,
           resources=resources))
     except (KeyError, ValueError) as e:
       raise ValueError(f"{path}:{n}: bad row {row}: {e}") from None

@@ -22,6 +22,7 @@ import statistics
 from collections import defaultdict
 from typing import Iterable, Optional, Sequence
 
+from tfbackbones import imagesize
 from tfbackbones.report import records as rec
 
 OVERALL = "overall"
@@ -209,6 +210,10 @@ def fractions_table(dataset_rows: Sequence[dict]) -> Table:
   return Table("fractions", "Accuracy vs training fraction", columns, rows, notes)
 
 
+def _pixels(size) -> int:
+  return imagesize.pixels(size) if size else 0
+
+
 def _median(values):
   values = [v for v in values if v is not None]
   return statistics.median(values) if values else None
@@ -225,7 +230,7 @@ def resources_table(records: Sequence[rec.Record]) -> Table:
       groups[(r.backbone, r.image_size)].append(r)
   rows = []
   for (backbone, size), group in sorted(groups.items(),
-                                        key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+                                        key=lambda kv: (kv[0][0], _pixels(kv[0][1]))):
     get = lambda k: _median(r.resources.get(k) for r in group)  # noqa: E731
     params = get("params")
     rows.append({

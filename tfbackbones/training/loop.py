@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbackbones import backbones as backbones_lib
+from tfbackbones import imagesize
 from tfbackbones import model as model_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
@@ -111,12 +112,13 @@ class Trainer:
     distribute.set_precision(self.precision)
     self.spec = backbones_lib.get(cfg.backbone)
     self.dataset_spec = catalog.get(cfg.dataset)
-    size = cfg.image_size or self.dataset_spec.image_size
-    if self.spec.fixed_size and size != self.spec.default_size:
+    size = imagesize.resolve(cfg.image_size, self.dataset_spec.image_size)
+    fixed = imagesize.require(self.spec.default_size)
+    if self.spec.fixed_size and size != fixed:
       # Some SavedModels are traced for one resolution only (hub ViT/Swin: 224).
-      logging.warning("%s accepts only %dpx inputs; using %d instead of %d",
-                      cfg.backbone, self.spec.default_size, self.spec.default_size, size)
-      size = self.spec.default_size
+      logging.warning("%s accepts only %s inputs; using it instead of %s", cfg.backbone,
+                      imagesize.text(fixed), imagesize.text(size))
+      size = fixed
     self.global_batch = cfg.batch_size
     replicas = self.strategy.num_replicas_in_sync
     if self.global_batch % replicas:

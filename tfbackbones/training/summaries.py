@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+from tfbackbones import imagesize
 from tfbackbones import model as model_lib
 
 FINAL_METRICS = ("final/best_val_top1", "final/test_top1", "final/test_balanced_accuracy",
@@ -93,7 +94,7 @@ def hparams_of(trainer) -> dict:
       "run": cfg.workdir, "backbone": cfg.backbone, "dataset": cfg.dataset,
       "domain": trainer.dataset_spec.domain, "seed": cfg.seed,
       "train_fraction": cfg.train_fraction, "select_on": cfg.select_on,
-      "weights": cfg.weights, "image_size": trainer.image_size,
+      "weights": cfg.weights, "image_size": imagesize.text(trainer.image_size),
       "batch_size": cfg.batch_size, "adamw_patience": cfg.adamw_patience,
       "sgd_patience": cfg.sgd_patience, "precision": trainer.precision,
       "freeze_backbone": cfg.freeze_backbone,
@@ -114,7 +115,7 @@ def start_line(trainer) -> str:
   return (f"training {trainer.config.backbone} on {trainer.config.dataset}: "
           f"{d.ids.counts['train']} train / {d.ids.counts['val']} "
           f"{'val' if d.ids.val_from == 'train' else 'test (SELECTED ON TEST)'} / "
-          f"{d.ids.counts['test']} test images at {trainer.image_size}px, "
+          f"{d.ids.counts['test']} test images at {imagesize.text(trainer.image_size)}px, "
           f"{d.num_classes} classes; {trainer.strategy.num_replicas_in_sync} replica(s) "
           f"({type(trainer.strategy).__name__}), {trainer.precision}, global batch "
           f"{trainer.global_batch}, {trainer.steps_per_epoch} steps/epoch, "
@@ -170,7 +171,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
       "domain": trainer.dataset_spec.domain,
       "num_classes": trainer.data.num_classes,
       "split_counts": trainer.data.ids.counts,
-      "image_size": trainer.image_size,
+      "image_size": imagesize.canonical(trainer.image_size),
       "seed": cfg.seed,
       "split_seed": cfg.split_seed,
       "train_fraction": cfg.train_fraction,
