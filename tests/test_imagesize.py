@@ -136,3 +136,13 @@ def test_savedmodel_traced_non_square_is_fixed_at_its_size(tmp_path):
   assert spec.build("48x32", "imagenet").output_shape == (None, 4)
   with pytest.raises(Exception, match="exported for 48x32 inputs, not 32x32.*--image_size=48x32"):
     spec.build(32, "imagenet")
+
+
+def test_engine_augments_at_native_size_when_asked(tmp_path, digits_data_dir):
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, image_size="40x32", max_epochs=1,
+                    augment="trivial", augment_at="native")
+  result = runner.train(cfg, log=Quiet())
+  assert result["status"] == "finished"
+  assert result["augmentation"] == {"augment": "trivial", "augment_at": "native"}
+  with pytest.raises(ConfigError, match="augment_at"):
+    TrainConfig(workdir=str(tmp_path), augment_at="before").validate()

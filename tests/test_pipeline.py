@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from tfbackbones.data import catalog, pipeline
+from tfbackbones.data import augment, catalog, pipeline
 
 
 def _prepare(data_dir, **kw):
@@ -113,3 +114,46 @@ def test_breakhis_validation_split_keeps_patients_on_one_side(tmp_path):
   val_groups = {group_of[i] for i in data.ids.val}
   train_groups = {group_of[i] for i in data.ids.train}
   assert val_groups and train_groups and not val_groups & train_groups
+
+
+def test_native_augmentation_runs_before_the_resize(digits_data_dir):
+  # digits are 8x8: at native size a TrivialAugmentWide shift of up to 32 px can empty
+  # the frame; after resizing to 32 px it moves it by at most the whole image.
+  native = _prepare(digits_data_dir, train_fraction=0.3, augment_at="native")
+  cached = _prepare(digits_data_dir, train_fraction=0.3)
+  assert native.ids.train == cached.ids.train
+  assert next(iter(native.train))[0].shape == (8, 8, 3)          # cached at native size
+  assert next(iter(cached.train))[0].shape == (32, 32, 3)
+  make = lambda data, augment: pipeline.train_dataset_fn(  # noqa: E731
+      data, global_batch=32, steps_per_epoch=4, epoch=0, seed=0,
+      preprocess=lambda x: x, augment=augment)
+  n_batches = _collect(make(native, "none"))
+  c_batches = _collect(make(cached, "none"))
+  assert all(x.shape == (32, 32, 32, 3) for x, _ in n_batches)
+  for (xn, yn), (xc, yc) in zip(n_batches, c_batches):   # no augmentation: same images
+    np.testing.assert_array_equal(yn, yc)
+    np.testing.assert_array_equal(xn, xc)
+  # The same 8-pixel TranslateX empties an 8x8 native image but moves a 32x32 one by a
+  # quarter: the reference's order makes the wide augmentation space 4x stronger here.
+  shift = augment.OPS.index("TranslateX")
+  pipeline.register_augmenter(
+      "test_shift8", lambda image, seed: augment.apply_op(image, shift, 8.0))
+  shifted_native = np.concatenate([x for x, _ in _collect(make(native, "test_shift8"))])
+  shifted_cached = np.concatenate([x for x, _ in _collect(make(cached, "test_shift8"))])
+  assert shifted_native.max() == 0                               # out of frame
+  assert (shifted_cached[:, :, :8] == 0).all() and shifted_cached[:, :, 8:].max() > 0
+  augmented = np.concatenate([x for x, _ in _collect(make(native, "trivial"))])
+  assert augmented.shape == (128, 32, 32, 3) and augmented.dtype == np.float32
+  again = np.concatenate([x for x, _ in _collect(make(native, "trivial"))])
+  np.testing.assert_array_equal(augmented, again)                # seeded
+
+
+def test_native_augmentation_needs_one_native_size(tmp_path):
+  from tfbackbones.config import ConfigError  # pylint: disable=import-outside-toplevel
+
+  class Builder:  # a TFDS builder's info of a dataset with images of varying size
+    class info:  # pylint: disable=invalid-name
+      features = {"image": tfds.features.Image(shape=(None, None, 3))}
+  with pytest.raises(ConfigError, match="augment_at=native needs images of one native "
+                                        "size.*--augment_at=cached"):
+    pipeline.native_size(Builder, catalog.get("dtd"))

@@ -70,6 +70,9 @@ def test_paper_study_grid_and_per_dataset_rules():
   assert by_id["eurosat_rgb/resnet50/frac1/seed0"].image_size == 224
   assert by_id["breakhis_40x/resnet50/frac1/seed0"].image_size == 0   # 672x448: catalog's
   assert by_id["galaxy10_decals/resnet50/frac1/seed0"].augment == "none"
+  assert by_id["cifar10/resnet50/frac1/seed0"].augment_at == "native"   # reference order
+  assert {c.augment_at for c in configs if c.dataset not in ("cifar10", "cifar100")} == {
+      "cached"}
   assert {c.select_on for c in configs} == {"val"}
 
 

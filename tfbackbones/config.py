@@ -18,6 +18,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 SELECT_ON = ("val", "test")
 CACHE_MODES = ("auto", "memory", "none")
+AUGMENT_AT = ("cached", "native")
 
 # Fields that define what is trained. Resuming a workdir with any of them changed would
 # silently mix two experiments, so `same_experiment` refuses it.
@@ -25,7 +26,7 @@ _EXPERIMENT_FIELDS = (
     "backbone", "dataset", "weights", "image_size", "batch_size", "seed", "split_seed",
     "train_fraction", "val_fraction", "select_on", "adamw_patience", "sgd_patience",
     "max_epochs", "adamw_lr", "adamw_weight_decay", "sgd_lr", "sgd_momentum", "dropout",
-    "freeze_backbone", "augment", "bn_momentum", "label_smoothing",
+    "freeze_backbone", "augment", "augment_at", "bn_momentum", "label_smoothing",
 )
 
 
@@ -67,6 +68,7 @@ class TrainConfig:
   label_smoothing: float = 0.0
   freeze_backbone: bool = False
   augment: str = "auto"
+  augment_at: str = "cached"
   bn_momentum: Optional[float] = None
   strategy: str = "auto"
   tpu: Optional[str] = None
@@ -122,6 +124,8 @@ class TrainConfig:
       bad("steps_per_execution", self.steps_per_execution, "use >= 1.")
     if self.augment not in ("auto", "none", "flip", "trivial"):
       bad("augment", self.augment, "choose one of auto, none, flip, trivial.")
+    if self.augment_at not in AUGMENT_AT:
+      bad("augment_at", self.augment_at, f"choose one of {', '.join(AUGMENT_AT)}.")
     for name in ("adamw_lr", "sgd_lr"):
       if getattr(self, name) <= 0:
         bad(name, getattr(self, name), "a learning rate must be > 0.")

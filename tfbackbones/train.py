@@ -23,7 +23,7 @@ from absl import app, flags  # noqa: E402
 
 from tfbackbones import cli  # noqa: E402
 
-from tfbackbones.config import (CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
+from tfbackbones.config import (AUGMENT_AT, CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
                                 TrainConfig)
 
 _D = TrainConfig()
@@ -68,6 +68,11 @@ flags.DEFINE_float("dropout", _D.dropout, "Dropout before the new head.")
 flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the loss.")
 flags.DEFINE_bool("freeze_backbone", _D.freeze_backbone, "Linear probe: train the head only.")
 flags.DEFINE_string("augment", _D.augment, "auto (the dataset's protocol) | none | flip | trivial.")
+flags.DEFINE_enum("augment_at", _D.augment_at, AUGMENT_AT, "cached: augment images "
+                  "already resized to the input size (cheapest). native: augment at the "
+                  "dataset's native size, then resize, as the paper's code does; matters "
+                  "for small images such as CIFAR (TrivialAugment shifts by absolute "
+                  "pixels). Needs a dataset whose images share one size.")
 flags.DEFINE_float("bn_momentum", _D.bn_momentum, "Override BatchNorm momentum (useful "
                    "from random init on small data, e.g. 0.9).")
 flags.DEFINE_enum("strategy", _D.strategy, STRATEGIES, "tf.distribute strategy; auto = TPU "

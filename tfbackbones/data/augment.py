@@ -85,10 +85,11 @@ def magnitude_bins(op_name: str, num_bins: int = NUM_MAGNITUDE_BINS,
   """The unsigned magnitudes TrivialAugmentWide samples from for one op.
 
   The wide space is image-size independent: translations are absolute pixels (up to 32),
-  whatever the image size. That matters for this project, which augments after resizing
-  to 256 px, whereas the reference code augments CIFAR at its native 32 px (a 32-pixel
-  shift there moves the whole image out of frame). `image_size` is accepted only so the
-  signature mirrors torchvision's `_augmentation_space` and is ignored.
+  whatever the image size. That is why the pipeline offers `augment_at="native"`: by
+  default it augments after resizing to 256 px, whereas the reference code augments CIFAR
+  at its native 32 px (a 32-pixel shift there moves the whole image out of frame); the
+  paper study uses native for CIFAR. `image_size` is accepted only so the signature
+  mirrors torchvision's `_augmentation_space` and is ignored.
 
   Args:
     op_name: one of `OPS`.

@@ -5,7 +5,9 @@ Design points:
     derived test split and the training fraction are identical for every backbone, seed
     and machine.
   * Images are resized once and cached as uint8 (4x smaller than float32) when they fit;
-    augmentation and the backbone's own normalisation run after the cache.
+    augmentation and the backbone's own normalisation run after the cache. With
+    `augment_at="native"` the training images are cached at their native size instead and
+    augmented *before* the resize, the reference code's order (see `prepare`).
   * Every epoch is a separate, seeded permutation (`shuffle(seed=f(seed, epoch))`), so a
     resumed run sees exactly the batches an uninterrupted one would have seen, without
     checkpointing iterator state.
@@ -26,6 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfbackbones import imagesize
+from tfbackbones.config import ConfigError
 from tfbackbones.data import augment as augment_lib
 from tfbackbones.data import catalog
 from tfbackbones.data import splits as splits_lib
@@ -60,6 +63,10 @@ class PreparedData:
   train: tf.data.Dataset        # (uint8 image, int32 label), cached, unbatched
   val: tf.data.Dataset
   test: tf.data.Dataset
+
+  # "cached": `train` holds images at `image_size`; "native": at their native size, and
+  # `train_dataset_fn` resizes each one after augmenting it.
+  augment_at: str = "cached"
 
   @property
   def num_train(self) -> int:
@@ -233,13 +240,39 @@ def resize_uint8(image: tf.Tensor, size) -> tf.Tensor:
   return tf.ensure_shape(resized, (height, width, 3))
 
 
-def _decoded(builder, spec, split: str, keep_ids: Optional[list], size: int):
+def _decoded(builder, spec, split: str, keep_ids: Optional[list], size):
+  """(uint8 image, int32 label): resized to `size`, or at native size if `size` is None."""
   ds = _as_dataset(builder, split, spec)
   if keep_ids is not None:
     ds = _filter_ids(ds, _id_key(spec), keep_ids)
-  return ds.map(lambda ex: (resize_uint8(decode_image(ex[spec.image_key]), size),
+  if size is None:
+    native = native_size(builder, spec)
+    image_fn = lambda encoded: tf.ensure_shape(decode_image(encoded), (*native, 3))  # noqa: E731
+  else:
+    image_fn = lambda encoded: resize_uint8(decode_image(encoded), size)  # noqa: E731
+  return ds.map(lambda ex: (image_fn(ex[spec.image_key]),
                             tf.cast(ex[spec.label_key], tf.int32)),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+AUGMENT_AT = ("cached", "native")
+
+
+def native_size(builder, spec: catalog.DatasetSpec) -> tuple:
+  """(height, width) every image of the dataset has, from its TFDS features.
+
+  Raises:
+    ConfigError: the dataset's images vary in size (the message says what to use).
+  """
+  shape = tuple(builder.info.features[spec.image_key].shape)
+  if len(shape) != 3 or shape[0] is None or shape[1] is None:
+    raise ConfigError(
+        f"--augment_at=native needs images of one native size, but {spec.name!r} has "
+        f"images of varying size (TFDS shape {shape}); TrivialAugment is built with "
+        "static shapes (it runs on TPU hosts). Use --augment_at=cached (augment after "
+        "the resize to the protocol size). Native-size datasets: CIFAR, EuroSAT, Tiny "
+        "ImageNet, Galaxy10, sklearn_digits.")
+  return (int(shape[0]), int(shape[1]))
 
 
 def _maybe_cache(ds, count: int, size, mode: str):
@@ -252,12 +285,23 @@ def _maybe_cache(ds, count: int, size, mode: str):
 def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
             val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
             cache: str = "auto", download: bool = True,
-            manual_dir: Optional[str] = None) -> PreparedData:
+            manual_dir: Optional[str] = None, augment_at: str = "cached") -> PreparedData:
   """Builds the cached, unbatched train/val/test datasets of one run.
 
   `image_size` is 0 for the dataset's protocol size, an int, or any form
   `imagesize.parse` accepts (`"672x448"` = 672 wide, 448 high).
+
+  `augment_at` says where training augmentation happens. "cached" (default, cheapest):
+  on images already resized to `image_size`. "native": on the images at their native
+  size, then resized, as the reference code does (torchvision's TrivialAugmentWide
+  before `Resize`). It matters for small images: TrivialAugmentWide translates by up to
+  32 *pixels* whatever the size, so on CIFAR at 32 px a shift can empty the frame, while
+  after the resize to 256 px the same shift moves it by an eighth. Only datasets whose
+  images share one size support "native" (static shapes); validation and test are
+  always resized once and cached.
   """
+  if augment_at not in AUGMENT_AT:
+    raise ValueError(f"augment_at must be one of {AUGMENT_AT}, got {augment_at!r}")
   builder = get_builder(spec, data_dir, download, manual_dir)
   label_feature = builder.info.features[spec.label_key]
   num_classes = int(label_feature.num_classes)
@@ -270,7 +314,9 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
   size = imagesize.resolve(image_size, spec.image_size)
   train_keep = None if (train_fraction >= 1.0 and ids.val is None
                         and spec.test_split is not None) else ids.train
-  train = _decoded(builder, spec, spec.train_split, train_keep, size)
+  native = augment_at == "native"
+  train = _decoded(builder, spec, spec.train_split, train_keep, None if native else size)
+  train_cached_size = native_size(builder, spec) if native else size
   if spec.test_split is None:
     test = _decoded(builder, spec, spec.train_split, ids.test, size)
   else:
@@ -285,7 +331,8 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
   return PreparedData(
       spec=spec, num_classes=num_classes, class_names=list(label_feature.names),
       image_size=size, ids=ids,
-      train=_maybe_cache(train, ids.counts["train"], size, cache), val=val, test=test)
+      train=_maybe_cache(train, ids.counts["train"], train_cached_size, cache), val=val,
+      test=test, augment_at=augment_at)
 
 
 # ----------------------------------------------------------------------------------------
@@ -340,6 +387,8 @@ def train_dataset_fn(data: PreparedData, *, global_batch: int, steps_per_epoch: 
         pair = tf.stack([tf.constant(epoch_seed, tf.int32),
                          tf.cast(index, tf.int32) * 64 + pipeline_id])
         image = augmenter(image, pair)
+      if data.augment_at == "native":
+        image = resize_uint8(image, data.image_size)
       return preprocess(tf.cast(image, tf.float32)), label
 
     ds = ds.map(element, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -132,7 +132,7 @@ class Trainer:
         self.dataset_spec, data_dir=cfg.data_dir, image_size=size,
         val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
         split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
-        download=cfg.download, manual_dir=cfg.manual_dir)
+        download=cfg.download, manual_dir=cfg.manual_dir, augment_at=cfg.augment_at)
     self.image_size = self.data.image_size
     self.steps_per_epoch = pipeline.steps_per_epoch(self.data.num_train, self.global_batch)
     with self.strategy.scope():

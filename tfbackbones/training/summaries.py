@@ -172,6 +172,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
       "num_classes": trainer.data.num_classes,
       "split_counts": trainer.data.ids.counts,
       "image_size": imagesize.canonical(trainer.image_size),
+      "augmentation": {"augment": trainer.augment, "augment_at": cfg.augment_at},
       "seed": cfg.seed,
       "split_seed": cfg.split_seed,
       "train_fraction": cfg.train_fraction,
