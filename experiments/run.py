@@ -322,6 +322,9 @@ def main(argv):
     print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
           f"{len(configs)} runs")
     return 0
+  if mine:  # --override=cpu_replicas=N: the CPU is split before TensorFlow starts
+    from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+    distribute.configure_cpu_replicas(max(c.cpu_replicas for c in mine))
   write_manifest(FLAGS.workdir, FLAGS.study, configs)
   outcomes = run_shard(configs, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
   print("\n" + summary(outcomes))

@@ -9,6 +9,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The fused CPU kernels (tfbackbones/kernels) are compiled once per test session into a
+# fresh cache, so the suite exercises the build, not a library left by an earlier run;
+# subprocesses (CLI tests) inherit it.
+if "TFBACKBONES_CACHE" not in os.environ:
+  import tempfile  # pylint: disable=g-import-not-at-top
+  os.environ["TFBACKBONES_CACHE"] = tempfile.mkdtemp(prefix="tfbackbones-cache-")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402

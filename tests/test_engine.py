@@ -222,6 +222,25 @@ def test_full_run_under_two_replica_mirrored_strategy(tmp_path, digits_data_dir)
   assert result["test"]["count"] == 359
 
 
+def test_cpu_replicas_train_one_replica_per_logical_cpu(tmp_path, digits_data_dir):
+  # conftest split the CPU in two before TF started, as the CLI does for --cpu_replicas=2.
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1, cpu_replicas=2)
+  result = runner.train(cfg, log=Quiet())
+  assert result["replicas"] == 2 and result["strategy"] == "MirroredStrategy"
+  assert distribute.make_strategy("auto", None, 2) is distribute.make_strategy("mirrored")
+  with pytest.raises(distribute.CpuReplicasError, match="--cpu_replicas=3 must be set "
+                                                        "before TensorFlow starts"):
+    distribute.configure_cpu_replicas(3)
+
+
+def test_cli_cpu_replicas_splits_the_cpu_before_tensorflow_starts(tmp_path, digits_data_dir):
+  proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={digits_data_dir}", "--weights=none",
+              "--backbone=mobilenet_v3_small", "--image_size=32", "--max_epochs=1",
+              "--train_fraction=0.2", "--batch_size=32", "--cpu_replicas=2")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "2 replica(s) (MirroredStrategy)" in proc.stdout + proc.stderr
+
+
 def _cli(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run([sys.executable, "-m", "tfbackbones.train", *args], cwd=ROOT,

@@ -72,6 +72,7 @@ class TrainConfig:
   bn_momentum: Optional[float] = None
   strategy: str = "auto"
   tpu: Optional[str] = None
+  cpu_replicas: int = 1
   precision: str = "auto"
   steps_per_execution: int = 32
   fused_kernels: bool = True
@@ -120,6 +121,8 @@ class TrainConfig:
       bad("label_smoothing", self.label_smoothing, "it must be in [0, 1).")
     if self.bn_momentum is not None and not 0.0 < self.bn_momentum < 1.0:
       bad("bn_momentum", self.bn_momentum, "it must be in (0, 1), or unset to keep the model's.")
+    if self.cpu_replicas < 1:
+      bad("cpu_replicas", self.cpu_replicas, "use 1 (one device) or the number of cores.")
     if self.steps_per_execution < 1:
       bad("steps_per_execution", self.steps_per_execution, "use >= 1.")
     if self.augment not in ("auto", "none", "flip", "trivial"):

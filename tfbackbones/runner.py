@@ -10,11 +10,13 @@ from tfbackbones import backbones
 from tfbackbones.backbones import savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
+from tfbackbones.training import distribute
 
 # Errors caused by the user's input: entry points print them without a traceback.
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
                pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
-               weights.WeightsMismatchError, savedmodel.SavedModelError)
+               weights.WeightsMismatchError, savedmodel.SavedModelError,
+               distribute.CpuReplicasError)
 
 
 def check(config: TrainConfig) -> TrainConfig:

@@ -78,13 +78,19 @@ flags.DEFINE_float("bn_momentum", _D.bn_momentum, "Override BatchNorm momentum (
 flags.DEFINE_enum("strategy", _D.strategy, STRATEGIES, "tf.distribute strategy; auto = TPU "
                   "if --tpu, mirrored over GPUs if any, else default.")
 flags.DEFINE_string("tpu", _D.tpu, "TPU name or grpc address; 'local' on a TPU VM.")
+flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas, "CPU-only hosts: train N replicas, "
+                     "one per core (MirroredStrategy over N slices of the CPU). Faster for "
+                     "small networks (+8-11% on MobileNetV3/EfficientNetV2-B0 on 2 cores); "
+                     "BatchNorm then normalises per replica, as on several GPUs.")
 flags.DEFINE_enum("precision", _D.precision, PRECISIONS, "auto = float32 on CPU, "
                   "mixed_float16 on GPU, mixed_bfloat16 on TPU.")
 flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution, "Training steps per "
                      "tf.function call (fewer host round trips).")
 flags.DEFINE_bool("fused_kernels", _D.fused_kernels, "Train with TF's fused kernels for "
-                  "BatchNormalization and the AdamW/SGD updates (same math, fewer kernels; "
-                  "see tfbackbones/training/fused_bn.py and optimizers.py).")
+                  "BatchNormalization and the AdamW/SGD updates, and on CPU one-pass "
+                  "hard-swish/swish kernels built with g++ on first use (same math, fewer "
+                  "kernels; see tfbackbones/training/fused_bn.py, optimizers.py and "
+                  "tfbackbones/kernels/).")
 flags.DEFINE_enum("cache", _D.cache, CACHE_MODES, "Cache decoded, resized images in memory.")
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Epoch checkpoints to keep.")
 
@@ -100,9 +106,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
   cli.quiet_logs()
   try:
-    result = runner.train(config_from_flags())
+    config = config_from_flags().validate()
+    distribute.configure_cpu_replicas(config.cpu_replicas)  # before TF starts
+    result = runner.train(config)
   except runner.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfbackbones import backbones as backbones_lib
 from tfbackbones import imagesize
+from tfbackbones import kernels
 from tfbackbones import model as model_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
@@ -106,7 +107,8 @@ class Trainer:
     cfg = self.config
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
-    self.strategy = self._strategy_override or distribute.make_strategy(cfg.strategy, cfg.tpu)
+    self.strategy = self._strategy_override or distribute.make_strategy(
+        cfg.strategy, cfg.tpu, cfg.cpu_replicas)
     self.is_chief = distribute.is_chief(self.strategy)
     self.precision = distribute.resolve_precision(cfg.precision, self.strategy)
     distribute.set_precision(self.precision)
@@ -141,11 +143,22 @@ class Trainer:
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
     if cfg.fused_kernels:
       fused_bn.fuse_batchnorm(self.model)
+      if self._on_cpu():  # the fused activation kernels are CPU-only
+        kernels.fuse_activations(self.model)
     self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
     augment = self.dataset_spec.augment if cfg.augment == "auto" else cfg.augment
     self.augment = augment
+
+  def _on_cpu(self) -> bool:
+    """True when every replica runs on a CPU (the default strategy without accelerators)."""
+    try:
+      devices = self.strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy: wherever TF places ops
+      return not (tf.config.list_logical_devices("GPU")
+                  or tf.config.list_logical_devices("TPU"))
+    return all("CPU" in d.upper() for d in devices)
 
   def _make_optimizer(self, phase: str):
     cfg = self.config

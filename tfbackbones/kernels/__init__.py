@@ -1,0 +1,185 @@
+"""Fused CPU kernels for hard-swish and swish, built on first use (`activations.cc`).
+
+Why: on a CPU a mobile network's activations are memory-bound, and TensorFlow spells
+hard-swish as 4 element-wise ops forward and 5 backward, swish as 2 + 6: each a pass over
+the tensor. Replacing MobileNetV3-Small's 18 hard-swish activations by ReLU (one op each
+way) speeds its training by 18% (96 px, batch 64, this machine), so the passes, not the
+math, are the cost. The kernels here compute the same functions and gradients in one pass
+each (one Eigen expression on TF's intra-op pool) — see `experiments/BENCHMARKS.md`.
+
+How: the C++ source ships with the package and is compiled with the system's `g++`
+against the installed TensorFlow's headers the first time it is needed (about 10 s), into
+`$TFBACKBONES_CACHE` (default `~/.cache/tfbackbones`) under a key of the source, the
+TensorFlow version and the compiler flags, so a second run loads it at once. Without a
+compiler, or if the build fails, `load()` returns None after one warning and the models
+keep TensorFlow's own ops: nothing depends on the kernels but speed. They are CPU-only
+and float32-only; `fuse_activations` leaves GPU/TPU runs and other dtypes alone.
+
+`python -m tfbackbones.kernels` builds them ahead of time and prints where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from typing import Optional
+
+import tensorflow as tf
+
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "activations.cc")
+_LOCK = threading.Lock()
+_STATE: dict = {}
+# Safe on every x86-64 CPU TensorFlow's wheels support (they require AVX); FP16 AVX-512
+# from -march=native breaks the bundled Eigen headers with GCC 12, so no -march=native.
+_X86_FLAGS = ["-mavx2", "-mfma"]
+
+FUSABLE = {"hard_silu": "hard_swish", "hard_swish": "hard_swish", "silu": "swish",
+           "swish": "swish"}
+
+
+class KernelBuildError(RuntimeError):
+  """The kernels could not be compiled; the message has the compiler's output."""
+
+
+def cache_dir() -> str:
+  return os.environ.get("TFBACKBONES_CACHE",
+                        os.path.join(os.path.expanduser("~"), ".cache", "tfbackbones"))
+
+
+def _compile_command(output: str) -> list:
+  flags = ["-O3", "-shared", "-fPIC", "-w"]
+  if platform.machine() in ("x86_64", "AMD64") and _cpu_has("avx2", "fma"):
+    flags += _X86_FLAGS
+  return (["g++", *flags, _SOURCE, "-o", output] + tf.sysconfig.get_compile_flags()
+          + tf.sysconfig.get_link_flags())
+
+
+def _cpu_has(*features: str) -> bool:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      words = set(f.read().split())
+  except OSError:
+    return False
+  return all(feature in words for feature in features)
+
+
+def library_path() -> str:
+  """Where the compiled library for this source, TensorFlow and compiler flags lives."""
+  with open(_SOURCE, "rb") as f:
+    source = f.read()
+  key = hashlib.sha256(source + repr((tf.__version__, tf.sysconfig.get_compile_flags(),
+                                      _compile_command("X")[:-4], platform.machine()))
+                       .encode()).hexdigest()[:16]
+  return os.path.join(cache_dir(), "kernels", key, "tfbackbones_activations.so")
+
+
+def build(path: Optional[str] = None) -> str:
+  """Compiles the kernels into `path` (default `library_path()`); returns the path.
+
+  Raises:
+    KernelBuildError: no g++, or it failed (its output is in the message).
+  """
+  path = path or library_path()
+  if os.path.exists(path):
+    return path
+  if shutil.which("g++") is None:
+    raise KernelBuildError("no g++ on PATH (apt install g++); fused activations are off, "
+                           "TensorFlow's own ops are used (same results, slower on CPU).")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+  os.close(fd)
+  try:
+    proc = subprocess.run(_compile_command(tmp), capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0:
+      raise KernelBuildError(f"g++ failed building {_SOURCE}:\n{proc.stderr[-3000:]}")
+    os.replace(tmp, path)  # atomic: a concurrent build never sees half a library
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def load():
+  """The loaded op library, building it if needed; None (one warning) if impossible."""
+  with _LOCK:
+    if "lib" not in _STATE:
+      _STATE["lib"] = None
+      try:
+        lib = tf.load_op_library(build())
+        _register_gradients(lib)
+        _STATE["lib"] = lib
+      except (KernelBuildError, OSError, tf.errors.OpError,
+              subprocess.TimeoutExpired) as e:
+        logging.warning("fused CPU activations unavailable (%s); using TensorFlow's ops",
+                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return _STATE["lib"]
+
+
+def _register_gradients(lib) -> None:
+  @tf.RegisterGradient("TfbHardSwish")
+  def _hard_swish_grad(op, dy):  # pylint: disable=unused-variable
+    return lib.tfb_hard_swish_grad(dy, op.inputs[0])
+
+  @tf.RegisterGradient("TfbSwish")
+  def _swish_grad(op, dy):  # pylint: disable=unused-variable
+    return lib.tfb_swish_grad(dy, op.inputs[0])
+
+
+def hard_swish(x):
+  """x * relu6(x + 3) / 6 in one kernel (float32, CPU); TF's ops otherwise."""
+  lib = load()
+  if lib is None or x.dtype != tf.float32:
+    return x * tf.nn.relu6(x + 3.0) / 6.0
+  return lib.tfb_hard_swish(x)
+
+
+def swish(x):
+  """x * sigmoid(x) in one kernel (float32, CPU); tf.nn.silu otherwise."""
+  lib = load()
+  if lib is None or x.dtype != tf.float32:
+    return tf.nn.silu(x)
+  return lib.tfb_swish(x)
+
+
+_FUNCTIONS = {"hard_swish": hard_swish, "swish": swish}
+
+
+def fuse_activations(model) -> int:
+  """Points every float32 hard-swish / swish activation of `model` at the fused kernels.
+
+  Layers keep their config (a saved model still says "hard_silu"), their variables and
+  their results; only the function their `call` uses changes. Returns how many layers
+  were changed: 0 when the kernels are unavailable, on GPU/TPU (the kernels are CPU-only),
+  or when the compute dtype is not float32.
+  """
+  if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+    return 0
+  if load() is None:
+    return 0
+  count = 0
+  for layer in _all_layers(model):
+    fn = getattr(layer, "activation", None)
+    kind = FUSABLE.get(getattr(fn, "__name__", ""))
+    if kind is None or getattr(layer, "compute_dtype", "float32") != "float32":
+      continue
+    layer.activation = _FUNCTIONS[kind]
+    count += 1
+  return count
+
+
+def _all_layers(model):
+  seen, stack = set(), [model]
+  while stack:
+    layer = stack.pop()
+    if id(layer) in seen:
+      continue
+    seen.add(id(layer))
+    yield layer
+    stack.extend(getattr(layer, "layers", []) or [])
