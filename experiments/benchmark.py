@@ -65,6 +65,9 @@ flags.DEFINE_list("backbones", [], "Backbones for inference (default: every kera
 flags.DEFINE_integer("cpu_replicas", 2 if (os.cpu_count() or 1) >= 2 else 0,
                      "Also time the loop with the CPU split into this many replicas "
                      "(0 = no).")
+flags.DEFINE_bool("fused_activations", True, "With --fused_kernels: also the one-pass "
+                  "hard-swish/swish CPU kernels (tfbackbones/kernels); --nofused_activations "
+                  "isolates their effect.")
 flags.DEFINE_bool("loop_child", False, "Internal: time only the engine loop in this "
                   "process (with --cpu_replicas) and print RESULT.")
 flags.DEFINE_integer("inference_size", 224, "Resolution for inference.")
@@ -74,7 +77,10 @@ flags.DEFINE_bool("json", False, "Also print the measurements as one JSON line."
 TORCHVISION = {"mobilenet_v3_small": "mobilenet_v3_small",
                "mobilenet_v3_large": "mobilenet_v3_large", "resnet50": "resnet50",
                "efficientnetv2_s": "efficientnet_v2_s", "convnext_tiny": "convnext_tiny",
-               "densenet121": "densenet121", "resnet101": "resnet101"}
+               "densenet121": "densenet121", "resnet101": "resnet101",
+               # torchvision has no EfficientNetV2-B0; timm's port of the TF original is
+               # the PyTorch model people use (the `parity` extra installs timm).
+               "efficientnetv2_b0": "timm:tf_efficientnetv2_b0"}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -139,11 +145,16 @@ _TORCH_CHILD = r"""
 import json, os, sys, time
 import torch, torchvision
 arch, size, batch, classes, channels_last, steps, repeats = sys.argv[1:8]
+if arch.startswith("timm:"):
+  import timm
+  build = lambda num_classes: timm.create_model(arch[5:], num_classes=num_classes)
+else:
+  build = lambda num_classes: getattr(torchvision.models, arch)(num_classes=num_classes)
 size, batch, classes, steps, repeats = map(int, (size, batch, classes, steps, repeats))
 torch.manual_seed(0)
 torch.set_num_threads(os.cpu_count() or 1)
 fmt = torch.channels_last if channels_last == "1" else torch.contiguous_format
-model = getattr(torchvision.models, arch)(num_classes=classes).to(memory_format=fmt)
+model = build(classes).to(memory_format=fmt)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 loss_fn = torch.nn.CrossEntropyLoss()
@@ -172,8 +183,10 @@ def _torch_runner(backbone: str, size: int, batch: int, num_classes: int,
   """
   if backbone not in TORCHVISION:
     return None
-  probe = subprocess.run([sys.executable, "-c", "import torch, torchvision"],
-                         capture_output=True)
+  probe = subprocess.run(
+      [sys.executable, "-c", "import torch, torchvision" +
+       (", timm" if TORCHVISION[backbone].startswith("timm:") else "")],
+      capture_output=True)
   if probe.returncode != 0:
     return None
 
@@ -190,7 +203,8 @@ def _torch_runner(backbone: str, size: int, batch: int, num_classes: int,
   return run
 
 
-def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, strategy):
+def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, strategy,
+                     fused_activations: bool = True):
   """The engine's step on `model` (built under `strategy`): fused kernels, AdamW."""
   # pylint: disable=import-outside-toplevel
   from tfbackbones import kernels
@@ -198,7 +212,8 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
   with strategy.scope():
     if fused_kernels:
       fused_bn.fuse_batchnorm(model)
-      kernels.fuse_activations(model)  # CPU: one-pass hard-swish / swish
+      if fused_activations:
+        kernels.fuse_activations(model)  # CPU: one-pass hard-swish / swish
     opt = optimizers.adamw(fused_kernels, learning_rate=1e-3, weight_decay=0.01)
     opt.build(model.trainable_variables)
   return steps_lib.make_train_fn(model, opt, strategy, batch,
@@ -206,7 +221,7 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
 
 
 def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: int,
-               replicas: int, fused_kernels: bool) -> list:
+               replicas: int, fused_kernels: bool, fused_activations: bool = True) -> list:
   """Times the engine loop with the CPU split into `replicas` (run in its own process)."""
   # pylint: disable=import-outside-toplevel
   from tfbackbones.training import distribute
@@ -216,18 +231,22 @@ def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: in
   strategy = distribute.make_strategy("auto", None, replicas)
   with strategy.scope():
     spec, model = _keras_setup(backbone, size, num_classes)
-  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy)
+  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
+                              fused_activations)
   ds = _synthetic(batch, size, num_classes,
                   lambda x: backbones.preprocess_images(x, spec.preprocessing))
   iterator = iter(strategy.experimental_distribute_dataset(ds))
-  train_fn(iterator, tf.constant(2))[0].numpy()  # warm-up: tracing, allocator
+  # Warm-up: tracing, then enough steps for the allocator and oneDNN's primitive cache
+  # to settle (the parent's in-process methods get repeated runs for the same).
+  train_fn(iterator, tf.constant(2))[0].numpy()
+  train_fn(iterator, tf.constant(max(2, steps // 2)))[0].numpy()
   t = time.perf_counter()
   train_fn(iterator, tf.constant(steps))[0].numpy()
   return [steps * batch / (time.perf_counter() - t)]
 
 
 def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
-                     replicas: int, fused_kernels: bool):
+                     replicas: int, fused_kernels: bool, fused_activations: bool):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def run(n):
@@ -235,7 +254,8 @@ def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
         [sys.executable, "-m", "experiments.benchmark", "--loop_child",
          f"--cpu_replicas={replicas}", f"--backbone={backbone}", f"--image_size={size}",
          f"--batch_size={batch}", f"--num_classes={num_classes}", f"--steps={n}",
-         f"--{'' if fused_kernels else 'no'}fused_kernels"],
+         f"--{'' if fused_kernels else 'no'}fused_kernels",
+         f"--{'' if fused_activations else 'no'}fused_activations"],
         capture_output=True, text=True, timeout=3600, cwd=root)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if not lines:
@@ -247,7 +267,8 @@ def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
 
 def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps: int,
                   repeats: int, fused_kernels: bool = True, with_torch: bool = True,
-                  flops: bool = True, cpu_replicas: int = 0) -> dict:
+                  flops: bool = True, cpu_replicas: int = 0,
+                  fused_activations: bool = True) -> dict:
   """Returns img/s lists per method, interleaved, plus FLOP utilisation."""
   # pylint: disable=import-outside-toplevel
   import keras
@@ -264,7 +285,8 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
   # The engine's defaults (fused kernels); fit_model keeps Keras's own layers.
-  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy)
+  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
+                              fused_activations)
   iterator = iter(strategy.experimental_distribute_dataset(ds))
 
   class Timer(keras.callbacks.Callback):
@@ -290,7 +312,8 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
   replicas_name = f"loop, {cpu_replicas} CPU replicas"
   if cpu_replicas > 1 and not tf.config.list_logical_devices("GPU"):
     methods[replicas_name] = _replicas_runner(backbone, size, batch, num_classes,
-                                              cpu_replicas, fused_kernels)
+                                              cpu_replicas, fused_kernels,
+                                              fused_activations)
   if with_torch:
     for channels_last in (False, True):
       runner = _torch_runner(backbone, size, batch, num_classes, channels_last)
@@ -512,7 +535,7 @@ def main(argv):
   if FLAGS.loop_child:
     print("RESULT " + json.dumps(loop_child(
         FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size, FLAGS.num_classes, FLAGS.steps,
-        FLAGS.cpu_replicas, FLAGS.fused_kernels)))
+        FLAGS.cpu_replicas, FLAGS.fused_kernels, FLAGS.fused_activations)))
     return
   report = {}
   if FLAGS.what in ("input", "all"):
@@ -530,7 +553,8 @@ def main(argv):
     report["train"] = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size,
                                     FLAGS.num_classes, FLAGS.steps, FLAGS.repeats,
                                     FLAGS.fused_kernels, FLAGS.torch,
-                                    cpu_replicas=FLAGS.cpu_replicas)
+                                    cpu_replicas=FLAGS.cpu_replicas,
+                                    fused_activations=FLAGS.fused_activations)
     print_train(report["train"])
   if FLAGS.json:
     print(json.dumps(report))

@@ -1,0 +1,26 @@
+"""experiments.benchmark is a tool, not a test; this keeps it runnable (no timing asserted)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.heavy
+def test_train_benchmark_runs_every_engine_setting_and_names_the_fastest():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--what=train",
+       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=16", "--steps=2",
+       "--repeats=1", "--notorch", "--cpu_replicas=2", "--json"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert "loop, 2 CPU replicas" in proc.stdout and "keras Model.fit" in proc.stdout
+  last = dict(item.split("=", 1) for item in lines[-1].split())
+  assert set(last) == {"ratio", "vs_torch", "loop", "default_ratio", "default_vs_torch"}
+  assert float(last["ratio"]) >= float(last["default_ratio"]) > 0   # the fastest is named
+  assert last["loop"] in ("default", "--cpu_replicas=2") and last["vs_torch"] == "n/a"
