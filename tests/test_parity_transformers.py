@@ -372,9 +372,9 @@ def test_imagenet_weights_missing_explain_conversion(tmp_path, monkeypatch):
 
 
 def test_size_constraints_are_explicit():
-  with pytest.raises(ValueError, match="multiple of 16"):
+  with pytest.raises(ValueError, match="multiples of 16"):
     registry.get("vit_b_16").build(40)
-  with pytest.raises(ValueError, match="multiple of 32"):
+  with pytest.raises(ValueError, match="multiples of 32"):
     registry.get("wavemix_192_16").build(48)
 
 
