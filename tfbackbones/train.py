@@ -80,7 +80,7 @@ flags.DEFINE_enum("strategy", _D.strategy, STRATEGIES, "tf.distribute strategy; 
 flags.DEFINE_string("tpu", _D.tpu, "TPU name or grpc address; 'local' on a TPU VM.")
 flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas, "CPU-only hosts: train N replicas, "
                      "one per core (MirroredStrategy over N slices of the CPU). Faster for "
-                     "small networks (+8-11% on MobileNetV3/EfficientNetV2-B0 on 2 cores); "
+                     "small networks (+2-10% on MobileNetV3/EfficientNetV2-B0 on 2 cores); "
                      "BatchNorm then normalises per replica, as on several GPUs.")
 flags.DEFINE_enum("precision", _D.precision, PRECISIONS, "auto = float32 on CPU, "
                   "mixed_float16 on GPU, mixed_bfloat16 on TPU.")

@@ -30,8 +30,8 @@ def configure_cpu_replicas(replicas: int) -> None:
   Why: a small network (MobileNetV3, EfficientNetV2-B0) at a small input runs hundreds of
   small kernels a step, too small for TF to split over cores, so on a 2-core machine one
   core idles most of the time (62% idle in the MobileNetV3-Small profile). Two replicas
-  with single-threaded kernels keep both cores busy: +8% on MobileNetV3-Small 96 px and
-  +11% on EfficientNetV2-B0 128 px (experiments/BENCHMARKS.md); big kernels (ResNet-50)
+  with single-threaded kernels keep both cores busy: +2-8% on MobileNetV3-Small 96 px and
+  +10% on EfficientNetV2-B0 128 px (experiments/BENCHMARKS.md); big kernels (ResNet-50)
   gain nothing. As on several GPUs, each replica normalises its BatchNorm over its own
   share of the global batch, so results differ slightly from one replica; the default is 1.
 
