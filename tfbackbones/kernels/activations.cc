@@ -53,6 +53,98 @@ REGISTER_OP("TfbSwishGrad")
     .Output("dx: float")
     .SetShapeFn(tensorflow::shape_inference::UnchangedShape);
 
+// Squeeze-excite's gate: y = x * s, x (B, H, W, C), s (B, 1, 1, C). TF's Mul gradient
+// spends three passes over the big tensor (dy * s, dy * x, then a Sum over H, W); the
+// gradient kernel here reads dy and x once for both results.
+REGISTER_OP("TfbChannelScale")
+    .Input("x: float")
+    .Input("s: float")
+    .Output("y: float")
+    .SetShapeFn(tensorflow::shape_inference::UnchangedShape);
+
+REGISTER_OP("TfbChannelScaleGrad")
+    .Input("dy: float")
+    .Input("x: float")
+    .Input("s: float")
+    .Output("dx: float")
+    .Output("ds: float")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      c->set_output(1, c->input(2));
+      return absl::OkStatus();
+    });
+
+namespace {
+
+// Checks x (B, H, W, C) and s (B, 1, 1, C); returns false (with an error set) otherwise.
+bool ChannelScaleShapes(OpKernelContext* ctx, const Tensor& x, const Tensor& s,
+                        int64_t* batch, int64_t* spatial, int64_t* channels) {
+  if (!(x.dims() == 4 && s.dims() == 4 && s.dim_size(1) == 1 && s.dim_size(2) == 1 &&
+        s.dim_size(0) == x.dim_size(0) && s.dim_size(3) == x.dim_size(3))) {
+    ctx->SetStatus(tensorflow::errors::InvalidArgument(
+        "TfbChannelScale needs x (B, H, W, C) and s (B, 1, 1, C), got ",
+        x.shape().DebugString(), " and ", s.shape().DebugString()));
+    return false;
+  }
+  *batch = x.dim_size(0);
+  *spatial = x.dim_size(1) * x.dim_size(2);
+  *channels = x.dim_size(3);
+  return true;
+}
+
+}  // namespace
+
+class ChannelScaleOp : public OpKernel {
+ public:
+  explicit ChannelScaleOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x_t = ctx->input(0);
+    const Tensor& s_t = ctx->input(1);
+    int64_t b = 0, hw = 0, c = 0;
+    if (!ChannelScaleShapes(ctx, x_t, s_t, &b, &hw, &c)) return;
+    Tensor* y_t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x_t.shape(), &y_t));
+    auto x = x_t.shaped<float, 3>({b, hw, c});
+    auto s = s_t.shaped<float, 3>({b, 1, c});
+    auto y = y_t->shaped<float, 3>({b, hw, c});
+    const Eigen::array<Eigen::Index, 3> bcast{1, hw, 1};
+    y.device(ctx->eigen_device<CPUDevice>()) = x * s.broadcast(bcast);
+  }
+};
+
+class ChannelScaleGradOp : public OpKernel {
+ public:
+  explicit ChannelScaleGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy_t = ctx->input(0);
+    const Tensor& x_t = ctx->input(1);
+    const Tensor& s_t = ctx->input(2);
+    int64_t b = 0, hw = 0, c = 0;
+    if (!ChannelScaleShapes(ctx, x_t, s_t, &b, &hw, &c)) return;
+    OP_REQUIRES(ctx, dy_t.shape() == x_t.shape(),
+                tensorflow::errors::InvalidArgument("dy and x must have the same shape"));
+    Tensor* dx_t = nullptr;
+    Tensor* ds_t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x_t.shape(), &dx_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, s_t.shape(), &ds_t));
+    auto dy = dy_t.shaped<float, 3>({b, hw, c});
+    auto x = x_t.shaped<float, 3>({b, hw, c});
+    auto s = s_t.shaped<float, 3>({b, 1, c});
+    auto dx = dx_t->shaped<float, 3>({b, hw, c});
+    auto ds = ds_t->shaped<float, 2>({b, c});
+    const CPUDevice& d = ctx->eigen_device<CPUDevice>();
+    const Eigen::array<Eigen::Index, 3> bcast{1, hw, 1};
+    const Eigen::array<Eigen::Index, 1> spatial_axis{1};
+    dx.device(d) = dy * s.broadcast(bcast);
+    ds.device(d) = (dy * x).sum(spatial_axis);
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("TfbChannelScale").Device(DEVICE_CPU), ChannelScaleOp);
+REGISTER_KERNEL_BUILDER(Name("TfbChannelScaleGrad").Device(DEVICE_CPU), ChannelScaleGradOp);
+
 template <int kKind>  // 0 = hard-swish, 1 = swish
 class ActivationOp : public OpKernel {
  public:
