@@ -131,10 +131,6 @@ def _register_gradients(lib) -> None:
   def _swish_grad(op, dy):  # pylint: disable=unused-variable
     return lib.tfb_swish_grad(dy, op.inputs[0])
 
-  @tf.RegisterGradient("TfbChannelScale")
-  def _channel_scale_grad(op, dy):  # pylint: disable=unused-variable
-    return lib.tfb_channel_scale_grad(dy, op.inputs[0], op.inputs[1])
-
 
 def hard_swish(x):
   """x * relu6(x + 3) / 6 in one kernel (float32, CPU); TF's ops otherwise."""
@@ -152,42 +148,11 @@ def swish(x):
   return lib.tfb_swish(x)
 
 
-def channel_scale(x, s):
-  """x (B, H, W, C) * s (B, 1, 1, C), squeeze-excite's gate, with a one-pass gradient."""
-  lib = load()
-  if lib is None or x.dtype != tf.float32 or s.dtype != tf.float32:
-    return x * s
-  return lib.tfb_channel_scale(x, s)
-
-
-def _is_gate_pair(x, s) -> bool:
-  """True for static shapes x (B, H, W, C) and s (B, 1, 1, C), both float32."""
-  xs, ss = x.shape, s.shape
-  return (xs.rank == 4 and ss.rank == 4 and ss[1] == 1 and ss[2] == 1
-          and xs[3] is not None and xs[3] == ss[3] and x.dtype == tf.float32
-          and s.dtype == tf.float32)
-
-
-def _fused_multiply(original):
-  def merge(inputs):
-    if len(inputs) == 2 and not any(getattr(t, "_keras_mask", None) is not None
-                                    for t in inputs):
-      a, b = inputs
-      if _is_gate_pair(a, b):
-        return channel_scale(a, b)
-      if _is_gate_pair(b, a):
-        return channel_scale(b, a)
-    return original(inputs)
-  return merge
-
-
 _FUNCTIONS = {"hard_swish": hard_swish, "swish": swish}
 
 
 def fuse_activations(model) -> int:
-  """Points every float32 hard-swish / swish activation of `model` at the fused kernels,
-  and every two-input `Multiply` at the squeeze-excite gate kernel where, at call time,
-  its inputs are (B, H, W, C) and (B, 1, 1, C) (any other Multiply computes as before).
+  """Points every float32 hard-swish / swish activation of `model` at the fused kernels.
 
   Layers keep their config (a saved model still says "hard_silu"), their variables and
   their results; only the function their `call` uses changes. Returns how many layers
@@ -198,16 +163,8 @@ def fuse_activations(model) -> int:
     return 0
   if load() is None:
     return 0
-  import keras  # pylint: disable=import-outside-toplevel
   count = 0
   for layer in _all_layers(model):
-    if isinstance(layer, keras.layers.Multiply):  # squeeze-excite gates (others pass through)
-      if getattr(layer, "compute_dtype", "float32") == "float32" and not getattr(
-          layer, "_tfb_fused", False):
-        layer._merge_function = _fused_multiply(layer._merge_function)  # pylint: disable=protected-access
-        layer._tfb_fused = True  # pylint: disable=protected-access
-        count += 1
-      continue
     fn = getattr(layer, "activation", None)
     kind = FUSABLE.get(getattr(fn, "__name__", ""))
     if kind is None or getattr(layer, "compute_dtype", "float32") != "float32":
