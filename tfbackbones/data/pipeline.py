@@ -240,14 +240,14 @@ def resize_uint8(image: tf.Tensor, size) -> tf.Tensor:
   return tf.ensure_shape(resized, (height, width, 3))
 
 
-def _decoded(builder, spec, split: str, keep_ids: Optional[list], size):
-  """(uint8 image, int32 label): resized to `size`, or at native size if `size` is None."""
+def _decoded(builder, spec, split: str, keep_ids: Optional[list], size,
+             resize: bool = True):
+  """(uint8 image, int32 label): resized to `size`, or (resize=False) checked to be it."""
   ds = _as_dataset(builder, split, spec)
   if keep_ids is not None:
     ds = _filter_ids(ds, _id_key(spec), keep_ids)
-  if size is None:
-    native = native_size(builder, spec)
-    image_fn = lambda encoded: tf.ensure_shape(decode_image(encoded), (*native, 3))  # noqa: E731
+  if not resize:  # native size: every image has it (see native_size)
+    image_fn = lambda encoded: tf.ensure_shape(decode_image(encoded), (*size, 3))  # noqa: E731
   else:
     image_fn = lambda encoded: resize_uint8(decode_image(encoded), size)  # noqa: E731
   return ds.map(lambda ex: (image_fn(ex[spec.image_key]),
@@ -315,8 +315,9 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
   train_keep = None if (train_fraction >= 1.0 and ids.val is None
                         and spec.test_split is not None) else ids.train
   native = augment_at == "native"
-  train = _decoded(builder, spec, spec.train_split, train_keep, None if native else size)
   train_cached_size = native_size(builder, spec) if native else size
+  train = _decoded(builder, spec, spec.train_split, train_keep, train_cached_size,
+                   resize=not native)
   if spec.test_split is None:
     test = _decoded(builder, spec, spec.train_split, ids.test, size)
   else:

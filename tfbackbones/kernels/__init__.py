@@ -73,9 +73,9 @@ def library_path() -> str:
   """Where the compiled library for this source, TensorFlow and compiler flags lives."""
   with open(_SOURCE, "rb") as f:
     source = f.read()
-  key = hashlib.sha256(source + repr((tf.__version__, tf.sysconfig.get_compile_flags(),
-                                      _compile_command("X")[:-4], platform.machine()))
-                       .encode()).hexdigest()[:16]
+  # The command (without an output path) holds the flags and TF's include/link flags.
+  key = hashlib.sha256(source + repr((tf.__version__, _compile_command(""),
+                                      platform.machine())).encode()).hexdigest()[:16]
   return os.path.join(cache_dir(), "kernels", key, "tfbackbones_activations.so")
 
 
