@@ -68,6 +68,9 @@ flags.DEFINE_integer("cpu_replicas", 2 if (os.cpu_count() or 1) >= 2 else 0,
 flags.DEFINE_bool("fused_activations", True, "With --fused_kernels: also the one-pass "
                   "hard-swish/swish CPU kernels (tfbackbones/kernels); --nofused_activations "
                   "isolates their effect.")
+flags.DEFINE_bool("fused_depthwise", True, "With --fused_kernels: also the CPU filter "
+                  "gradient for depthwise convolutions over 3x3 (tfbackbones/kernels); "
+                  "--nofused_depthwise isolates its effect.")
 flags.DEFINE_bool("loop_child", False, "Internal: time only the engine loop in this "
                   "process (with --cpu_replicas) and print RESULT.")
 flags.DEFINE_integer("inference_size", 224, "Resolution for inference.")
@@ -203,17 +206,26 @@ def _torch_runner(backbone: str, size: int, batch: int, num_classes: int,
   return run
 
 
+CPU_KERNELS = ("activations", "depthwise")
+
+
 def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, strategy,
-                     fused_activations: bool = True):
-  """The engine's step on `model` (built under `strategy`): fused kernels, AdamW."""
+                     cpu_kernels: tuple = CPU_KERNELS):
+  """The engine's step on `model` (built under `strategy`): fused kernels, AdamW.
+
+  `cpu_kernels` names the `tfbackbones.kernels` substitutions to apply (CPU only), for
+  A/B runs; the engine applies all of them.
+  """
   # pylint: disable=import-outside-toplevel
   from tfbackbones import kernels
   from tfbackbones.training import fused_bn, optimizers, steps as steps_lib
   with strategy.scope():
     if fused_kernels:
       fused_bn.fuse_batchnorm(model)
-      if fused_activations:
+      if "activations" in cpu_kernels:
         kernels.fuse_activations(model)  # CPU: one-pass hard-swish / swish
+      if "depthwise" in cpu_kernels:
+        kernels.fuse_depthwise(model)  # CPU: filter gradient of 5x5+ depthwise convs
     opt = optimizers.adamw(fused_kernels, learning_rate=1e-3, weight_decay=0.01)
     opt.build(model.trainable_variables)
   return steps_lib.make_train_fn(model, opt, strategy, batch,
@@ -221,7 +233,7 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
 
 
 def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: int,
-               replicas: int, fused_kernels: bool, fused_activations: bool = True) -> list:
+               replicas: int, fused_kernels: bool, cpu_kernels: tuple = CPU_KERNELS) -> list:
   """Times the engine loop with the CPU split into `replicas` (run in its own process)."""
   # pylint: disable=import-outside-toplevel
   from tfbackbones.training import distribute
@@ -232,7 +244,7 @@ def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: in
   with strategy.scope():
     spec, model = _keras_setup(backbone, size, num_classes)
   train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
-                              fused_activations)
+                              cpu_kernels)
   ds = _synthetic(batch, size, num_classes,
                   lambda x: backbones.preprocess_images(x, spec.preprocessing))
   iterator = iter(strategy.experimental_distribute_dataset(ds))
@@ -246,7 +258,7 @@ def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: in
 
 
 def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
-                     replicas: int, fused_kernels: bool, fused_activations: bool):
+                     replicas: int, fused_kernels: bool, cpu_kernels: tuple):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def run(n):
@@ -255,7 +267,7 @@ def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
          f"--cpu_replicas={replicas}", f"--backbone={backbone}", f"--image_size={size}",
          f"--batch_size={batch}", f"--num_classes={num_classes}", f"--steps={n}",
          f"--{'' if fused_kernels else 'no'}fused_kernels",
-         f"--{'' if fused_activations else 'no'}fused_activations"],
+         *[f"--{'' if kind in cpu_kernels else 'no'}fused_{kind}" for kind in CPU_KERNELS]],
         capture_output=True, text=True, timeout=3600, cwd=root)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if not lines:
@@ -268,7 +280,7 @@ def _replicas_runner(backbone: str, size: int, batch: int, num_classes: int,
 def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps: int,
                   repeats: int, fused_kernels: bool = True, with_torch: bool = True,
                   flops: bool = True, cpu_replicas: int = 0,
-                  fused_activations: bool = True) -> dict:
+                  cpu_kernels: tuple = CPU_KERNELS) -> dict:
   """Returns img/s lists per method, interleaved, plus FLOP utilisation."""
   # pylint: disable=import-outside-toplevel
   import keras
@@ -286,7 +298,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
                     metrics=["accuracy"])
   # The engine's defaults (fused kernels); fit_model keeps Keras's own layers.
   train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
-                              fused_activations)
+                              cpu_kernels)
   iterator = iter(strategy.experimental_distribute_dataset(ds))
 
   class Timer(keras.callbacks.Callback):
@@ -313,7 +325,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
   if cpu_replicas > 1 and not tf.config.list_logical_devices("GPU"):
     methods[replicas_name] = _replicas_runner(backbone, size, batch, num_classes,
                                               cpu_replicas, fused_kernels,
-                                              fused_activations)
+                                              cpu_kernels)
   if with_torch:
     for channels_last in (False, True):
       runner = _torch_runner(backbone, size, batch, num_classes, channels_last)
@@ -529,13 +541,17 @@ def print_inference(rows: list, size: int) -> None:
 
 
 # ---------------------------------------------------------------------------- main
+def _cpu_kernels() -> tuple:
+  return tuple(kind for kind in CPU_KERNELS if getattr(FLAGS, f"fused_{kind}"))
+
+
 def main(argv):
   del argv
   cli.quiet_logs()
   if FLAGS.loop_child:
     print("RESULT " + json.dumps(loop_child(
         FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size, FLAGS.num_classes, FLAGS.steps,
-        FLAGS.cpu_replicas, FLAGS.fused_kernels, FLAGS.fused_activations)))
+        FLAGS.cpu_replicas, FLAGS.fused_kernels, _cpu_kernels())))
     return
   report = {}
   if FLAGS.what in ("input", "all"):
@@ -554,7 +570,7 @@ def main(argv):
                                     FLAGS.num_classes, FLAGS.steps, FLAGS.repeats,
                                     FLAGS.fused_kernels, FLAGS.torch,
                                     cpu_replicas=FLAGS.cpu_replicas,
-                                    fused_activations=FLAGS.fused_activations)
+                                    cpu_kernels=_cpu_kernels())
     print_train(report["train"])
   if FLAGS.json:
     print(json.dumps(report))

@@ -1,4 +1,5 @@
-"""Fused CPU kernels for hard-swish and swish, built on first use (`activations.cc`).
+"""CPU kernels for mobile networks, built on first use: fused hard-swish and swish
+(`activations.cc`), and the filter gradient of depthwise convolutions (`depthwise.cc`).
 
 Why: on a CPU a mobile network's activations are memory-bound, and TensorFlow spells
 hard-swish as 4 element-wise ops forward and 5 backward, swish as 2 + 6: each a pass over
@@ -6,6 +7,11 @@ the tensor. Replacing MobileNetV3-Small's 18 hard-swish activations by ReLU (one
 way) speeds its training by 18% (96 px, batch 64, this machine), so the passes, not the
 math, are the cost. The kernels here compute the same functions and gradients in one pass
 each (one Eigen expression on TF's intra-op pool) — see `experiments/BENCHMARKS.md`.
+
+The depthwise filter gradient is the other hot spot: oneDNN's is fast for 3x3 filters but
+3-10x slower than the forward convolution for 5x5 and 7x7 ones (MobileNetV3's late
+layers: 22 of a step's 150 ms at 96 px). `fuse_depthwise` gives those layers a gradient
+that uses `depthwise.cc` for the filter and TensorFlow's op for the input.
 
 How: the C++ source ships with the package and is compiled with the system's `g++`
 against the installed TensorFlow's headers the first time it is needed (about 10 s), into
@@ -15,6 +21,7 @@ compiler, or if the build fails, `load()` returns None after one warning and the
 keep TensorFlow's own ops: nothing depends on the kernels but speed. They are CPU-only
 and float32-only; `fuse_activations` leaves GPU/TPU runs and other dtypes alone.
 
+`fuse(model)` applies both; the trainer calls it with `--fused_kernels` on CPU.
 `python -m tfbackbones.kernels` builds them ahead of time and prints where.
 """
 
@@ -28,11 +35,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import types
 from typing import Optional
 
+import keras
 import tensorflow as tf
 
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "activations.cc")
+_SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+                 for name in ("activations.cc", "depthwise.cc"))
 _LOCK = threading.Lock()
 _STATE: dict = {}
 # Safe on every x86-64 CPU TensorFlow's wheels support (they require AVX); FP16 AVX-512
@@ -56,7 +66,7 @@ def _compile_command(output: str) -> list:
   flags = ["-O3", "-shared", "-fPIC", "-w"]
   if platform.machine() in ("x86_64", "AMD64") and _cpu_has("avx2", "fma"):
     flags += _X86_FLAGS
-  return (["g++", *flags, _SOURCE, "-o", output] + tf.sysconfig.get_compile_flags()
+  return (["g++", *flags, *_SOURCES, "-o", output] + tf.sysconfig.get_compile_flags()
           + tf.sysconfig.get_link_flags())
 
 
@@ -71,12 +81,14 @@ def _cpu_has(*features: str) -> bool:
 
 def library_path() -> str:
   """Where the compiled library for this source, TensorFlow and compiler flags lives."""
-  with open(_SOURCE, "rb") as f:
-    source = f.read()
+  source = b""
+  for name in _SOURCES:
+    with open(name, "rb") as f:
+      source += f.read()
   # The command (without an output path) holds the flags and TF's include/link flags.
   key = hashlib.sha256(source + repr((tf.__version__, _compile_command(""),
                                       platform.machine())).encode()).hexdigest()[:16]
-  return os.path.join(cache_dir(), "kernels", key, "tfbackbones_activations.so")
+  return os.path.join(cache_dir(), "kernels", key, "tfbackbones_kernels.so")
 
 
 def build(path: Optional[str] = None) -> str:
@@ -89,8 +101,9 @@ def build(path: Optional[str] = None) -> str:
   if os.path.exists(path):
     return path
   if shutil.which("g++") is None:
-    raise KernelBuildError("no g++ on PATH (apt install g++); fused activations are off, "
-                           "TensorFlow's own ops are used (same results, slower on CPU).")
+    raise KernelBuildError("no g++ on PATH (apt install g++); the fused CPU kernels are "
+                           "off, TensorFlow's own ops are used (same results, slower on "
+                           "CPU).")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
   os.close(fd)
@@ -98,7 +111,8 @@ def build(path: Optional[str] = None) -> str:
     proc = subprocess.run(_compile_command(tmp), capture_output=True, text=True,
                           timeout=600)
     if proc.returncode != 0:
-      raise KernelBuildError(f"g++ failed building {_SOURCE}:\n{proc.stderr[-3000:]}")
+      raise KernelBuildError(f"g++ failed building {', '.join(_SOURCES)}:\n"
+                             f"{proc.stderr[-3000:]}")
     os.replace(tmp, path)  # atomic: a concurrent build never sees half a library
   finally:
     if os.path.exists(tmp):
@@ -117,7 +131,7 @@ def load():
         _STATE["lib"] = lib
       except (KernelBuildError, OSError, tf.errors.OpError,
               subprocess.TimeoutExpired) as e:
-        logging.warning("fused CPU activations unavailable (%s); using TensorFlow's ops",
+        logging.warning("fused CPU kernels unavailable (%s); using TensorFlow's ops",
                         str(e).splitlines()[0] if str(e) else type(e).__name__)
     return _STATE["lib"]
 
@@ -159,9 +173,7 @@ def fuse_activations(model) -> int:
   were changed: 0 when the kernels are unavailable, on GPU/TPU (the kernels are CPU-only),
   or when the compute dtype is not float32.
   """
-  if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
-    return 0
-  if load() is None:
+  if not _cpu_only() or load() is None:
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -172,6 +184,88 @@ def fuse_activations(model) -> int:
     layer.activation = _FUNCTIONS[kind]
     count += 1
   return count
+
+
+def depthwise_conv2d(x, kernel, strides=(1, 1), padding="valid"):
+  """`tf.nn.depthwise_conv2d` (NHWC, depth multiplier 1) whose filter gradient is ours.
+
+  The forward pass and the input gradient are TensorFlow's own ops (oneDNN on CPU); only
+  the filter gradient runs `TfbDepthwiseConv2dBackpropFilter`. Falls back to TensorFlow
+  alone when the kernels are unavailable or the dtype is not float32.
+  """
+  strides = tuple(int(s) for s in strides)
+  padding = padding.upper()
+  strides4 = [1, strides[0], strides[1], 1]
+  x = tf.convert_to_tensor(x)
+  kernel = tf.convert_to_tensor(kernel)
+  lib = load()
+  if lib is None or x.dtype != tf.float32 or kernel.dtype != tf.float32:
+    return tf.nn.depthwise_conv2d(x, kernel, strides4, padding)
+
+  @tf.custom_gradient
+  def conv(x, kernel):
+    def grad(dy):
+      dx = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+          input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=strides4,
+          padding=padding)
+      dk = lib.tfb_depthwise_conv2d_backprop_filter(
+          x, dy, kernel_size=list(kernel.shape[:2]), strides=list(strides),
+          padding=padding)
+      return dx, dk
+    return tf.nn.depthwise_conv2d(x, kernel, strides4, padding), grad
+
+  return conv(x, kernel)
+
+
+def _depthwise_fusable(layer) -> bool:
+  """Float32 NHWC 2-D depthwise layers, multiplier 1, no dilation, filters over 3x3.
+
+  3x3 stays on oneDNN: its 3x3 filter gradient is specialised and as fast as ours or
+  faster (see depthwise.cc); from 5x5 up ours is 3-10x faster.
+  """
+  return (isinstance(layer, keras.layers.DepthwiseConv2D)
+          and layer.data_format == "channels_last" and layer.depth_multiplier == 1
+          and tuple(layer.dilation_rate) == (1, 1)
+          and layer.kernel_size[0] * layer.kernel_size[1] > 9
+          and getattr(layer, "compute_dtype", None) == "float32"
+          and getattr(layer, "variable_dtype", None) == "float32")
+
+
+def _depthwise_call(self, inputs):
+  if inputs.shape.rank != 4 or inputs.dtype != tf.float32:
+    return type(self).call(self, inputs)
+  outputs = depthwise_conv2d(inputs, self.kernel, self.strides, self.padding)
+  if self.use_bias:
+    outputs = outputs + tf.reshape(self.bias, [1, 1, 1, -1])
+  if self.activation is not None:
+    return self.activation(outputs)
+  return outputs
+
+
+def fuse_depthwise(model) -> int:
+  """Gives `model`'s depthwise convolutions over 3x3 our filter gradient (CPU, float32).
+
+  Like `fuse_activations`: config, variables and results are unchanged (gradients to
+  float32 rounding); only the layer instance's `call` is replaced. Returns how many layers
+  were changed (0 on GPU/TPU or without the kernels).
+  """
+  if not _cpu_only() or load() is None:
+    return 0
+  count = 0
+  for layer in _all_layers(model):
+    if _depthwise_fusable(layer):
+      layer.call = types.MethodType(_depthwise_call, layer)
+      count += 1
+  return count
+
+
+def fuse(model) -> dict:
+  """Both substitutions on `model`; returns how many layers each changed."""
+  return {"activations": fuse_activations(model), "depthwise": fuse_depthwise(model)}
+
+
+def _cpu_only() -> bool:
+  return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def _all_layers(model):

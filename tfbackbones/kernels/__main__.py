@@ -1,4 +1,4 @@
-"""`python -m tfbackbones.kernels`: build the fused CPU activation kernels now."""
+"""`python -m tfbackbones.kernels`: build the fused CPU kernels now."""
 
 import sys
 
@@ -11,7 +11,7 @@ def main() -> int:
   except kernels.KernelBuildError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"fused activation kernels: {path}")
+  print(f"fused CPU kernels: {path}")
   return 0 if kernels.load() is not None else 1
 
 

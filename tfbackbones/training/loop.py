@@ -143,8 +143,8 @@ class Trainer:
           freeze_backbone=cfg.freeze_backbone, bn_momentum=cfg.bn_momentum)
     if cfg.fused_kernels:
       fused_bn.fuse_batchnorm(self.model)
-      if self._on_cpu():  # the fused activation kernels are CPU-only
-        kernels.fuse_activations(self.model)
+      if self._on_cpu():  # the C++ kernels (activations, depthwise gradient) are CPU-only
+        kernels.fuse(self.model)
     self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
