@@ -4,6 +4,7 @@ r"""Benchmarks: the project's loop against Keras `fit` and PyTorch; input; infer
       --image_size=96 --batch_size=64
   python -m experiments.benchmark --what=input --image_size=256
   python -m experiments.benchmark --what=inference --backbones=mobilenet_v3_small,resnet50
+  python -m experiments.benchmark --what=depthwise --backbone=mobilenet_v3_small --image_size=96
   python -m experiments.benchmark --what=all
 
 A tool, not a test: numbers depend on the machine; the ratios travel.
@@ -20,6 +21,9 @@ input: tf.data images/s (read, decode JPEG, resize, TrivialAugment, normalise, b
   JPEG files; and that rate over the training consumption of `--consumer` at that size.
 inference: batch-1 and batch-32 latency, throughput, size and peak memory per backbone
   (each in its own process, so peak memory is its own).
+depthwise: per depthwise layer of `--backbone` at `--image_size` / `--batch_size`, the
+  filter gradient's time with TensorFlow's kernel and with `tfbackbones.kernels`, and which
+  one the engine uses (the evidence behind `kernels.fuse_depthwise`'s rule).
 
 With `--cpu_replicas=N` (default 2 on a machine with >= 2 cores; 0 = off) the engine's
 loop is also timed with the CPU split into N replicas (`--cpu_replicas` of
@@ -47,7 +51,8 @@ from absl import app, flags  # noqa: E402
 from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("what", "train", ["train", "input", "inference", "all"], "What to measure.")
+flags.DEFINE_enum("what", "train", ["train", "input", "inference", "depthwise", "all"],
+                  "What to measure.")
 flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone (train).")
 flags.DEFINE_integer("image_size", 96, "Input resolution (train, input).")
 flags.DEFINE_integer("batch_size", 64, "Global batch.")
@@ -540,6 +545,67 @@ def print_inference(rows: list, size: int) -> None:
           f"{r['throughput_img_s']:>8.1f}{r['peak_rss_mb']:>9.0f}")
 
 
+# ---------------------------------------------------------------------------- depthwise
+def measure_depthwise(backbone: str, size: int, batch: int, repeats: int) -> list:
+  """Per depthwise layer: ms per filter gradient, TensorFlow's kernel vs ours."""
+  # pylint: disable=import-outside-toplevel,protected-access
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  from tfbackbones import kernels
+  _, model = _keras_setup(backbone, size, 10)
+  lib = kernels.load()
+  if lib is None:
+    raise SystemExit("the kernels could not be built (see the warning above)")
+  rng = np.random.default_rng(0)
+
+  def best_ms(fn):
+    fn().numpy()
+    times = []
+    for _ in range(max(3, repeats)):
+      t = time.perf_counter()
+      for _ in range(5):
+        out = fn()
+      out.numpy()
+      times.append((time.perf_counter() - t) / 5 * 1e3)
+    return min(times)
+
+  rows = []
+  for layer in kernels._all_layers(model):
+    if not isinstance(layer, keras.layers.DepthwiseConv2D) or layer.depth_multiplier != 1:
+      continue
+    in_shape = (batch,) + tuple(layer.input.shape[1:])
+    k, s, pad = tuple(layer.kernel_size), tuple(layer.strides), layer.padding.upper()
+    x = tf.constant(rng.normal(size=in_shape).astype(np.float32))
+    y = tf.nn.depthwise_conv2d(x, tf.ones(k + (in_shape[-1], 1)), [1, *s, 1], pad)
+    dy = tf.constant(rng.normal(size=y.shape).astype(np.float32))
+    ref = tf.function(lambda x=x, dy=dy, k=k, s=s, pad=pad:
+                      tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+                          input=x, filter_sizes=[*k, x.shape[-1], 1], out_backprop=dy,
+                          strides=[1, *s, 1], padding=pad))
+    ours = tf.function(lambda x=x, dy=dy, k=k, s=s, pad=pad:
+                       lib.tfb_depthwise_conv2d_backprop_filter(
+                           x, dy, kernel_size=list(k), strides=list(s), padding=pad))
+    rows.append({"layer": layer.name, "input": list(in_shape[1:]), "kernel": list(k),
+                 "strides": list(s), "tf_ms": best_ms(ref), "ours_ms": best_ms(ours),
+                 "engine_uses": "ours" if kernels._depthwise_fusable(layer) else "tf"})
+  return rows
+
+
+def print_depthwise(rows: list, backbone: str, size: int, batch: int) -> None:
+  print(f"depthwise filter gradient, {backbone} {size}px batch {batch} (ms per call, best "
+        f"of repeats):")
+  print(f"  {'layer':<28}{'input':>16}{'kernel':>8}{'stride':>8}{'tf':>9}{'ours':>9}"
+        f"{'uses':>6}")
+  for r in rows:
+    print(f"  {r['layer']:<28}{'x'.join(map(str, r['input'])):>16}"
+          f"{'x'.join(map(str, r['kernel'])):>8}{r['strides'][0]:>8}{r['tf_ms']:>9.2f}"
+          f"{r['ours_ms']:>9.2f}{r['engine_uses']:>6}")
+  tf_total = sum(r["tf_ms"] for r in rows)
+  engine = sum(r["ours_ms"] if r["engine_uses"] == "ours" else r["tf_ms"] for r in rows)
+  print(f"  per step: TensorFlow {tf_total:.1f} ms, the engine's choice {engine:.1f} ms")
+
+
 # ---------------------------------------------------------------------------- main
 def _cpu_kernels() -> tuple:
   return tuple(kind for kind in CPU_KERNELS if getattr(FLAGS, f"fused_{kind}"))
@@ -554,6 +620,11 @@ def main(argv):
         FLAGS.cpu_replicas, FLAGS.fused_kernels, _cpu_kernels())))
     return
   report = {}
+  if FLAGS.what == "depthwise":
+    report["depthwise"] = measure_depthwise(FLAGS.backbone, FLAGS.image_size,
+                                            FLAGS.batch_size, FLAGS.repeats)
+    print_depthwise(report["depthwise"], FLAGS.backbone, FLAGS.image_size,
+                    FLAGS.batch_size)
   if FLAGS.what in ("input", "all"):
     report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
                                     FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,

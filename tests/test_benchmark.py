@@ -1,5 +1,6 @@
 """experiments.benchmark is a tool, not a test; this keeps it runnable (no timing asserted)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,3 +25,18 @@ def test_train_benchmark_runs_every_engine_setting_and_names_the_fastest():
   assert set(last) == {"ratio", "vs_torch", "loop", "default_ratio", "default_vs_torch"}
   assert float(last["ratio"]) >= float(last["default_ratio"]) > 0   # the fastest is named
   assert last["loop"] in ("default", "--cpu_replicas=2") and last["vs_torch"] == "n/a"
+
+
+def test_depthwise_benchmark_lists_every_layer_and_the_engine_choice():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--what=depthwise",
+       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=2", "--repeats=1",
+       "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = json.loads(proc.stdout.strip().splitlines()[-1])["depthwise"]
+  assert len(rows) == 11                                           # every depthwise layer
+  assert all(r["engine_uses"] == ("ours" if r["kernel"] == [5, 5] else "tf") for r in rows)
+  assert [r["engine_uses"] for r in rows].count("ours") == 8        # the 5x5 ones
+  assert all(r["tf_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
+  assert "per step: TensorFlow" in proc.stdout

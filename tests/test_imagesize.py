@@ -31,6 +31,8 @@ def test_parse_rejects_what_is_not_a_size_and_shows_the_forms(value):
 
 def test_text_and_canonical_round_trip():
   assert imagesize.text((448, 672)) == "672x448" and imagesize.text(256) == "256"
+  assert imagesize.text(256, both_sides=True) == "256x256"
+  assert imagesize.text((448, 672), both_sides=True) == "672x448"
   assert imagesize.canonical("256") == 256 and imagesize.canonical((448, 672)) == "672x448"
   assert imagesize.canonical("448x448") == 448 and imagesize.canonical(0) == 0
   for value in ("672x448", 448, (10, 20)):

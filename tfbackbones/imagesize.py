@@ -80,13 +80,16 @@ def require(value: SizeLike) -> Size:
   return size
 
 
-def text(value: SizeLike) -> str:
-  """`448` or `672x448` (WIDTHxHEIGHT); `0` for the protocol size."""
+def text(value: SizeLike, both_sides: bool = False) -> str:
+  """`448` or `672x448` (WIDTHxHEIGHT); `0` for the protocol size.
+
+  `both_sides=True` writes squares as `448x448` too, for messages that contrast sizes.
+  """
   size = parse(value)
   if size is None:
     return "0"
   height, width = size
-  return str(height) if height == width else f"{width}x{height}"
+  return str(height) if height == width and not both_sides else f"{width}x{height}"
 
 
 def canonical(value: SizeLike) -> Union[int, str]:

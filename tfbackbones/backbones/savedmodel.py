@@ -283,10 +283,10 @@ def build_savedmodel_model(path: str, *, name: str, image_size,
   fixed, _, output_key = _signature_facts(info, endpoint, output_key)
   image_size = imagesize.require(image_size)
   if fixed is not None and imagesize.require(fixed) != image_size:
-    wxh = lambda size: "{1}x{0}".format(*imagesize.require(size))  # noqa: E731
     raise SavedModelError(
-        f"{path} (endpoint {endpoint!r}) was exported for {wxh(fixed)} inputs, "
-        f"not {wxh(image_size)} (width x height). Pass "
+        f"{path} (endpoint {endpoint!r}) was exported for "
+        f"{imagesize.text(fixed, both_sides=True)} inputs, not "
+        f"{imagesize.text(image_size, both_sides=True)} (width x height). Pass "
         f"--image_size={imagesize.text(fixed)} or re-export the model with a "
         "flexible input shape.")
   safe = keras_name(name)

@@ -173,7 +173,7 @@ def fuse_activations(model) -> int:
   were changed: 0 when the kernels are unavailable, on GPU/TPU (the kernels are CPU-only),
   or when the compute dtype is not float32.
   """
-  if not _cpu_only() or load() is None:
+  if not cpu_only() or load() is None:
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -249,7 +249,7 @@ def fuse_depthwise(model) -> int:
   float32 rounding); only the layer instance's `call` is replaced. Returns how many layers
   were changed (0 on GPU/TPU or without the kernels).
   """
-  if not _cpu_only() or load() is None:
+  if not cpu_only() or load() is None:
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -264,7 +264,8 @@ def fuse(model) -> dict:
   return {"activations": fuse_activations(model), "depthwise": fuse_depthwise(model)}
 
 
-def _cpu_only() -> bool:
+def cpu_only() -> bool:
+  """No GPU or TPU is visible (the kernels are CPU-only)."""
   return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 

@@ -156,8 +156,7 @@ class Trainer:
     try:
       devices = self.strategy.extended.worker_devices
     except RuntimeError:  # the default strategy: wherever TF places ops
-      return not (tf.config.list_logical_devices("GPU")
-                  or tf.config.list_logical_devices("TPU"))
+      return kernels.cpu_only()
     return all("CPU" in d.upper() for d in devices)
 
   def _make_optimizer(self, phase: str):
