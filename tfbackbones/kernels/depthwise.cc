@@ -2,12 +2,12 @@
 // channel), for CPU training of mobile networks.
 //
 // Why: on this project's CPU, TensorFlow's oneDNN `DepthwiseConv2dNativeBackpropFilter`
-// is the single most expensive kernel of a MobileNetV3-Small training step: 26 ms per
+// is the single most expensive kernel of a MobileNetV3-Small training step: 25 ms per
 // step at 96 px, batch 64, four times the forward convolutions it differentiates (6.7 ms),
-// and 3-10x slower than the forward on the late layers with few pixels and many channels
-// (3x3x576, 5x5 taps: 4.8 ms against 0.5 ms). `experiments/BENCHMARKS.md` has the per-layer
-// table. Its FLOPs are exactly those of the forward, so nothing but the implementation
-// stands in the way.
+// and up to 9x slower than the forward on the late layers with few pixels and many channels
+// (3x3x576 with 5x5 filters: 4.5 ms against 0.5 ms). `experiments/BENCHMARKS.md` has the
+// per-layer table. Its FLOPs are exactly those of the forward, so nothing but the
+// implementation stands in the way.
 //
 // Math (as TensorFlow's op; depth multiplier 1, dilation 1):
 //   dW[i, j, c, 0] = sum over b, oh, ow of
@@ -16,8 +16,10 @@
 // VALID rule (SAME: total = max((out - 1) * stride + k - in, 0), top = total / 2).
 //
 // oneDNN is fast for 3x3 filters and slow from 5x5 up (its 3x3 path is specialised): at
-// batch 64, 128x128x16 3x3 it takes 6 ms where this kernel takes 12, while at 32x32x120
-// 5x5 it takes 31 ms where this takes 7. So `tfbackbones.kernels.fuse_depthwise` uses this
+// batch 64 on 2 cores, 129x129x64 3x3 stride 2 takes it 15 ms and this kernel 24, while
+// 32x32x120 5x5 takes it 30 ms and this kernel 6 (`python -m experiments.benchmark
+// --what=depthwise --backbone=mobilenet_v3_large --image_size=256`). Over MobileNetV3-Large's
+// 3x3 layers oneDNN is faster in total, so `tfbackbones.kernels.fuse_depthwise` uses this
 // kernel only for filters larger than 3x3.
 //
 // How: channels are contiguous in NHWC, so the innermost loops run over channels
@@ -68,6 +70,14 @@ REGISTER_OP("TfbDepthwiseConv2dBackpropFilter")
 
 namespace {
 
+// Eight floats as one value (GCC/Clang vector extension: one AVX register, or two SSE).
+typedef float V8 __attribute__((vector_size(32)));
+inline V8 Load(const float* p) {
+  V8 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
 // TensorFlow's windowed output size and leading pad for one spatial axis.
 void Window(int64_t in, int64_t k, int64_t stride, bool same, int64_t* out,
             int64_t* pad_before) {
@@ -113,7 +123,7 @@ void AccumulateByPixel(const float* x, const float* dy, float* acc, int64_t b0, 
 
 // The same sum, tap by tap with the output columns innermost and 8 channels held in
 // registers: for wide outputs (the early layers), where per-pixel loops over few channels
-// would be all overhead. Measured 1.6x faster than AccumulateByPixel at 49x49x16.
+// would be all overhead.
 void AccumulateByTap(const float* x, const float* dy, float* acc, int64_t b0, int64_t b1,
                 int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW, int64_t KH,
                 int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL) {
@@ -135,15 +145,22 @@ void AccumulateByTap(const float* x, const float* dy, float* acc, int64_t b0, in
           int64_t ow_hi = OW;
           while (ow_hi > ow_lo && (ow_hi - 1) * SW + j - PL >= W) --ow_hi;
           float* a = acc + (i * KW + j) * C;
+          const int64_t xs = SW * C;  // x step between output columns
           for (int64_t c0 = 0; c0 < C8; c0 += 8) {
-            float r[8];
-            for (int v = 0; v < 8; ++v) r[v] = a[c0 + v];
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
-              const float* __restrict__ g = grow + ow * C + c0;
-              const float* __restrict__ xp = xrow + (ow * SW + j - PL) * C + c0;
-              for (int v = 0; v < 8; ++v) r[v] += g[v] * xp[v];
+            // Four independent sums: one chain would wait on each multiply-add's latency.
+            V8 r0 = {}, r1 = {}, r2 = {}, r3 = {};
+            const float* g = grow + ow_lo * C + c0;
+            const float* xp = xrow + (ow_lo * SW + j - PL) * C + c0;
+            int64_t ow = ow_lo;
+            for (; ow + 4 <= ow_hi; ow += 4, g += 4 * C, xp += 4 * xs) {
+              r0 += Load(g) * Load(xp);
+              r1 += Load(g + C) * Load(xp + xs);
+              r2 += Load(g + 2 * C) * Load(xp + 2 * xs);
+              r3 += Load(g + 3 * C) * Load(xp + 3 * xs);
             }
-            for (int v = 0; v < 8; ++v) a[c0 + v] = r[v];
+            for (; ow < ow_hi; ++ow, g += C, xp += xs) r0 += Load(g) * Load(xp);
+            const V8 sum = (r0 + r1) + (r2 + r3) + Load(a + c0);
+            __builtin_memcpy(a + c0, &sum, sizeof(sum));
           }
           for (int64_t c = C8; c < C; ++c) {
             float r = a[c];
