@@ -5,6 +5,7 @@ r"""Benchmarks: the project's loop against Keras `fit` and PyTorch; input; infer
   python -m experiments.benchmark --what=input --image_size=256
   python -m experiments.benchmark --what=inference --backbones=mobilenet_v3_small,resnet50
   python -m experiments.benchmark --what=depthwise --backbone=mobilenet_v3_small --image_size=96
+  python -m experiments.benchmark --what=profile --backbone=mobilenet_v3_small --steps=5
   python -m experiments.benchmark --what=all
 
 A tool, not a test: numbers depend on the machine; the ratios travel.
@@ -24,6 +25,8 @@ inference: batch-1 and batch-32 latency, throughput, size and peak memory per ba
 depthwise: per depthwise layer of `--backbone` at `--image_size` / `--batch_size`, the
   filter gradient's time with TensorFlow's kernel and with `tfbackbones.kernels`, and which
   one the engine uses (the evidence behind `kernels.fuse_depthwise`'s rule).
+profile: where a training step of the engine's loop spends its time: TensorFlow's
+  profiler over `--steps` steps, thread time per op type (and idle), largest first.
 
 With `--cpu_replicas=N` (default 2 on a machine with >= 2 cores; 0 = off) the engine's
 loop is also timed with the CPU split into N replicas (`--cpu_replicas` of
@@ -51,7 +54,8 @@ from absl import app, flags  # noqa: E402
 from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("what", "train", ["train", "input", "inference", "depthwise", "all"],
+flags.DEFINE_enum("what", "train",
+                  ["train", "input", "inference", "depthwise", "profile", "all"],
                   "What to measure.")
 flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone (train).")
 flags.DEFINE_integer("image_size", 96, "Input resolution (train, input).")
@@ -616,6 +620,63 @@ def print_depthwise(rows: list, backbone: str, size: int, batch: int) -> None:
   print(f"  per step: TensorFlow {tf_total:.1f} ms, the engine's choice {engine:.1f} ms")
 
 
+# ---------------------------------------------------------------------------- profile
+def measure_profile(backbone: str, size: int, batch: int, num_classes: int, steps: int,
+                    fused_kernels: bool, cpu_kernels: tuple) -> dict:
+  """Thread time per op type over `steps` engine steps (TF profiler, framework_op_stats)."""
+  # pylint: disable=import-outside-toplevel
+  import collections
+  import glob
+  import tensorflow as tf
+  from tfbackbones import backbones
+  try:  # TensorBoard's profile plugin reads the same data; this is its converter.
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+  except ImportError as e:
+    raise SystemExit(f"--what=profile needs TensorFlow's profiler plugin ({e})") from e
+  spec, model = _keras_setup(backbone, size, num_classes)
+  strategy = tf.distribute.get_strategy()
+  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
+                              cpu_kernels)
+  ds = _synthetic(batch, size, num_classes,
+                  lambda x: backbones.preprocess_images(x, spec.preprocessing))
+  iterator = iter(ds)
+  train_fn(iterator, tf.constant(2))[0].numpy()
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    train_fn(iterator, tf.constant(steps))[0].numpy()
+    tf.profiler.experimental.stop()
+    planes = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
+    data, ok = plugin.xspace_to_tools_data(planes[-1:], "framework_op_stats", {})
+  if not ok:
+    raise SystemExit("the profiler produced no op statistics")
+  table = json.loads(data)
+  table = table[0] if isinstance(table, list) else table
+  columns = [c["id"] for c in table["cols"]]
+  kind, count = columns.index("type"), columns.index("occurrences")
+  self_time = columns.index("total_self_time")
+  micros, calls = collections.Counter(), collections.Counter()
+  for row in table["rows"]:
+    cells = [c.get("v") if c else None for c in row["c"]]
+    micros[cells[kind]] += cells[self_time]
+    calls[cells[kind]] += cells[count]
+  return {"backbone": backbone, "image_size": size, "batch_size": batch, "steps": steps,
+          "ops": [{"type": k, "ms_per_step": v / 1e3 / steps,
+                   "calls_per_step": calls[k] / steps} for k, v in micros.most_common()],
+          "total_ms_per_step": sum(micros.values()) / 1e3 / steps}
+
+
+def print_profile(r: dict, top: int = 20) -> None:
+  total = r["total_ms_per_step"]
+  print(f"thread time per training step, {r['backbone']} {r['image_size']}px batch "
+        f"{r['batch_size']} ({r['steps']} steps profiled; all threads, so idle counts "
+        f"too):")
+  print(f"  {'op type':<48}{'ms/step':>9}{'share':>8}{'calls':>7}")
+  for op in r["ops"][:top]:
+    print(f"  {op['type']:<48}{op['ms_per_step']:>9.1f}{op['ms_per_step'] / total:>8.1%}"
+          f"{op['calls_per_step']:>7.0f}")
+  print(f"  total {total:.1f} ms per step (the profiler slows steps down; compare shares)")
+
+
 # ---------------------------------------------------------------------------- main
 def _cpu_kernels() -> tuple:
   return tuple(kind for kind in CPU_KERNELS if getattr(FLAGS, f"fused_{kind}"))
@@ -635,6 +696,11 @@ def main(argv):
                                             FLAGS.batch_size, FLAGS.repeats)
     print_depthwise(report["depthwise"], FLAGS.backbone, FLAGS.image_size,
                     FLAGS.batch_size)
+  if FLAGS.what == "profile":
+    report["profile"] = measure_profile(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size,
+                                        FLAGS.num_classes, FLAGS.steps, FLAGS.fused_kernels,
+                                        _cpu_kernels())
+    print_profile(report["profile"])
   if FLAGS.what in ("input", "all"):
     report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
                                     FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,

@@ -40,3 +40,17 @@ def test_depthwise_benchmark_lists_every_layer_and_the_engine_choice():
   assert [r["engine_uses"] for r in rows].count("ours") == 8        # the 5x5 ones
   assert all(r["tf_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
   assert "per step: TensorFlow" in proc.stdout
+
+
+def test_profile_lists_op_types_with_our_kernels_in_them():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--what=profile",
+       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=4", "--steps=2",
+       "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])["profile"]
+  kinds = {op["type"] for op in report["ops"]}
+  assert {"TfbHardSwish", "TfbHardSwishGrad", "TfbDepthwiseConv2dBackpropFilter"} <= kinds
+  assert report["total_ms_per_step"] == pytest.approx(
+      sum(op["ms_per_step"] for op in report["ops"]))
