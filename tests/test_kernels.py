@@ -185,3 +185,10 @@ def test_fuse_depthwise_leaves_3x3_dilated_and_multiplier_layers_alone():
   np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)  # bias and activation kept
   for a, b in zip(tape.gradient(after, model.trainable_variables), grads):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_changes_nothing_for_a_model_that_will_not_run_on_cpu():
+  model = backbones.get("mobilenet_v3_small").build(32, "none")
+  assert kernels.fuse(model, on_cpu=False) == {"activations": 0, "depthwise": 0}
+  assert not any("call" in vars(layer) for layer in kernels._all_layers(model))  # pylint: disable=protected-access
+  assert kernels.fuse(model, on_cpu=True) == {"activations": 18, "depthwise": 8}

@@ -165,7 +165,7 @@ def swish(x):
 _FUNCTIONS = {"hard_swish": hard_swish, "swish": swish}
 
 
-def fuse_activations(model) -> int:
+def fuse_activations(model, on_cpu: Optional[bool] = None) -> int:
   """Points every float32 hard-swish / swish activation of `model` at the fused kernels.
 
   Layers keep their config (a saved model still says "hard_silu"), their variables and
@@ -173,7 +173,7 @@ def fuse_activations(model) -> int:
   were changed: 0 when the kernels are unavailable, on GPU/TPU (the kernels are CPU-only),
   or when the compute dtype is not float32.
   """
-  if not cpu_only() or load() is None:
+  if not (cpu_only() if on_cpu is None else on_cpu) or load() is None:
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -242,14 +242,14 @@ def _depthwise_call(self, inputs):
   return outputs
 
 
-def fuse_depthwise(model) -> int:
+def fuse_depthwise(model, on_cpu: Optional[bool] = None) -> int:
   """Gives `model`'s depthwise convolutions over 3x3 our filter gradient (CPU, float32).
 
   Like `fuse_activations`: config, variables and results are unchanged (gradients to
   float32 rounding); only the layer instance's `call` is replaced. Returns how many layers
   were changed (0 on GPU/TPU or without the kernels).
   """
-  if not cpu_only() or load() is None:
+  if not (cpu_only() if on_cpu is None else on_cpu) or load() is None:
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -259,9 +259,14 @@ def fuse_depthwise(model) -> int:
   return count
 
 
-def fuse(model) -> dict:
-  """Both substitutions on `model`; returns how many layers each changed."""
-  return {"activations": fuse_activations(model), "depthwise": fuse_depthwise(model)}
+def fuse(model, on_cpu: Optional[bool] = None) -> dict:
+  """Both substitutions on `model`; returns how many layers each changed.
+
+  `on_cpu`: whether the model will run on CPUs. The caller that knows its strategy's
+  devices (the trainer) says so; by default, only when no GPU or TPU is visible.
+  """
+  return {"activations": fuse_activations(model, on_cpu),
+          "depthwise": fuse_depthwise(model, on_cpu)}
 
 
 def cpu_only() -> bool:

@@ -144,7 +144,7 @@ class Trainer:
     if cfg.fused_kernels:
       fused_bn.fuse_batchnorm(self.model)
       if self._on_cpu():  # the C++ kernels (activations, depthwise gradient) are CPU-only
-        kernels.fuse(self.model)
+        kernels.fuse(self.model, on_cpu=True)
     self.loss_fn = steps_lib.cross_entropy(self.data.num_classes, cfg.label_smoothing)
     self.preprocess = lambda images: backbones_lib.preprocess_images(
         images, self.spec.preprocessing)
