@@ -10,17 +10,22 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _benchmark(*flags: str) -> str:
+  """Runs `python -m experiments.benchmark` with `flags`; returns its stdout."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", *flags], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
 @pytest.mark.heavy
 def test_train_benchmark_runs_every_engine_setting_and_names_the_fastest():
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--what=train",
-       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=16", "--steps=2",
-       "--repeats=1", "--notorch", "--cpu_replicas=2", "--json"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = proc.stdout.strip().splitlines()
-  assert "loop, 2 CPU replicas" in proc.stdout and "keras Model.fit" in proc.stdout
+  stdout = _benchmark("--what=train", "--backbone=mobilenet_v3_small", "--image_size=32",
+                      "--batch_size=16", "--steps=2", "--repeats=1", "--notorch",
+                      "--cpu_replicas=2", "--json")
+  lines = stdout.strip().splitlines()
+  assert "loop, 2 CPU replicas" in stdout and "keras Model.fit" in stdout
   last = dict(item.split("=", 1) for item in lines[-1].split())
   assert set(last) == {"ratio", "vs_torch", "loop", "default_ratio", "default_vs_torch"}
   assert float(last["ratio"]) >= float(last["default_ratio"]) > 0   # the fastest is named
@@ -28,28 +33,20 @@ def test_train_benchmark_runs_every_engine_setting_and_names_the_fastest():
 
 
 def test_depthwise_benchmark_lists_every_layer_and_the_engine_choice():
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--what=depthwise",
-       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=2", "--repeats=1",
-       "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = json.loads(proc.stdout.strip().splitlines()[-1])["depthwise"]
+  stdout = _benchmark("--what=depthwise", "--backbone=mobilenet_v3_small", "--image_size=32",
+                      "--batch_size=2", "--repeats=1", "--json")
+  rows = json.loads(stdout.strip().splitlines()[-1])["depthwise"]
   assert len(rows) == 11                                           # every depthwise layer
   assert all(r["engine_uses"] == ("ours" if r["kernel"] == [5, 5] else "tf") for r in rows)
   assert [r["engine_uses"] for r in rows].count("ours") == 8        # the 5x5 ones
   assert all(r["tf_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
-  assert "per step: TensorFlow" in proc.stdout
+  assert "per step: TensorFlow" in stdout
 
 
 def test_profile_lists_op_types_with_our_kernels_in_them():
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--what=profile",
-       "--backbone=mobilenet_v3_small", "--image_size=32", "--batch_size=4", "--steps=2",
-       "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads(proc.stdout.strip().splitlines()[-1])["profile"]
+  stdout = _benchmark("--what=profile", "--backbone=mobilenet_v3_small", "--image_size=32",
+                      "--batch_size=4", "--steps=2", "--json")
+  report = json.loads(stdout.strip().splitlines()[-1])["profile"]
   kinds = {op["type"] for op in report["ops"]}
   assert {"TfbHardSwish", "TfbHardSwishGrad", "TfbDepthwiseConv2dBackpropFilter"} <= kinds
   assert report["total_ms_per_step"] == pytest.approx(
