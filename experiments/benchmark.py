@@ -574,13 +574,8 @@ def measure_depthwise(backbone: str, size: int, batch: int, repeats: int) -> lis
       times.append((time.perf_counter() - t) / 5 * 1e3)
     return min(times)
 
-  def in_order(layer):  # the model's own order, nested models included
-    for sub in getattr(layer, "layers", []) or []:
-      yield sub
-      yield from in_order(sub)
-
   rows = []
-  for layer in in_order(model):
+  for layer in kernels._all_layers(model):  # in model order
     if not isinstance(layer, keras.layers.DepthwiseConv2D) or layer.depth_multiplier != 1:
       continue
     in_shape = (batch,) + tuple(layer.input.shape[1:])

@@ -275,6 +275,7 @@ def cpu_only() -> bool:
 
 
 def _all_layers(model):
+  """`model` and every layer in it, nested models included, each once, in model order."""
   seen, stack = set(), [model]
   while stack:
     layer = stack.pop()
@@ -282,4 +283,4 @@ def _all_layers(model):
       continue
     seen.add(id(layer))
     yield layer
-    stack.extend(getattr(layer, "layers", []) or [])
+    stack.extend(reversed(getattr(layer, "layers", []) or []))
