@@ -39,7 +39,7 @@ def test_depthwise_benchmark_lists_every_layer_and_the_engine_choice():
   assert len(rows) == 11                                           # every depthwise layer
   assert all(r["engine_uses"] == ("ours" if r["kernel"] == [5, 5] else "tf") for r in rows)
   assert [r["engine_uses"] for r in rows].count("ours") == 8        # the 5x5 ones
-  assert all(r["tf_ms"] > 0 and r["ours_ms"] > 0 for r in rows)
+  assert all(r["tf_ms"] > 0 and r["ours_ms"] > 0 and r["forward_ms"] > 0 for r in rows)
   assert "per step: TensorFlow" in stdout
 
 

@@ -9,8 +9,8 @@ math, are the cost. The kernels here compute the same functions and gradients in
 each (one Eigen expression on TF's intra-op pool) — see `experiments/BENCHMARKS.md`.
 
 The depthwise filter gradient is the other hot spot: oneDNN's is fast for 3x3 filters but
-slow from 5x5 up. On MobileNetV3-Small's eight 5x5 layers at 96 px it takes 3-9x as long
-as the forward convolution, 22 of a step's 150 ms. `fuse_depthwise` gives those layers a
+slow from 5x5 up. On MobileNetV3-Small's eight 5x5 layers at 96 px it takes 3-8x as long
+as the forward convolution, 21 of a step's 150 ms. `fuse_depthwise` gives those layers a
 gradient that uses `depthwise.cc` for the filter and TensorFlow's op for the input.
 
 How: the C++ source ships with the package and is compiled with the system's `g++`
@@ -221,7 +221,7 @@ def _depthwise_fusable(layer) -> bool:
   """Float32 NHWC 2-D depthwise layers, multiplier 1, no dilation, filters over 3x3.
 
   3x3 stays on oneDNN: its 3x3 filter gradient is specialised and as fast as ours or
-  faster in total (see depthwise.cc); from 5x5 up ours is 2-9x faster.
+  faster in total (see depthwise.cc); from 5x5 up ours is 2-8x faster.
   """
   return (isinstance(layer, keras.layers.DepthwiseConv2D)
           and layer.data_format == "channels_last" and layer.depth_multiplier == 1

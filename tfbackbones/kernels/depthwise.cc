@@ -2,10 +2,11 @@
 // channel), for CPU training of mobile networks.
 //
 // Why: on this project's CPU, TensorFlow's oneDNN `DepthwiseConv2dNativeBackpropFilter`
-// is the single most expensive kernel of a MobileNetV3-Small training step: 25 ms per
-// step at 96 px, batch 64, four times the forward convolutions it differentiates (6.7 ms),
-// and up to 9x slower than the forward on the late layers with few pixels and many channels
-// (3x3x576 with 5x5 filters: 4.5 ms against 0.5 ms). `experiments/BENCHMARKS.md` has the
+// is the single most expensive kernel of a MobileNetV3-Small training step: 24 ms per
+// step at 96 px, batch 64, 3.4 times the forward convolutions it differentiates (6.9 ms),
+// and up to 8x slower than the forward on the late layers with few pixels and many channels
+// (3x3x576 with 5x5 filters: 3.9 ms against 0.5 ms; `python -m experiments.benchmark
+// --what=depthwise --backbone=mobilenet_v3_small --image_size=96`). `experiments/BENCHMARKS.md` has the
 // per-layer table. Its FLOPs are exactly those of the forward, so nothing but the
 // implementation stands in the way.
 //
