@@ -241,6 +241,20 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
                                  steps_lib.cross_entropy(num_classes))
 
 
+def _engine_setup(backbone: str, size: int, batch: int, num_classes: int, strategy,
+                  fused_kernels: bool, cpu_kernels: tuple):
+  """The engine's step on a fresh model under `strategy`, and an iterator of its data."""
+  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
+  with strategy.scope():
+    spec, model = _keras_setup(backbone, size, num_classes)
+  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
+                              cpu_kernels)
+  ds = _synthetic(batch, size, num_classes,
+                  lambda x: backbones.preprocess_images(x, spec.preprocessing))
+  return train_fn, iter(strategy.experimental_distribute_dataset(ds))
+
+
 def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: int,
                replicas: int, fused_kernels: bool, cpu_kernels: tuple = CPU_KERNELS) -> list:
   """Times the engine loop with the CPU split into `replicas` (run in its own process)."""
@@ -248,15 +262,9 @@ def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: in
   from tfbackbones.training import distribute
   distribute.configure_cpu_replicas(replicas)
   import tensorflow as tf
-  from tfbackbones import backbones
   strategy = distribute.make_strategy("auto", None, replicas)
-  with strategy.scope():
-    spec, model = _keras_setup(backbone, size, num_classes)
-  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
-                              cpu_kernels)
-  ds = _synthetic(batch, size, num_classes,
-                  lambda x: backbones.preprocess_images(x, spec.preprocessing))
-  iterator = iter(strategy.experimental_distribute_dataset(ds))
+  train_fn, iterator = _engine_setup(backbone, size, batch, num_classes, strategy,
+                                     fused_kernels, cpu_kernels)
   # Warm-up: tracing, then enough steps for the allocator and oneDNN's primitive cache
   # to settle (the parent's in-process methods get repeated runs for the same).
   train_fn(iterator, tf.constant(2))[0].numpy()
@@ -632,18 +640,13 @@ def measure_profile(backbone: str, size: int, batch: int, num_classes: int, step
   import collections
   import glob
   import tensorflow as tf
-  from tfbackbones import backbones
   try:  # TensorBoard's profile plugin reads the same data; this is its converter.
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
   except ImportError as e:
     raise SystemExit(f"--what=profile needs TensorFlow's profiler plugin ({e})") from e
-  spec, model = _keras_setup(backbone, size, num_classes)
-  strategy = tf.distribute.get_strategy()
-  train_fn = _engine_train_fn(model, batch, num_classes, fused_kernels, strategy,
-                              cpu_kernels)
-  ds = _synthetic(batch, size, num_classes,
-                  lambda x: backbones.preprocess_images(x, spec.preprocessing))
-  iterator = iter(ds)
+  train_fn, iterator = _engine_setup(backbone, size, batch, num_classes,
+                                     tf.distribute.get_strategy(), fused_kernels,
+                                     cpu_kernels)
   train_fn(iterator, tf.constant(2))[0].numpy()
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)

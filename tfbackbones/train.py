@@ -89,8 +89,8 @@ flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution, "Training st
 flags.DEFINE_bool("fused_kernels", _D.fused_kernels, "Train with TF's fused kernels for "
                   "BatchNormalization and the AdamW/SGD updates, and on CPU one-pass "
                   "hard-swish/swish kernels and a depthwise filter gradient, built with "
-                  "g++ on first use (same math, fewer and faster kernels; see tfbackbones/training/fused_bn.py, optimizers.py and "
-                  "tfbackbones/kernels/).")
+                  "g++ on first use (same math, fewer and faster kernels; see "
+                  "tfbackbones/training/fused_bn.py, optimizers.py and tfbackbones/kernels/).")
 flags.DEFINE_enum("cache", _D.cache, CACHE_MODES, "Cache decoded, resized images in memory.")
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Epoch checkpoints to keep.")
 

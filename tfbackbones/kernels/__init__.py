@@ -173,7 +173,7 @@ def fuse_activations(model, on_cpu: Optional[bool] = None) -> int:
   were changed: 0 when the kernels are unavailable, on GPU/TPU (the kernels are CPU-only),
   or when the compute dtype is not float32.
   """
-  if not (cpu_only() if on_cpu is None else on_cpu) or load() is None:
+  if not _usable(on_cpu):
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -249,7 +249,7 @@ def fuse_depthwise(model, on_cpu: Optional[bool] = None) -> int:
   float32 rounding); only the layer instance's `call` is replaced. Returns how many layers
   were changed (0 on GPU/TPU or without the kernels).
   """
-  if not (cpu_only() if on_cpu is None else on_cpu) or load() is None:
+  if not _usable(on_cpu):
     return 0
   count = 0
   for layer in _all_layers(model):
@@ -267,6 +267,11 @@ def fuse(model, on_cpu: Optional[bool] = None) -> dict:
   """
   return {"activations": fuse_activations(model, on_cpu),
           "depthwise": fuse_depthwise(model, on_cpu)}
+
+
+def _usable(on_cpu: Optional[bool]) -> bool:
+  """The model runs on CPUs (`on_cpu`, or no GPU/TPU visible) and the kernels load."""
+  return (cpu_only() if on_cpu is None else on_cpu) and load() is not None
 
 
 def cpu_only() -> bool:

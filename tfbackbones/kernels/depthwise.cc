@@ -92,20 +92,26 @@ void Window(int64_t in, int64_t k, int64_t stride, bool same, int64_t* out,
   }
 }
 
+// The shapes of one call: input H x W x C, output OH x OW, filter KH x KW, strides SH, SW,
+// leading pads PT (top), PL (left).
+struct Geometry {
+  int64_t H, W, C, OH, OW, KH, KW, SH, SW, PT, PL;
+};
+
 // Accumulates the filter gradient of images [b0, b1) into acc (k_h * k_w * C), pixel by
 // pixel: for few output columns and many channels (the late layers), where the channel
 // loop is long and the k_h x k_w x C buffer stays in cache.
 void AccumulateByPixel(const float* x, const float* dy, float* acc, int64_t b0, int64_t b1,
-                int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW, int64_t KH,
-                int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL) {
+                       const Geometry& q) {
+  const int64_t H = q.H, W = q.W, C = q.C, OH = q.OH, OW = q.OW, KH = q.KH, KW = q.KW;
   for (int64_t b = b0; b < b1; ++b) {
     const float* xb = x + b * H * W * C;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t ih0 = oh * SH - PT;
+      const int64_t ih0 = oh * q.SH - q.PT;
       const int64_t i_lo = std::max<int64_t>(0, -ih0);
       const int64_t i_hi = std::min<int64_t>(KH, H - ih0);
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t iw0 = ow * SW - PL;
+        const int64_t iw0 = ow * q.SW - q.PL;
         const int64_t j_lo = std::max<int64_t>(0, -iw0);
         const int64_t j_hi = std::min<int64_t>(KW, W - iw0);
         const float* __restrict__ g = dy + ((b * OH + oh) * OW + ow) * C;
@@ -126,47 +132,50 @@ void AccumulateByPixel(const float* x, const float* dy, float* acc, int64_t b0, 
 // registers: for wide outputs (the early layers), where per-pixel loops over few channels
 // would be all overhead.
 void AccumulateByTap(const float* x, const float* dy, float* acc, int64_t b0, int64_t b1,
-                int64_t H, int64_t W, int64_t C, int64_t OH, int64_t OW, int64_t KH,
-                int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL) {
+                     const Geometry& q) {
+  const int64_t H = q.H, W = q.W, C = q.C, OH = q.OH, OW = q.OW, KH = q.KH, KW = q.KW;
   const int64_t C8 = C - C % 8;
+  const int64_t xs = q.SW * C;  // x step between output columns
+  // Per filter column j, the output columns whose tap lands inside the image:
+  // 0 <= ow * SW + j - PL < W. They depend on j alone, so they are found once.
+  std::vector<int64_t> ow_lo(KW, 0), ow_hi(KW, OW);
+  for (int64_t j = 0; j < KW; ++j) {
+    while (ow_lo[j] < OW && ow_lo[j] * q.SW + j - q.PL < 0) ++ow_lo[j];
+    while (ow_hi[j] > ow_lo[j] && (ow_hi[j] - 1) * q.SW + j - q.PL >= W) --ow_hi[j];
+  }
   for (int64_t b = b0; b < b1; ++b) {
     const float* xb = x + b * H * W * C;
     const float* gb = dy + b * OH * OW * C;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t ih0 = oh * SH - PT;
+      const int64_t ih0 = oh * q.SH - q.PT;
       const int64_t i_lo = std::max<int64_t>(0, -ih0);
       const int64_t i_hi = std::min<int64_t>(KH, H - ih0);
       const float* grow = gb + oh * OW * C;
       for (int64_t i = i_lo; i < i_hi; ++i) {
         const float* xrow = xb + (ih0 + i) * W * C;
         for (int64_t j = 0; j < KW; ++j) {
-          // ow with 0 <= ow * SW + j - PL < W
-          int64_t ow_lo = 0;
-          while (ow_lo < OW && ow_lo * SW + j - PL < 0) ++ow_lo;
-          int64_t ow_hi = OW;
-          while (ow_hi > ow_lo && (ow_hi - 1) * SW + j - PL >= W) --ow_hi;
+          const int64_t lo = ow_lo[j], hi = ow_hi[j];
           float* a = acc + (i * KW + j) * C;
-          const int64_t xs = SW * C;  // x step between output columns
           for (int64_t c0 = 0; c0 < C8; c0 += 8) {
             // Four independent sums: one chain would wait on each multiply-add's latency.
             V8 r0 = {}, r1 = {}, r2 = {}, r3 = {};
-            const float* g = grow + ow_lo * C + c0;
-            const float* xp = xrow + (ow_lo * SW + j - PL) * C + c0;
-            int64_t ow = ow_lo;
-            for (; ow + 4 <= ow_hi; ow += 4, g += 4 * C, xp += 4 * xs) {
+            const float* g = grow + lo * C + c0;
+            const float* xp = xrow + (lo * q.SW + j - q.PL) * C + c0;
+            int64_t ow = lo;
+            for (; ow + 4 <= hi; ow += 4, g += 4 * C, xp += 4 * xs) {
               r0 += Load(g) * Load(xp);
               r1 += Load(g + C) * Load(xp + xs);
               r2 += Load(g + 2 * C) * Load(xp + 2 * xs);
               r3 += Load(g + 3 * C) * Load(xp + 3 * xs);
             }
-            for (; ow < ow_hi; ++ow, g += C, xp += xs) r0 += Load(g) * Load(xp);
+            for (; ow < hi; ++ow, g += C, xp += xs) r0 += Load(g) * Load(xp);
             const V8 sum = (r0 + r1) + (r2 + r3) + Load(a + c0);
             __builtin_memcpy(a + c0, &sum, sizeof(sum));
           }
           for (int64_t c = C8; c < C; ++c) {
             float r = a[c];
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow)
-              r += grow[ow * C + c] * xrow[(ow * SW + j - PL) * C + c];
+            for (int64_t ow = lo; ow < hi; ++ow)
+              r += grow[ow * C + c] * xrow[(ow * q.SW + j - q.PL) * C + c];
             a[c] = r;
           }
         }
@@ -205,9 +214,10 @@ class DepthwiseBackpropFilterOp : public OpKernel {
                                         dy_t.shape().DebugString()));
     const int64_t B = x_t.dim_size(0), H = x_t.dim_size(1), W = x_t.dim_size(2),
                   C = x_t.dim_size(3);
-    int64_t OH, OW, PT, PL;
-    Window(H, kh_, sh_, same_, &OH, &PT);
-    Window(W, kw_, sw_, same_, &OW, &PL);
+    Geometry q{H, W, C, 0, 0, kh_, kw_, sh_, sw_, 0, 0};
+    Window(H, kh_, sh_, same_, &q.OH, &q.PT);
+    Window(W, kw_, sw_, same_, &q.OW, &q.PL);
+    const int64_t OH = q.OH, OW = q.OW;
     OP_REQUIRES(ctx, dy_t.dim_size(0) == B && dy_t.dim_size(1) == OH &&
                          dy_t.dim_size(2) == OW && dy_t.dim_size(3) == C,
                 errors::InvalidArgument("dy shape ", dy_t.shape().DebugString(),
@@ -230,7 +240,7 @@ class DepthwiseBackpropFilterOp : public OpKernel {
     parts = std::max<int64_t>(1, std::min<int64_t>(parts, B * per_image / 65536));
     const auto accumulate = OW >= 8 ? AccumulateByTap : AccumulateByPixel;
     const auto run = [&](float* acc, int64_t b0, int64_t b1) {
-      accumulate(x, dy, acc, b0, b1, H, W, C, OH, OW, kh_, kw_, sh_, sw_, PT, PL);
+      accumulate(x, dy, acc, b0, b1, q);
     };
     if (parts == 1) {
       run(dw, 0, B);
