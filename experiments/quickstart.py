@@ -56,15 +56,15 @@ def configs(workdir: str, data_dir: str | None = None, backbones=BACKBONES,
                       seed=0, **settings).validate() for b in backbones]
 
 
-def table(results: list[dict]) -> str:
-  """The comparison table, best test top-1 first."""
+def table(results: list) -> str:
+  """The comparison table of RunResults, best test top-1 first; non-results last."""
   header = ("backbone", "params", "val top1", "test top1", "epochs", "wall time", "img/s")
   rows = []
-  for r in sorted(results, key=lambda r: -r["test"]["top1"]):
-    rows.append((r["backbone"], f"{r['params'] / 1e6:.2f}M", f"{r['val']['top1']:.2%}",
-                 f"{r['test']['top1']:.2%}",
-                 f"{r['epochs']['total']} ({r['epochs']['adamw']}+{r['epochs']['sgd']})",
-                 f"{r['wall_time_sec']:.0f}s", f"{r['train_images_per_sec']:.0f}"))
+  for r in sorted(results, key=lambda r: -(r.test_top1 if r.ranked else -1.0)):
+    test = f"{r.test_top1:.2%}" if r.ranked else f"{r.status.upper()} (not a result)"
+    rows.append((r.backbone, f"{r.params / 1e6:.2f}M", f"{r.val['top1']:.2%}", test,
+                 f"{r.epochs['total']} ({r.epochs['adamw']}+{r.epochs['sgd']})",
+                 f"{r.wall_time_sec:.0f}s", f"{r.train_images_per_sec:.0f}"))
   widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
   fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
   return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

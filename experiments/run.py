@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from experiments import studies  # noqa: E402
-from tfbackbones import cli  # noqa: E402
+from tfbackbones import cli, results  # noqa: E402
 from tfbackbones.config import ConfigError, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -122,12 +122,13 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
 
 
 # ---------------------------------------------------------------------------- running
-def run_state(config: TrainConfig) -> tuple[str, Optional[dict]]:
-  """('finished'|'failed'|'interrupted'|'todo', result.json or None) of a run's workdir."""
+def run_state(config: TrainConfig) -> tuple[str, Optional[RunResult]]:
+  """(state, result) of a run's workdir; state is a result status (`results.STATUSES`),
+  'interrupted' or 'todo'."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
-  result = wd.read_json(wd.path(config.workdir, wd.RESULT))
-  if result and result.get("status") in ("finished", "failed"):
-    return result["status"], result
+  result = results.read(wd.path(config.workdir, wd.RESULT))
+  if result is not None:
+    return result.status, result
   if wd.read_json(wd.path(config.workdir, wd.STATE)) is not None:
     return "interrupted", None
   return "todo", None
@@ -167,39 +168,31 @@ def estimate_remaining(pending: Sequence[TrainConfig], walls: dict) -> Optional[
   return total
 
 
-def _failure_record(config: TrainConfig, error: BaseException, seconds: float) -> dict:
-  """A result.json for a run that failed before the engine could write one."""
-  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
-  try:
-    domain = catalog.get(config.dataset).domain
-  except catalog.UnknownDatasetError:
-    domain = None
-  return {"status": "failed", "error": f"{type(error).__name__}: {error}",
-          "config": config.to_dict(), "backbone": config.backbone,
-          "dataset": config.dataset, "domain": domain, "seed": config.seed,
-          "train_fraction": config.train_fraction,
-          "selection_protocol": ("selected-on-test" if config.selected_on_test
-                                 else "val-split"),
-          "wall_time_sec": seconds}
-
-
 def _record_failure(config: TrainConfig, error: Exception, seconds: float) -> None:
   """Makes sure the run's result.json holds this error.
 
   The engine writes it for failures inside training, but not for those it raises before
-  (unknown backbone or dataset, a workdir holding another experiment). A finished
-  result.json is never overwritten.
+  (unknown backbone or dataset, a workdir holding another experiment). A result that is
+  not a failure is never overwritten.
   """
+  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   path = wd.path(config.workdir, wd.RESULT)
   try:
-    current = wd.read_json(path)
-    message = f"{type(error).__name__}: {error}"
-    if current and (current.get("status") == "finished" or current.get("error") == message):
+    domain = catalog.get(config.dataset).domain
+  except catalog.UnknownDatasetError:
+    domain = None
+  failure = results.RunResult.failure(config, error, seconds=seconds, domain=domain)
+  try:
+    try:
+      current = results.read(path)
+    except results.ResultError:
+      current = None  # a damaged file is replaced by the error that is now known
+    if current and (current.status != results.FAILED or current.error == failure.error):
       return
     tf.io.gfile.makedirs(config.workdir)
-    wd.write_json(path, _failure_record(config, error, seconds))
+    results.write(path, failure)
   except Exception:  # pylint: disable=broad-except
     logging.exception("could not write the failure of %s", config.workdir)
 
@@ -244,21 +237,22 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
   for cfg in mine:
     status, result = states[studies.run_id(cfg)]
     if status == "finished":
-      walls.setdefault((cfg.dataset, cfg.backbone), []).append(result["wall_time_sec"])
+      walls.setdefault((cfg.dataset, cfg.backbone), []).append(result.wall_time_sec)
   outcomes: list[Outcome] = []
   started = time.time()
   for i, cfg in enumerate(mine):
     rid = studies.run_id(cfg)
     status, result = states[rid]
-    if status == "finished":
+    if result is not None and status != results.FAILED:
       try:
-        diff = cfg.experiment_diff(TrainConfig.from_dict(result.get("config") or {}))
+        diff = cfg.experiment_diff(TrainConfig.from_dict(result.config or {}))
       except ConfigError:  # written by another version of TrainConfig: cannot compare
         diff = {}
       if not diff:
-        outcomes.append(Outcome(rid, "skipped", result["test"]["top1"]))
-        log(f"{tag} {rid}: already finished (test top1 {result['test']['top1']:.4f}); "
-            "not training again")
+        outcomes.append(Outcome(rid, "skipped", result.test_top1 if result.ranked else None))
+        what = (f"test top1 {result.test_top1:.4f}" if result.ranked
+                else f"{status}, not a result: {result.reason}")
+        log(f"{tag} {rid}: already finished ({what}); not training again")
         continue
       changes = ", ".join(f"{k}: now {a!r}, workdir has {b!r}" for k, (a, b) in diff.items())
       outcomes.append(Outcome(rid, "failed", error=f"ConfigError: {cfg.workdir} finished "
@@ -284,8 +278,11 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
       log(f"{tag} {rid}: FAILED: {_first_line(outcomes[-1].error)}")
       continue
     seconds = time.time() - t0
-    walls.setdefault((cfg.dataset, cfg.backbone), []).append(result["wall_time_sec"])
-    outcomes.append(Outcome(rid, "finished", result["test"]["top1"], seconds))
+    walls.setdefault((cfg.dataset, cfg.backbone), []).append(result.wall_time_sec)
+    if result.ranked:
+      outcomes.append(Outcome(rid, "finished", result.test_top1, seconds))
+    else:
+      outcomes.append(Outcome(rid, result.status, seconds=seconds, error=result.reason))
   log(f"{tag} {len(mine)}/{len(mine)} done in {_duration(time.time() - started)}")
   return outcomes
 
@@ -300,6 +297,10 @@ def summary(outcomes: Sequence[Outcome]) -> str:
   counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
   lines.append(f"\n{counts['finished']} trained, {counts['skipped']} already finished, "
                f"{counts['failed']} failed")
+  unhealthy = [o for o in outcomes if o.status in (results.DIVERGED, results.DEGENERATE)]
+  if unhealthy:
+    lines.append(f"{len(unhealthy)} trained but are not results (never ranked):")
+    lines += [f"  {o.status.upper()} {o.run_id}: {o.error}" for o in unhealthy]
   for o in failed:
     lines.append(f"FAILED {o.run_id}: {_first_line(o.error)}")
   if failed:

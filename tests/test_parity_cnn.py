@@ -266,5 +266,5 @@ def test_port_trains_one_epoch_in_the_engine(name, tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, backbone=name, max_epochs=1,
                     train_fraction=0.05, batch_size=16)
   result = runner.train(cfg, log=lambda line: None)
-  assert result["status"] == "finished"
-  assert result["params"] > 0
+  assert result.status == "finished"
+  assert result.params > 0

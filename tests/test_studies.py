@@ -17,7 +17,9 @@ from helpers import register_tiny
 from tfbackbones.backbones import registry
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog
+from tfbackbones import results
 from tfbackbones.report import generate
+from tfbackbones.results import RunResult
 from tfbackbones.training import loop, workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -293,10 +295,9 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
 
 
 def _fake_finished(config):
-  result = {"status": "finished", "config": config.to_dict(), "backbone": config.backbone,
-            "dataset": config.dataset, "seed": config.seed, "wall_time_sec": 3.0,
-            "train_fraction": config.train_fraction, "test": {"top1": 0.5}}
-  wd.write_json(os.path.join(config.workdir, wd.RESULT), result)
+  result = RunResult.for_config(config, status="finished", wall_time_sec=3.0,
+                                val={"top1": 0.5}, test={"top1": 0.5})
+  results.write(os.path.join(config.workdir, wd.RESULT), result)
   return result
 
 
@@ -311,8 +312,9 @@ def test_failures_are_recorded_once_and_a_finished_run_is_never_overwritten(tmp_
     del kwargs
     os.makedirs(config.workdir, exist_ok=True)
     if config.backbone == "a_engine_failure":   # the engine writes its own failure first
-      wd.write_json(os.path.join(config.workdir, wd.RESULT), {
-          "status": "failed", "error": "ValueError: too big", "by": "engine"})
+      failure = RunResult.failure(config, "ValueError: too big", seconds=1.0)
+      failure.extra["by"] = "engine"
+      results.write(os.path.join(config.workdir, wd.RESULT), failure)
       raise ValueError("too big")
     if config.backbone == "b_unknown":          # raised before the engine writes anything
       raise backbones.UnknownBackboneError("Unknown backbone 'b_unknown'.")

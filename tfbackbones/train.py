@@ -115,7 +115,7 @@ def main(argv):
   except runner.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  return 0 if result.get("status") == "finished" else 1
+  return 0 if result.ranked else 1
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
   runs = [r for r in records if r.source == rec.RUNS]
   log(f"report: {len(runs)} runs ({sum(r.status == rec.FINISHED for r in runs)} finished, "
       f"{sum(r.status == rec.FAILED for r in runs)} failed, "
+      f"{sum(r.status in (rec.DIVERGED, rec.DEGENERATE) for r in runs)} not results "
+      f"(diverged/degenerate), {sum(r.status == rec.UNREADABLE for r in runs)} unreadable, "
       f"{sum(r.status in (rec.INCOMPLETE, rec.MISSING) for r in runs)} incomplete or "
       f"missing), {len(records) - len(runs)} imported rows -> {out}")
   return paths

@@ -29,8 +29,10 @@ from tfbackbones import backbones as backbones_lib
 from tfbackbones import imagesize
 from tfbackbones import kernels
 from tfbackbones import model as model_lib
+from tfbackbones import results
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
+from tfbackbones.results import RunResult
 from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
 from tfbackbones.training import optimizers
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
@@ -86,12 +88,13 @@ class Trainer:
     self.workdir = config.workdir
 
   # ------------------------------------------------------------------ setup
-  def _check_workdir(self) -> Optional[dict]:
+  def _check_workdir(self) -> Optional[RunResult]:
     tf.io.gfile.makedirs(self.workdir)
-    result = wd.read_json(wd.path(self.workdir, wd.RESULT))
+    result = results.read(wd.path(self.workdir, wd.RESULT))
+    done = result if result is not None and result.status != results.FAILED else None
     saved = wd.read_json(wd.path(self.workdir, wd.CONFIG))
-    if result and result.get("status") == "finished" and saved is None:
-      saved = result.get("config")
+    if done is not None and saved is None:
+      saved = done.config
     if saved is not None:
       diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
       if diff:
@@ -99,9 +102,7 @@ class Trainer:
         raise ConfigError(
             f"{self.workdir} holds a run with a different configuration ({changes}). "
             "Use a new --workdir, or rerun with the workdir's settings to resume it.")
-    if result and result.get("status") == "finished":
-      return result
-    return None
+    return done
 
   def _setup(self):
     cfg = self.config
@@ -220,8 +221,8 @@ class Trainer:
     tf.train.Checkpoint(model=self.model).read(prefix).assert_existing_objects_matched()
 
   # ------------------------------------------------------------------ run
-  def run(self) -> dict:
-    """Trains (or resumes) to completion; returns the result row (also in result.json)."""
+  def run(self) -> RunResult:
+    """Trains (or resumes) to completion; returns the result (also in result.json)."""
     done = self._check_workdir()
     if done is not None:
       self.log(f"{self.workdir}: already finished; not training again.")
@@ -241,16 +242,14 @@ class Trainer:
   def _write_failure(self, error: Exception, started: float) -> None:
     try:
       tf.io.gfile.makedirs(self.workdir)
-      wd.write_json(wd.path(self.workdir, wd.RESULT), {
-          "status": "failed", "error": f"{type(error).__name__}: {error}",
-          "config": self.config.to_dict(), "backbone": self.config.backbone,
-          "dataset": self.config.dataset, "seed": self.config.seed,
-          "train_fraction": self.config.train_fraction,
-          "wall_time_sec": time.time() - started})
+      spec = getattr(self, "dataset_spec", None)
+      results.write(wd.path(self.workdir, wd.RESULT), RunResult.failure(
+          self.config, error, seconds=time.time() - started,
+          domain=spec.domain if spec else None))
     except Exception:  # pylint: disable=broad-except
       logging.exception("could not write the failure to result.json")
 
-  def _run(self) -> dict:
+  def _run(self) -> RunResult:
     self._setup()
     if self.is_chief:
       wd.write_json(wd.path(self.workdir, wd.CONFIG), self.config.to_dict())
@@ -347,7 +346,7 @@ class Trainer:
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
 
-  def _finish(self) -> dict:
+  def _finish(self) -> RunResult:
     """Best weights back, the one test evaluation, result.json."""
     sched = self.schedule
     self._restore_best(self.best_path)
@@ -359,7 +358,7 @@ class Trainer:
     self.writer.final(result, self.steps_per_epoch * sched.epoch)
     self.writer.close()
     if self.is_chief:
-      wd.write_json(wd.path(self.workdir, wd.RESULT), result)
+      results.write(wd.path(self.workdir, wd.RESULT), result)
     self.log(summaries.result_line(result))
     return result
 
