@@ -4,7 +4,8 @@ r"""Run a study, or one shard of it: `python -m experiments.run`.
       --data_dir=gs://BUCKET/tensorflow_datasets --shard_index=3 --num_shards=60
   python -m experiments.run --study=adhoc --backbones=a,b --datasets=x,y --seeds=3 \
       --train_fractions=0.1,1 --workdir=runs/mine --max_epochs=20
-  python -m experiments.run --study=paper --workdir=... --dry_run   # list, train nothing
+  python -m experiments.run --study=adhoc --backbones=a --datasets=breakhis_40x \
+      --set image_size=672x448 --workdir=runs/bh --dry_run   # list, train nothing
 
 Each run trains in its own sub-workdir, `<workdir>/<dataset>/<backbone>/frac<f>/seed<s>`,
 through the engine (`tfbackbones.runner.train`), which resumes an interrupted run from
@@ -34,7 +35,7 @@ from absl import app, flags  # noqa: E402
 
 from experiments import studies  # noqa: E402
 from tfbackbones import cli, results  # noqa: E402
-from tfbackbones.config import ConfigError, TrainConfig  # noqa: E402
+from tfbackbones.config import ConfigError, TrainConfig, parse_assignments  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, f"Study name: {', '.join(studies.names())}.")
@@ -48,43 +49,20 @@ flags.DEFINE_list("datasets", None, "Datasets (adhoc), or instead of the study's
 flags.DEFINE_integer("seeds", None, "Seeds per cell: 0..seeds-1.")
 flags.DEFINE_list("train_fractions", None, "Training fractions (adhoc), e.g. 0.1,1.")
 flags.DEFINE_integer("max_epochs", None, "Override the epoch cap of every run.")
-flags.DEFINE_multi_string("override", [], "KEY=VALUE: set any TrainConfig field on every "
-                          "run (repeatable), e.g. --override=batch_size=128.")
+flags.DEFINE_multi_string("set", [], "KEY=VALUE: set any TrainConfig field on every run "
+                          "(repeatable), e.g. --set image_size=672x448; the same language "
+                          "as tfbackbones.train --set.")
+flags.DEFINE_multi_string("override", [], "Old spelling of --set (same language).")
 flags.DEFINE_bool("dry_run", False, "List this shard's runs and their state; train nothing.")
 
 
 # ---------------------------------------------------------------------------- planning
-def parse_override(text: str) -> tuple[str, object]:
-  """`key=value` -> (key, value typed like the TrainConfig field)."""
-  key, sep, raw = text.partition("=")
-  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-  if not sep or key not in fields:
-    raise ConfigError(f"--override={text!r}: use KEY=VALUE with KEY one of "
-                      f"{', '.join(sorted(fields))}")
-  field = fields[key]
-  kind = str(field.type)
-  if "Optional" in kind and raw.lower() in ("none", ""):
-    return key, None
-  try:
-    if "bool" in kind:
-      if raw.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(raw)
-      return key, raw.lower() in ("true", "1")
-    if "int" in kind:
-      return key, int(raw)
-    if "float" in kind:
-      return key, float(raw)
-  except ValueError:
-    raise ConfigError(f"--override={text!r}: {key} takes {kind} values") from None
-  return key, raw
-
-
 def plan_from_flags() -> list[TrainConfig]:
   """The whole study (every shard) as validated configs, from the flags."""
   if not FLAGS.study or not FLAGS.workdir:
     raise ConfigError("give --study=NAME and --workdir=DIR (studies: "
                       f"{', '.join(studies.names())})")
-  overrides = dict(parse_override(o) for o in FLAGS.override)
+  overrides = parse_assignments(FLAGS.override + FLAGS.set)
   if FLAGS.max_epochs is not None:
     overrides["max_epochs"] = FLAGS.max_epochs
   try:
@@ -122,11 +100,14 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
 
 
 # ---------------------------------------------------------------------------- running
-def run_state(config: TrainConfig) -> tuple[str, Optional[RunResult]]:
+def run_state(config: TrainConfig) -> tuple[str, Optional[results.RunResult]]:
   """(state, result) of a run's workdir; state is a result status (`results.STATUSES`),
-  'interrupted' or 'todo'."""
+  'unreadable' (a damaged result.json), 'interrupted' or 'todo'."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
-  result = results.read(wd.path(config.workdir, wd.RESULT))
+  try:
+    result = results.read(wd.path(config.workdir, wd.RESULT))
+  except results.ResultError:
+    return "unreadable", None
   if result is not None:
     return result.status, result
   if wd.read_json(wd.path(config.workdir, wd.STATE)) is not None:
@@ -308,6 +289,26 @@ def summary(outcomes: Sequence[Outcome]) -> str:
   return "\n".join(lines)
 
 
+def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
+  """Lists this shard's runs and their state; names are checked as a real run would.
+
+  Returns 2 if any run names an unknown backbone or dataset (each is listed), else 0.
+  """
+  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  invalid = 0
+  for cfg in mine:
+    try:
+      runner.check(cfg)
+      state = run_state(cfg)[0]
+    except runner.USER_ERRORS as e:
+      invalid += 1
+      state = f"INVALID: {_first_line(str(e))}"
+    print(f"{studies.run_id(cfg):48s} {state}")
+  print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
+        f"{len(configs)} runs" + (f", {invalid} invalid" if invalid else ""))
+  return 2 if invalid else 0
+
+
 def main(argv):
   del argv
   cli.quiet_logs()
@@ -318,12 +319,8 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return 2
   if FLAGS.dry_run:
-    for cfg in mine:
-      print(f"{studies.run_id(cfg):48s} {run_state(cfg)[0]}")
-    print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
-          f"{len(configs)} runs")
-    return 0
-  if mine:  # --override=cpu_replicas=N: the CPU is split before TensorFlow starts
+    return dry_run(configs, mine)
+  if mine:  # --set cpu_replicas=N: the CPU is split before TensorFlow starts
     from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
     distribute.configure_cpu_replicas(max(c.cpu_replicas for c in mine))
   write_manifest(FLAGS.workdir, FLAGS.study, configs)

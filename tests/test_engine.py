@@ -261,16 +261,6 @@ def test_cli_bad_flags_fail_with_a_clear_message(tmp_path, args, message):
   assert not os.path.exists(f"{tmp_path}/w")             # nothing touched
 
 
-def test_quickstart_flagfile_matches_the_quickstart_study():
-  from experiments import quickstart  # pylint: disable=import-outside-toplevel
-  lines = [l.strip() for l in open(os.path.join(ROOT, "flags", "quickstart.flags"))
-           if l.strip().startswith("--")]
-  values = dict(l[2:].split("=", 1) for l in lines)
-  assert set(values) == set(quickstart.PROTOCOL)
-  for key, value in quickstart.PROTOCOL.items():
-    assert values[key] == str(value), key
-
-
 def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digits_data_dir):
   inputs = keras.Input((32, 32, 3))
   x = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(inputs)
