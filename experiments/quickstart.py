@@ -18,8 +18,6 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags  # noqa: E402
 
 from tfbackbones import cli  # noqa: E402
@@ -70,8 +68,8 @@ def table(results: list) -> str:
 
 def main(argv):
   del argv
+  cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
-  cli.quiet_logs()
   overrides = {"max_epochs": FLAGS.max_epochs} if FLAGS.max_epochs else {}
   runs = configs(FLAGS.workdir, FLAGS.data_dir, tuple(FLAGS.backbones or BACKBONES),
                  **overrides)

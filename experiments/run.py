@@ -29,8 +29,6 @@ import time
 import traceback
 from typing import Callable, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags  # noqa: E402
 
 from experiments import studies  # noqa: E402

@@ -5,15 +5,29 @@ from __future__ import annotations
 from absl import flags
 from absl import logging as absl_logging
 
+from tfbackbones import quiet
+
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's and TFDS's start-up logs (CUDA "
+                  "probing, dataset scanning) and INFO logging; hidden by default.")
+
+
+def verbose() -> bool:
+  """True when the user asked for library logs: --verbose, or absl's --verbosity/-v."""
+  return flags.FLAGS.verbose or flags.FLAGS["verbosity"].present
+
 
 def quiet_logs() -> None:
-  """Keeps the terminal for progress lines: WARNING unless --verbosity was given.
+  """Keeps the terminal for progress lines: call first in main, before TF is imported.
 
   `absl.app.run` turns INFO logging on, which buries the per-epoch lines under TF and
-  TFDS chatter (checkpoint sharding, dataset construction, progress bars).
+  TFDS chatter (checkpoint sharding, dataset construction, progress bars); TensorFlow's
+  start-up block and TFDS's folder-scanning warnings are noise too (tfbackbones/quiet.py).
+  `--verbose` keeps all of it.
   """
-  if not flags.FLAGS["verbosity"].present:
-    absl_logging.set_verbosity(absl_logging.WARNING)
+  if verbose():
+    return
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  quiet.quiet()
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   tfds.disable_progress_bar()
 

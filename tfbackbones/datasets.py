@@ -10,14 +10,11 @@ network works, then copy `DIR` to offline machines and pass `--data_dir`.
 
 from __future__ import annotations
 
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfbackbones import imagesize  # noqa: E402
+from tfbackbones import cli, imagesize  # noqa: E402
 from tfbackbones.data import catalog  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -59,9 +56,8 @@ def table(data_dir: str | None) -> str:
 
 def main(argv):
   del argv
-  from tfbackbones import cli  # pylint: disable=import-outside-toplevel
+  cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones.data import pipeline  # pylint: disable=import-outside-toplevel
-  cli.quiet_logs()
   for name in FLAGS.prepare:
     try:
       builder = pipeline.get_builder(catalog.get(name), FLAGS.data_dir, download=True,

@@ -21,10 +21,7 @@ to the library.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
@@ -128,9 +125,9 @@ def config_from_flags() -> TrainConfig:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
   from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
-  cli.quiet_logs()
   try:
     config = config_from_flags().validate()
     if FLAGS.dry_run:  # names are checked as a real run would, nothing is touched

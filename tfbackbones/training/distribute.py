@@ -154,3 +154,29 @@ def worker_tag(strategy: tf.distribute.Strategy) -> str:
   if resolver is None or resolver.task_type is None:
     return "worker"
   return f"{resolver.task_type}_{resolver.task_id}"
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+  """A name a user understands: "one device (CPU)", "MirroredStrategy over 2 CPUs", ...
+
+  The class name of the default strategy is the private `_DefaultDistributionStrategy`,
+  which tells a user nothing about where the run trains.
+  """
+  name = type(strategy).__name__.lstrip("_")
+  try:
+    devices = list(strategy.extended.worker_devices)
+  except RuntimeError:  # the default strategy: wherever TF places ops
+    devices = []
+  kinds = sorted({d.split("/")[-1].split(":")[-2].upper() for d in devices
+                  if d.count(":") >= 2})
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return f"TPUStrategy over {strategy.num_replicas_in_sync} TPU cores"
+  if len(devices) <= 1 and strategy.num_replicas_in_sync == 1:
+    if not devices:
+      kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    else:
+      kind = kinds[0] if kinds else "CPU"
+    return f"one device ({kind})"
+  kind = "/".join(kinds) or "device"
+  count = strategy.num_replicas_in_sync
+  return f"{name} over {count} {kind}s"

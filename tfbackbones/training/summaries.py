@@ -21,6 +21,7 @@ from tfbackbones import imagesize
 from tfbackbones import model as model_lib
 from tfbackbones import results
 from tfbackbones.results import RunResult
+from tfbackbones.training import distribute
 
 FINAL_METRICS = ("final/best_val_top1", "final/test_top1", "final/test_balanced_accuracy",
                  "final/test_macro_f1", "final/test_loss", "final/epochs",
@@ -118,8 +119,8 @@ def start_line(trainer) -> str:
           f"{d.ids.counts['train']} train / {d.ids.counts['val']} "
           f"{'val' if d.ids.val_from == 'train' else 'test (SELECTED ON TEST)'} / "
           f"{d.ids.counts['test']} test images at {imagesize.text(trainer.image_size)}px, "
-          f"{d.num_classes} classes; {trainer.strategy.num_replicas_in_sync} replica(s) "
-          f"({type(trainer.strategy).__name__}), {trainer.precision}, global batch "
+          f"{d.num_classes} classes; {distribute.describe(trainer.strategy)}, "
+          f"{trainer.precision}, global batch "
           f"{trainer.global_batch}, {trainer.steps_per_epoch} steps/epoch, "
           f"weights={trainer.config.weights}")
 

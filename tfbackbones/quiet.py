@@ -1,0 +1,81 @@
+"""Quiet by default: a command prints what the user can act on, not library start-up chatter.
+
+On a CPU machine, `import tensorflow` writes a block of C++ log lines that no user can act
+on ("All log messages before absl::InitializeLog()", oneDNN, "Could not find cuda
+drivers", "failed call to cuInit"); TensorFlow 2.21 writes some of them through absl's C++
+logging before `TF_CPP_MIN_LOG_LEVEL` is read, so the variable alone does not hide them.
+TFDS logs a warning per variant folder it scans ("Variant folder ... has no
+dataset_info.json", 21 of them before the `datasets` table) and one per folder dataset
+("Using custom data configuration: FolderConfig(...)").
+
+`quiet()` hides exactly these: it sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it),
+imports TensorFlow with the process's stderr (file descriptor 2) sent to a temporary file
+that is replayed if the import fails, and drops the two TFDS messages by their templates.
+Every other warning still shows. `--verbose` (or absl's `--verbosity`) turns all of this
+off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+
+# absl/TFDS message templates (record.msg, before formatting) that carry no information a
+# user can act on.
+NOISE_TEMPLATES = frozenset({
+    "Variant folder %s has no %s",
+    "Using custom data configuration: %s",
+})
+
+
+class _NoiseFilter(logging.Filter):
+  """Drops the log records whose template is in NOISE_TEMPLATES."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (isinstance(record.msg, str) and record.msg in NOISE_TEMPLATES)
+
+
+_FILTER = _NoiseFilter()
+
+
+def quiet() -> None:
+  """Quiet start-up: call first thing in an entry point's main, before TensorFlow loads."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  absl_logger = logging.getLogger("absl")
+  if _FILTER not in absl_logger.filters:
+    absl_logger.addFilter(_FILTER)
+  import_tensorflow_quietly()
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+  """Points file descriptor 2 (where C++ code writes) at `file` for the block."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  os.dup2(file.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow without its start-up log block; on failure shows what it wrote.
+
+  A no-op when TensorFlow is already imported (the block has been written by then).
+  """
+  if "tensorflow" in sys.modules:
+    return
+  with tempfile.TemporaryFile() as captured:
+    try:
+      with _stderr_to(captured):
+        import tensorflow  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+    except BaseException:
+      captured.seek(0)
+      sys.stderr.write(captured.read().decode("utf-8", "replace"))
+      raise
