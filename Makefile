@@ -1,18 +1,18 @@
-# The two commands of README.md. Both create .venv if it is missing.
+# The two commands of README.md. Both create .venv if it is missing. The quickstart's
+# install includes the `report` extra: the report is one of the commands it prints next.
 # EXTRAS picks the TensorFlow build: cpu,hub (default) or gpu,hub; TPU VMs: see BUILD.md.
 EXTRAS ?= cpu,hub
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: quickstart test install install-test clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel 'setuptools<81'
-	$(PIP) install -q -e '.[$(EXTRAS)]'
+	$(PIP) install -q -e '.[$(EXTRAS),report]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -20,7 +20,7 @@ import time
 
 from absl import app, flags  # noqa: E402
 
-from tfbackbones import cli  # noqa: E402
+from tfbackbones import chance, cli, nextsteps  # noqa: E402
 
 from tfbackbones.config import TrainConfig  # noqa: E402,F401  (type of configs())
 
@@ -31,8 +31,8 @@ def _define_flags():
   """Flags of the script only: importing `configs` (the studies do) defines none."""
   flags.DEFINE_string("workdir", "runs/quickstart", "Study directory (one sub-workdir per "
                       "run).")
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir; default "
-                      "<workdir>/tensorflow_datasets.")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets, "
+                      "where `python -m tfbackbones.datasets` and train look too).")
   flags.DEFINE_list("backbones", None, "Override the backbones (comma-separated).")
   flags.DEFINE_integer("max_epochs", None, "Override the epoch cap (for a faster look).")
 
@@ -46,7 +46,6 @@ def configs(workdir: str, data_dir: str | None = None, backbones=BACKBONES,
   """The quickstart study: one run per backbone, seed 0, under the quickstart protocol."""
   from tfbackbones import protocols  # pylint: disable=import-outside-toplevel
   from tfbackbones.protocols import quickstart as quick  # pylint: disable=import-outside-toplevel
-  data_dir = data_dir or os.path.join(workdir, "tensorflow_datasets")
   return [protocols.build(PROTOCOL, dataset=quick.DATASET, backbone=b, seed=0).replace(
       workdir=os.path.join(workdir, b), data_dir=data_dir, **overrides).validate()
           for b in backbones]
@@ -90,7 +89,12 @@ def main(argv):
     print(table(results))
   for backbone, error in failures:
     print(f"{backbone}: FAILED: {error}")
-  print(f"\nTensorBoard: tensorboard --logdir={FLAGS.workdir}")
+  ranked = sorted((r for r in results if r.ranked), key=lambda r: -r.test_top1)
+  if len(ranked) > 1:
+    print(chance.caution(ranked[0].split_counts["test"], ranked[0].test_top1,
+                         ranked[1].test_top1))
+  best = max(ranked, key=lambda r: r.val["top1"]).config["workdir"] if ranked else None
+  print("\n" + nextsteps.text(FLAGS.workdir, best))
   print("The real thing (ImageNet weights, a paper dataset, a GPU):\n"
         "  python -m tfbackbones.train --flagfile=flags/paper.flags "
         "--backbone=convnext_tiny --dataset=dtd --workdir=runs/dtd/convnext_tiny")

@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags  # noqa: E402
 
-from tfbackbones import cli, protocols  # noqa: E402
+from tfbackbones import cli, nextsteps, protocols  # noqa: E402
 
 from tfbackbones.config import (AUGMENT_AT, CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
                                 TrainConfig)
@@ -139,6 +139,8 @@ def main(argv):
   except runner.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if result.ranked:
+    print("\n" + nextsteps.text(config.workdir, config.workdir))
   return 0 if result.ranked else 1
 
 

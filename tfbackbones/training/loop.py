@@ -34,7 +34,7 @@ from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
 from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
-from tfbackbones.training import optimizers
+from tfbackbones.training import optimizers, progress
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
 
 
@@ -241,6 +241,8 @@ class Trainer:
 
   def _write_failure(self, error: Exception, started: float) -> None:
     try:
+      if getattr(self, "writer", None) is not None:  # the HParams session ends failed
+        self.writer.end(success=False)
       tf.io.gfile.makedirs(self.workdir)
       spec = getattr(self, "dataset_spec", None)
       results.write(wd.path(self.workdir, wd.RESULT), RunResult.failure(
@@ -300,12 +302,15 @@ class Trainer:
             epoch=epoch, seed=cfg.seed, preprocess=self.preprocess, augment=self.augment)))
     loss_sum = hits = 0.0
     remaining = self.steps_per_epoch
+    bar = progress.EpochBar(epoch, self.steps_per_epoch, self.train_fn)  # terminals only
     while remaining > 0:
       n = min(remaining, cfg.steps_per_execution)
       loss, correct = self.train_fn(train_iter, tf.constant(n))
       loss_sum += float(loss.numpy())
       hits += float(correct.numpy())
       remaining -= n
+      bar.update(self.steps_per_epoch - remaining)
+    bar.close()
     return loss_sum, hits, time.time() - t0
 
   def _end_epoch(self, epoch, t0, loss_sum, hits, train_seconds, val) -> None:

@@ -15,13 +15,13 @@ import platform
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.hparams import api as hp
 
 from tfbackbones import imagesize
 from tfbackbones import model as model_lib
 from tfbackbones import results
 from tfbackbones.results import RunResult
 from tfbackbones.training import distribute
+from tfbackbones.training import hparams as hparams_lib
 
 FINAL_METRICS = ("final/best_val_top1", "final/test_top1", "final/test_balanced_accuracy",
                  "final/test_macro_f1", "final/test_loss", "final/epochs",
@@ -38,17 +38,23 @@ class RunWriter:
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
+    self.workdir = workdir
     self.writer = tf.summary.create_file_writer(workdir) if enabled else None
 
   def hparams(self, values: dict) -> None:
     if not self.enabled:
       return
     with self.writer.as_default():
-      hp.hparams_config(
-          hparams=[hp.HParam(k) for k in values],
-          metrics=[hp.Metric(m) for m in FINAL_METRICS]
-          + [hp.Metric("val/top1"), hp.Metric("train/loss")])
-      hp.hparams(values, trial_id=values.get("run", None))
+      hparams_lib.write_start(values, list(FINAL_METRICS) + ["val/top1", "train/loss"],
+                              trial_id=self.workdir)
+    self.writer.flush()
+
+  def end(self, success: bool) -> None:
+    """Ends the HParams session: the dashboard's Success/Failure filters read it."""
+    if not self.enabled:
+      return
+    with self.writer.as_default():
+      hparams_lib.write_end(success)
     self.writer.flush()
 
   def epoch(self, record: dict, step: int) -> None:
@@ -85,6 +91,7 @@ class RunWriter:
         tf.summary.scalar(k, v)
       tf.summary.text("result", _markdown_row(result))
     self.writer.flush()
+    self.end(result.ranked)
 
   def close(self) -> None:
     if self.writer is not None:
@@ -92,15 +99,18 @@ class RunWriter:
 
 
 def hparams_of(trainer) -> dict:
+  """The run's hyper-parameters, typed as tfbackbones/training/hparams.py declares them."""
   cfg = trainer.config
+  height, width = imagesize.require(trainer.image_size)
   return {
-      "run": cfg.workdir, "backbone": cfg.backbone, "dataset": cfg.dataset,
+      "backbone": cfg.backbone, "dataset": cfg.dataset,
       "domain": trainer.dataset_spec.domain, "seed": cfg.seed,
       "train_fraction": cfg.train_fraction, "select_on": cfg.select_on,
-      "weights": cfg.weights, "image_size": imagesize.text(trainer.image_size),
+      "weights": cfg.weights, "image_width": width, "image_height": height,
       "batch_size": cfg.batch_size, "adamw_patience": cfg.adamw_patience,
       "sgd_patience": cfg.sgd_patience, "precision": trainer.precision,
-      "freeze_backbone": cfg.freeze_backbone,
+      "freeze_backbone": cfg.freeze_backbone, "augment": trainer.augment,
+      "adamw_lr": cfg.adamw_lr, "sgd_lr": cfg.sgd_lr,
   }
 
 
