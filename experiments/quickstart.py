@@ -95,7 +95,7 @@ def main(argv):
                          ranked[1].test_top1))
   best = max(ranked, key=lambda r: r.val["top1"]).config["workdir"] if ranked else None
   print("\n" + nextsteps.text(FLAGS.workdir, best))
-  print("The real thing (ImageNet weights, a paper dataset, a GPU):\n"
+  print("\nThe real thing (ImageNet weights, a paper dataset, a GPU):\n"
         "  python -m tfbackbones.train --flagfile=flags/paper.flags "
         "--backbone=convnext_tiny --dataset=dtd --workdir=runs/dtd/convnext_tiny")
   return 1 if failures or not results else 0

@@ -51,16 +51,22 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(command: str | list[str], *, timeout: float = 120.0, env=None, cwd=None):
+def serve(command: str, *, timeout: float = 120.0, env=None, cwd=None,
+          shell_prefix: str | None = None):
   """Starts `command` (a `tensorboard ...` line) on a free 127.0.0.1 port; yields a Server.
 
-  The port and host are appended, so a printed command runs as printed otherwise.
+  The port and host are appended, so a printed command runs as printed otherwise. With
+  `shell_prefix` (e.g. `source .venv/bin/activate`), bash runs `prefix && exec command`,
+  as a user's shell would; else `tensorboard` is this Python's.
   """
   port = free_port()
-  argv = shlex.split(command) if isinstance(command, str) else list(command)
-  if argv[0] == "tensorboard":
-    argv[0] = TENSORBOARD
-  argv += [f"--port={port}", "--host=127.0.0.1"]
+  where = f"--port={port} --host=127.0.0.1"
+  if shell_prefix:
+    argv = ["bash", "-c", f"{shell_prefix} && exec {command} {where}"]
+  else:
+    argv = shlex.split(command) + where.split()
+    if argv[0] == "tensorboard":
+      argv[0] = TENSORBOARD
   proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           env=env, cwd=cwd)
   url = f"http://127.0.0.1:{port}"

@@ -36,11 +36,11 @@ def noise_images(n: int, top1_a: float, top1_b: float, z: float = Z_95) -> int:
 
 
 def caution(n: int, top1_a: float, top1_b: float) -> str:
-  """One line for a single-seed ranking of two models: what gap is noise, and the fix."""
+  """Two lines on a single-seed ranking of two models: what gap is noise, and the fix."""
   floor = noise_images(n, top1_a, top1_b)
   gap = round(abs(top1_a - top1_b) * n)
   verdict = "within chance" if gap <= floor else "beyond chance for this test set"
-  return (f"single seed, {n} test images: gaps of up to {floor} images "
-          f"({floor / n:.1%}) can be chance (95%, McNemar bound); the top two differ by "
-          f"{gap} ({verdict}). Several seeds per backbone (experiments.run --seeds) rank "
-          "for real.")
+  return (f"How sure: one seed, {n} test images; a gap of up to {floor} images "
+          f"({floor / n:.1%}) can be chance (95%, McNemar bound).\n  The top two differ by "
+          f"{gap} images: {verdict}. Several seeds per backbone (experiments.run --seeds) "
+          "also measure seed-to-seed variation.")

@@ -59,6 +59,5 @@ def text(logdir: str, model_workdir: str | None = None,
   """The closing block: a header (with the venv to activate, if any) and the commands."""
   steps = commands(logdir, model_workdir, report_out)
   activate = activate_command()
-  header = "Next:" if not activate else f"Next (in this project's environment: {activate}):"
-  width = max(len(c) for c, _ in steps)
-  return "\n".join([header] + [f"  {c.ljust(width)}  # {what}" for c, what in steps])
+  header = "Next:" if not activate else f"Next, in this project's environment ({activate}):"
+  return "\n".join([header] + [f"  {c}  # {what}" for c, what in steps])
