@@ -79,9 +79,9 @@ def serve(command: str, *, timeout: float = 120.0, env=None, cwd=None,
       try:
         with urllib.request.urlopen(url + "/data/plugins_listing", timeout=5):
           break
-      except (urllib.error.URLError, ConnectionError, OSError):
+      except (urllib.error.URLError, ConnectionError, OSError) as e:
         if time.time() > deadline:
-          raise TimeoutError(f"tensorboard did not answer on {url} in {timeout:.0f}s")
+          raise TimeoutError(f"tensorboard did not answer on {url} in {timeout:.0f}s") from e
         time.sleep(0.5)
     yield Server(url, proc)
   finally:

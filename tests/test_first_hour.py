@@ -115,7 +115,7 @@ def test_every_printed_command_works_as_printed(quickstart):
     if "tfbackbones.train" in command:
       assert json.loads(proc.stdout)["backbone"] == "convnext_tiny"
   if not_run:
-    warnings.warn(f"not run (module missing on this branch): {not_run}")
+    warnings.warn(f"not run (module missing on this branch): {not_run}", stacklevel=1)
 
 
 def test_readme_shows_the_commands_the_quickstart_prints(quickstart):

@@ -15,18 +15,18 @@ import shutil
 import sys
 import time
 import weakref
-from typing import Optional, TextIO
+from typing import TextIO
 
 _WIDTH = 24  # bar cells
 # Step functions that have run once: their next call is not "compiling".
-_traced: "weakref.WeakSet" = weakref.WeakSet()
+_traced: weakref.WeakSet = weakref.WeakSet()
 
 
 class EpochBar:
   """One epoch's in-place progress line: `update(done)` after each call of the step."""
 
-  def __init__(self, epoch: int, steps: int, step_fn=None, stream: Optional[TextIO] = None,
-               enabled: Optional[bool] = None):
+  def __init__(self, epoch: int, steps: int, step_fn=None, stream: TextIO | None = None,
+               enabled: bool | None = None):
     """Args:
       epoch: 0-based epoch (printed 1-based, as the epoch lines are).
       steps: steps in the epoch.
