@@ -77,3 +77,14 @@ def test_datasets_table_lists_every_dataset_and_the_folder_form(tmp_path):
     assert name in text
   assert "folder:/path" in text
   assert "yes" not in text.split()      # nothing is prepared in an empty data_dir
+
+
+@pytest.mark.parametrize("typo,meant", [("cifar_10", "cifar10"), ("Euro-SAT_rgb", "eurosat_rgb"),
+                                        ("sklearn_digit", "sklearn_digits")])
+def test_a_dataset_typo_gets_did_you_mean(typo, meant):
+  with pytest.raises(catalog.UnknownDatasetError, match=f"Did you mean '{meant}'"):
+    catalog.get(typo)
+  with pytest.raises(catalog.UnknownDatasetError) as info:
+    catalog.get("qqq")
+  assert "Did you mean" not in str(info.value)
+  assert "python -m tfbackbones.datasets" in str(info.value)

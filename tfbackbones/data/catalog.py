@@ -8,6 +8,7 @@ TFDS has none, one builder in `tfds_builders/`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Callable, Optional, Union
 
 from tfbackbones import imagesize
@@ -94,8 +95,11 @@ def get(name: str) -> DatasetSpec:
     return _REGISTRY[name]
   if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
     return folder_spec(name[len(FOLDER_PREFIX):])
+  close = difflib.get_close_matches(str(name).lower().replace("-", "_"), names(), n=3,
+                                    cutoff=0.6)
+  hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
   raise UnknownDatasetError(
-      f"unknown dataset {name!r}. Valid datasets: {', '.join(names())}, or "
+      f"unknown dataset {name!r}.{hint} Valid datasets: {', '.join(names())}, or "
       "folder:/path/to/class_folders. List them with `python -m tfbackbones.datasets`.")
 
 

@@ -117,7 +117,7 @@ DISPLAY: dict[str, list[Column]] = {
         ("train img/s", lambda r: _pct(r["train_images_per_sec"], 0)),
         ("latency (ms)", lambda r: _pct(r["inference_latency_ms"])),
         ("peak host MB", lambda r: _pct(r["peak_host_memory_mb"], 0)),
-        (f"runs {ON_TEST_MARK}", lambda r: str(r["selected_on_test_runs"])),
+        (f"on test {ON_TEST_MARK}", lambda r: str(r["selected_on_test_runs"])),
     ],
     "significance": [
         ("dataset", lambda r: mark_text(r, r["dataset"])),

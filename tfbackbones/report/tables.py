@@ -249,7 +249,12 @@ def resources_table(records: Sequence[rec.Record]) -> Table:
            "vary a little with the number of classes. train img/s depends on the machine, "
            "precision and batch. peak_host_memory_mb is the process's peak RSS "
            "(ru_maxrss): in a study that trains several runs in one process it is the "
-           "largest run so far, not this run alone."]
+           "largest run so far, not this run alone.",
+           "runs: finished runs in the medians; on test ‡: how many of them were selected "
+           "on the test set (--select_on=test, the paper's protocol); 0 = all on validation.",
+           "latency (ms): batch-1 inference latency, where a run recorded one "
+           "(result.json inference.latency_ms); – = not measured: training does not time "
+           "inference."]
   return Table("resources", "Resources per backbone", columns, rows, notes)
 
 

@@ -214,7 +214,7 @@ class Trainer:
   # ------------------------------------------------------------------ weights
   def _save_best(self, epoch: int) -> str:
     prefix = wd.path(self.workdir if self.is_chief else self._scratch_dir(),
-                     wd.BEST, f"weights-{epoch}")
+                     wd.BEST, f"weights-{epoch + 1}")  # 1-based, as printed
     return tf.train.Checkpoint(model=self.model).write(prefix)
 
   def _restore_best(self, prefix: str) -> None:
