@@ -17,7 +17,7 @@ code), so these ports mirror that layer structure module for module:
   linearly increasing per block, as torchvision's `swin_t`/`swin_v2_t`),
   WaveMix's dropout 0.5; both are identity at inference.
 
-Spec facts: params_m and imagenet_top1 are PROTOCOL.md's (the torchvision
+Spec facts: params_m and imagenet_top1 are docs/protocol.md's (the torchvision
 weight tables; WaveMix: the paper's 75.32 although the released file is named
 75.06). All four take ImageNet mean/std inputs ("torch" preprocessing).
 

@@ -3,7 +3,7 @@
 `auto` picks what the hardware wants: TPUStrategy when a TPU is named, MirroredStrategy
 over the visible GPUs, MirroredStrategy over `--cpu_replicas` slices of the CPU when asked
 (see `configure_cpu_replicas`), otherwise the default (single-device) strategy. Precision `auto`
-follows STACK-NOTES measurements: float32 on CPU (fp16 is ~25% slower there), float16 with
+follows docs/stack.md measurements: float32 on CPU (fp16 is ~25% slower there), float16 with
 loss scaling on GPU, bfloat16 on TPU.
 """
 

@@ -173,7 +173,7 @@ class Trainer:
       if self.precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
       # Build before tracing: with >= 2 replicas, slot variables created inside the traced
-      # step fail with "You must feed a value for placeholder tensor" (STACK-NOTES).
+      # step fail with "You must feed a value for placeholder tensor" (docs/stack.md).
       opt.build(self.model.trainable_variables)
     return opt
 

@@ -1,7 +1,7 @@
 """What a run tells the world: TensorBoard scalars and HParams, progress lines, result.json.
 
 Scalars are written once per epoch (never per step: per-step summaries halved the speed
-of a naive loop, STACK-NOTES). The HParams plugin gets the run's hyper-parameters at the
+of a naive loop, docs/stack.md). The HParams plugin gets the run's hyper-parameters at the
 start and its final metrics as scalars at the end, so the HParams dashboard of a study's
 logdir compares runs on best-val and test-at-best, not on whatever the last epoch was.
 """
