@@ -41,14 +41,20 @@ def main(argv):
     print("error: --workdir is required: the workdir of a finished training run",
           file=sys.stderr)
     sys.exit(2)
-  # pylint: disable=import-outside-toplevel
-  from tfbackbones import cli, runner
-  from tfbackbones.deploy import runtimes
-  cli.quiet_logs()
   config = evaluation.ExportConfig(
       workdir=FLAGS.workdir, formats=FLAGS.formats,
       calibration_images=FLAGS.calibration_images, latency_runs=FLAGS.latency_runs,
       latency_warmup=FLAGS.latency_warmup, latency=FLAGS.latency)
+  try:  # the cheap checks first, before TensorFlow starts
+    config.validate()
+    evaluation.check_workdir(config.workdir)
+  except (evaluation.WorkdirError, exporters.ExportError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  # pylint: disable=import-outside-toplevel
+  from tfbackbones import cli, runner
+  from tfbackbones.deploy import runtimes
+  cli.quiet_logs()
   try:
     report = evaluation.export_workdir(config)
   except (evaluation.WorkdirError, exporters.ExportError, runtimes.ArtifactError,

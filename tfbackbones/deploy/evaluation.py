@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import platform
 from typing import Callable, Optional, Sequence
@@ -55,11 +56,17 @@ class ExportConfig:
 
 def check_workdir(workdir: str) -> dict:
   """Returns the run's result.json if the workdir holds a finished run with model.keras."""
-  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
   if not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir={workdir}: no such folder; pass the workdir of a "
                        "finished training run")
-  result = wd.read_json(wd.path(workdir, wd.RESULT))
+  try:
+    with open(os.path.join(workdir, "result.json"), encoding="utf-8") as f:
+      result = json.load(f)
+  except FileNotFoundError:
+    result = None
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f"{workdir}/result.json is unreadable ({e}); the workdir is "
+                       "damaged: train again in a new workdir") from e
   if not result or result.get("status") != "finished":
     status = "no result.json" if not result else f"status {result.get('status')!r}"
     raise WorkdirError(f"{workdir} holds no finished run ({status}); finish training first "

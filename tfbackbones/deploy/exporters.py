@@ -14,6 +14,9 @@ SavedModel and runs TensorFlow's TFLite converter, and for ONNX runs tf2onnx:
 Why builtins only: Keras's default converter settings allow SELECT_TF_OPS, which makes a
 model depend on the Flex delegate that the `ai-edge-litert` wheel does not ship; the
 export should fail here, not on the device.
+
+TensorFlow and Keras are imported when a format is written, not with this module, so
+the export command checks its flags before TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -22,11 +25,7 @@ import difflib
 import os
 from typing import Callable
 
-import keras
 import numpy as np
-import tensorflow as tf
-
-from tfbackbones import artifacts
 
 FILES = {"saved_model": "saved_model", "litert": "model_fp32.tflite",
          "litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite",
@@ -58,12 +57,14 @@ def _saved_model(model, path, calibration):
 
 def _litert(model, path, calibration):
   del calibration
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   model.export(path, format="litert", verbose=False,
                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
 
 
 def _litert_fp16(model, path, calibration):
   del calibration
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
                             "supported_types": [tf.float16]})
@@ -71,6 +72,10 @@ def _litert_fp16(model, path, calibration):
 
 def _litert_int8(model, path, calibration):
   """Full-integer: the converter calibrates every activation's range on `calibration`."""
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+
+  from tfbackbones import artifacts
   if calibration is None or not len(calibration):
     raise ExportError("litert_int8 needs calibration images from the training split")
 
@@ -95,7 +100,7 @@ EXPORTERS: dict[str, Callable] = {"saved_model": _saved_model, "litert": _litert
                                   "onnx": _onnx}
 
 
-def export(fmt: str, model: keras.Model, out_dir: str,
+def export(fmt: str, model, out_dir: str,
            calibration: np.ndarray | None = None) -> str:
   """Writes `model` in format `fmt` under `out_dir`; returns the artifact's path.
 
