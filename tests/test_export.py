@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import Quiet, tiny_config
+
 from tfbackbones import artifacts, runner
 from tfbackbones.backbones import preprocessing
 from tfbackbones.data import pipeline
@@ -194,10 +194,10 @@ def test_predict_runs_litert_and_onnx_without_tensorflow(run, exported, test_ima
                            folder], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "IMPORTED []" in proc.stdout, (fmt, proc.stdout)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(folder)]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(folder)]
     assert len(lines) == 6
     if fmt == "onnx":  # float: the same top-1 as Keras on every image
-      top1 = [l.split(": ")[1].split()[0] for l in lines]
+      top1 = [line.split(": ")[1].split()[0] for line in lines]
       assert top1 == [str(i) for i in keras_probs.argmax(1)]
 
 
@@ -233,7 +233,7 @@ def test_predict_bad_input_is_one_line_exit_2(run, tmp_path, args, message):
   proc = _cli("tfbackbones.predict", *args)
   assert proc.returncode == 2, proc.stderr
   assert message in proc.stderr and "Traceback" not in proc.stderr
-  assert len([l for l in proc.stderr.splitlines() if l.startswith("error:")]) == 1
+  assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
 def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):

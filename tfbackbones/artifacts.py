@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -135,7 +135,7 @@ def write_labels(path: str, class_names: Sequence[str]) -> None:
     f.write("".join(f"{name}\n" for name in class_names))
 
 
-def save_usable_model(trainer) -> Optional[str]:
+def save_usable_model(trainer) -> str | None:
   """Writes model.keras and labels.txt of a finished run; returns the model path.
 
   Called by the trainer after its test evaluation (chief only). A failure here is logged,

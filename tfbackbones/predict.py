@@ -67,7 +67,7 @@ def main(argv):
     sys.exit(2)
   probabilities = predictor.predict(batch)
   k = min(FLAGS.top_k, probabilities.shape[1])
-  rows = [(path, top_k(p, predictor.class_names, k)) for path, p in zip(files, probabilities)]
+  rows = [(path, top_k(p, predictor.class_names, k)) for path, p in zip(files, probabilities, strict=True)]
   for path, ranked in rows:
     print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for _, name, p in ranked))
   if FLAGS.out:

@@ -20,7 +20,7 @@ import datetime
 import json
 import os
 import platform
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class ExportConfig:
   latency_warmup: int = 5
   latency: bool = True
 
-  def validate(self) -> "ExportConfig":
+  def validate(self) -> ExportConfig:
     self.formats = exporters.check_formats(list(self.formats))
     if self.calibration_images < 1:
       raise WorkdirError(f"--calibration_images={self.calibration_images}: use >= 1")
@@ -176,7 +176,7 @@ def _line(row: dict) -> str:
   return text
 
 
-def read(workdir: str) -> Optional[dict]:
+def read(workdir: str) -> dict | None:
   """export.json of a workdir, or None."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
   return wd.read_json(os.path.join(workdir, EXPORT_JSON))

@@ -16,7 +16,7 @@ DCT (the pipeline asks TF for `INTEGER_ACCURATE`).
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

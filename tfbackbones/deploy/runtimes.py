@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def read_labels(path: str, num_classes: int) -> list:
   return [str(i) for i in range(num_classes)]
 
 
-def open_model(path: str, threads: Optional[int] = None) -> Predictor:
+def open_model(path: str, threads: int | None = None) -> Predictor:
   """Loads `path` with its format's runtime.
 
   Args:
