@@ -176,6 +176,29 @@ def _line(row: dict) -> str:
   return text
 
 
+def export_finished(workdirs: Sequence[str], formats: Sequence[str],
+                    log: Callable[[str], None] = print) -> dict:
+  """Exports every finished workdir that has no export.json yet; returns {workdir: error}.
+
+  For study runners: one run's failure (no model.keras, data gone) is logged and
+  returned, not raised, so the others are still exported.
+  """
+  failures = {}
+  for workdir in workdirs:
+    if os.path.exists(os.path.join(workdir, EXPORT_JSON)):
+      continue
+    try:
+      check_workdir(workdir)
+    except WorkdirError:
+      continue  # unfinished or failed: nothing to export
+    try:
+      export_workdir(ExportConfig(workdir=workdir, formats=formats), log=log)
+    except Exception as e:  # pylint: disable=broad-except
+      failures[workdir] = f"{type(e).__name__}: {e}"
+      log(f"export of {workdir} FAILED: {failures[workdir]}")
+  return failures
+
+
 def read(workdir: str) -> dict | None:
   """export.json of a workdir, or None."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
