@@ -248,3 +248,21 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
   proc = _cli("tfbackbones.export", f"--workdir={workdir}", "--formats=onnx,tflite")
   assert proc.returncode == 2 and "unknown export format 'tflite'" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_report_shows_the_deployment_table(run, exported, tmp_path):
+  pytest.importorskip("matplotlib")
+  from tfbackbones.report import deployment, generate  # pylint: disable=import-outside-toplevel
+  workdir, _ = run
+  study = os.path.dirname(workdir)
+  table = deployment.table(deployment.load(study))
+  assert [r["format"] for r in table.rows] == sorted(["keras", *exporters.FORMATS])
+  int8 = [r for r in table.rows if r["format"] == "litert_int8"][0]
+  row = {a["format"]: a for a in exported["artifacts"]}["litert_int8"]
+  assert int8["top1"] == pytest.approx(100 * row["top1"])
+  assert deployment.pareto_plots(table) == {}  # no latency measured: nothing to plot
+  paths = generate.build(study, str(tmp_path / "report"), log=Quiet())
+  with open(paths["deployment.md"]) as f:
+    assert "litert_int8" in f.read()
+  with open(paths["report.html"]) as f:
+    assert 'id="table-deployment"' in f.read()
