@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from typing import Optional
 
 import tensorflow as tf
 
@@ -43,7 +42,7 @@ def _ms(v) -> str:
   return f"{v:.2f}" if tables.finite(v) else "–"
 
 
-def load(workdir: Optional[str]) -> list[dict]:
+def load(workdir: str | None) -> list[dict]:
   """Every export.json under `workdir` (any depth), as parsed dicts."""
   if not workdir or not tf.io.gfile.isdir(workdir):
     return []
@@ -55,7 +54,7 @@ def load(workdir: Optional[str]) -> list[dict]:
   return found
 
 
-def _latency(row: dict, key: str, stat: str = "median_ms") -> Optional[float]:
+def _latency(row: dict, key: str, stat: str = "median_ms") -> float | None:
   value = (row.get("latency_batch1") or {}).get(key) or {}
   return value.get(stat)
 
