@@ -135,6 +135,9 @@ def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
                             "No parameter counts yet.")
               + image(plots.get("latency"), "accuracy vs latency", "No latency or speed yet.")
               + table("resources")),
+      section("Deployment", "".join(
+          image(png, name, "") for name, png in sorted(plots.items())
+          if name.startswith("deployment_")) + table("deployment")),
       section("Significance",
               "<details><summary>Paired comparisons over seeds "
               f"({len(tables['significance'].rows)} pairs)</summary>"

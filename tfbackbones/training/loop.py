@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbackbones import artifacts
 from tfbackbones import backbones as backbones_lib
 from tfbackbones import imagesize
 from tfbackbones import kernels
@@ -352,6 +353,7 @@ class Trainer:
     self._restore_best(self.best_path)
     test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
     test = self.evaluate(test_ds, test_steps)
+    artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
     result = summaries.build_result(self, sched, self.history,
                                     self.history[sched.best_epoch]["val"], test,
                                     wall_time=self._elapsed(), peak_rss_mb=_peak_rss_mb())
