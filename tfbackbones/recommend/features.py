@@ -120,6 +120,9 @@ def feature_model(spec, candidate: Candidate, image_size):
     WeightsNotAvailableError / WeightsMismatchError: from `spec.build`.
   """
   import keras  # pylint: disable=import-outside-toplevel
+  # Random-init candidates (@none) must give the same features on every run: they are
+  # cached and compared, and a baseline that changes with the run is no baseline.
+  keras.utils.set_random_seed(0)
   backbone = spec.build(image_size, candidate.weights)
   backbone.trainable = False
   inputs = keras.Input((*image_size, 3), dtype="float32")
