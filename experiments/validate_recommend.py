@@ -1,13 +1,15 @@
 r"""Does `recommend` pick right? Its rankings against a finished study's fine-tuned runs.
 
-  python -m experiments.validate_recommend --study=runs/study --workdir=runs/validate
+  python -m experiments.validate_recommend --study=runs/study
+  python -m tfbackbones.report --workdir=runs/study --out=runs/study_report
 
 For every dataset of the study (runs with result.json, full training set), the
 recommender ranks the study's candidates (backbone + weights, as each run's config says)
 on the same train/val split, and each score's ranking is compared with the mean test
 top-1 over seeds: Kendall tau, weighted tau, top-1 regret and hit@3, with bootstrap
 intervals over seeds; then means per domain and overall. Writes validate.json and
-validate.md (tables for experiments/RESULTS.md) to --workdir. See
+validate.md (tables for experiments/RESULTS.md) to --workdir (default <study>/recommend,
+where the report's "Recommender vs fine-tuning" section reads them). See
 tfbackbones/recommend/validation.py.
 """
 
@@ -26,7 +28,8 @@ from tfbackbones.recommend.validation import ValidateConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, "Workdir of a finished study (result.json per run).")
-flags.DEFINE_string("workdir", "runs/validate_recommend", "Recommender caches and outputs.")
+flags.DEFINE_string("workdir", "", "Recommender caches and outputs; default <study>/recommend, "
+                    "where `python -m tfbackbones.report --workdir=<study>` shows them.")
 flags.DEFINE_integer("max_images", 1000, "Images the recommender samples per dataset.")
 flags.DEFINE_string("image_size", "0", "0 = the size the study's runs used.")
 flags.DEFINE_integer("batch_size", 32, "Forward-pass batch.")

@@ -66,6 +66,7 @@ def _synthetic_study(tmp_path):
   return folder, study
 
 
+@pytest.mark.heavy
 def test_validate_on_a_synthetic_study(tmp_path):
   _, study = _synthetic_study(tmp_path)
   # The folder is prepared by the first recommend run (validation never downloads).
@@ -73,8 +74,8 @@ def test_validate_on_a_synthetic_study(tmp_path):
   spec = catalog.get(json.load(open(os.path.join(
       study, "mobilenet_v3_small", "s0", "result.json")))["dataset"])
   pipeline.get_builder(spec, str(tmp_path / "tfds"), download=True)
-  config = validation.ValidateConfig(study_workdir=study, workdir=str(tmp_path / "val"),
-                                     max_images=40, batch_size=16, bootstrap=100)
+  config = validation.ValidateConfig(study_workdir=study, max_images=40, batch_size=16,
+                                     bootstrap=100)
   lines = []
   result = validation.validate(config, progress=lines.append)
   [row] = result["datasets"]
@@ -95,6 +96,15 @@ def test_validate_on_a_synthetic_study(tmp_path):
   assert result["summary"]["all"]["combined"]["datasets"] == 1
   text = validation.markdown(result)
   assert "| combined |" in text and "mobilenet_v3_small@none" in text
+
+  # The study's report shows both rankings side by side (recommend.json in <study>/recommend).
+  from tfbackbones import report  # pylint: disable=import-outside-toplevel
+  paths = report.build(study, str(tmp_path / "report"), log=lambda _: None)
+  page = open(paths["report.html"]).read()
+  assert "Recommender vs fine-tuning" in page
+  section = page[page.index("Recommender vs fine-tuning"):]
+  # mobilenet: mean 85.0 over 2 seeds, fine-tuned rank 1.
+  assert "<td>mobilenet_v3_small@none</td>" in section and "<td>85.00</td>" in section
 
 
 def test_cli_empty_study_is_a_clear_error(tmp_path):

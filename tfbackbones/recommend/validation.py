@@ -102,14 +102,16 @@ def ground_truth(study_workdir: str) -> list:
   another train_fraction are left out (they answer another question).
   """
   # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+
   from tfbackbones.recommend.candidates import Candidate
   from tfbackbones.report import records
   by_dataset = collections.OrderedDict()
   for record in records.read_workdir(study_workdir):
     if record.status != records.FINISHED or record.train_fraction < 1.0:
       continue
-    with open(os.path.join(record.path, "result.json")) as f:
-      config = json.load(f).get("config") or {}
+    with tf.io.gfile.GFile(os.path.join(record.path, "result.json")) as f:
+      config = json.loads(f.read()).get("config") or {}
     weights = weights_lib.parse_weights_arg(config.get("weights", "imagenet"))
     cand = Candidate(record.backbone, weights)
     group = by_dataset.setdefault(record.dataset, GroundTruth(
@@ -154,14 +156,15 @@ class ValidateConfig:
 
   Attributes:
     study_workdir: the study's workdir (result.json per run, any depth).
-    workdir: where the recommender's runs (feature caches) and validate.json go.
+    workdir: where the recommender's runs (feature caches, recommend.json per dataset)
+      and validate.json go; "" = `<study_workdir>/recommend`, where the report finds them.
     max_images / image_size / batch_size: passed to the recommender (image_size 0 = the
       size the study's runs used).
     bootstrap: resamples for the intervals.
     seed: of the bootstrap.
   """
   study_workdir: str
-  workdir: str = "runs/validate_recommend"
+  workdir: str = ""
   max_images: int = 1000
   image_size: object = 0
   batch_size: int = 32
@@ -183,9 +186,11 @@ def validate(config: ValidateConfig, progress=print) -> dict:
   # pylint: disable=import-outside-toplevel
   from tfbackbones import imagesize
   from tfbackbones.config import ConfigError
-  from tfbackbones.recommend import recommender
+  from tfbackbones.recommend import outputs, recommender
   from tfbackbones.recommend.config import RecommendConfig
   size = imagesize.canonical(imagesize.parse(config.image_size))
+  if not config.workdir:
+    config.workdir = os.path.join(config.study_workdir, "recommend")
   groups = ground_truth(config.study_workdir)
   if not groups:
     raise ConfigError(f"no finished full-data runs (result.json with status finished) "
@@ -204,6 +209,7 @@ def validate(config: ValidateConfig, progress=print) -> dict:
         batch_size=config.batch_size, val_fraction=run_config.get("val_fraction", 0.1),
         split_seed=run_config.get("split_seed", 42))
     rec = recommender.run(rec_config, progress=lambda m: progress(f"  {m}"))
+    outputs.write(rec, rec_config.workdir)  # the report's "Recommender vs fine-tuning"
     preds = predictions(rec)
     ranked = [c for c in preds["combined"] if c in group.runs]
     skipped.extend({"dataset": group.dataset, **s} for s in rec.skipped)

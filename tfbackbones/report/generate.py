@@ -7,7 +7,8 @@ from typing import Callable, Iterable, Optional
 
 import tensorflow as tf
 
-from tfbackbones.report import page, plots, records as rec, render, significance, tables
+from tfbackbones.report import (page, plots, recommend_section, records as rec, render,
+                                significance, tables)
 
 TABLE_FILES = ("datasets", "domains", "fractions", "resources", "significance")
 
@@ -113,7 +114,8 @@ def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
   primary = tables.primary_series(datasets.rows)
   html = page.build_page(tables=tabs, plots=draw(tabs, primary), records=records,
                          workdir=workdir, reference=reference, primary=primary,
-                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows))
+                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows),
+                         extra_html=recommend_section.section_html(workdir) if workdir else "")
   paths["report.html"] = f"{out.rstrip('/')}/report.html"
   _write(paths["report.html"], html)
   write_tensorboard(out, tabs)
