@@ -165,3 +165,23 @@ def test_cli_all_candidates_skipped_exits_2(folder, tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "skipped resnet50" in proc.stdout
   assert "no candidate could be ranked" in proc.stderr
+
+
+@pytest.mark.heavy
+def test_finetune_top_trains_the_picks_and_reports_predicted_vs_actual(folder, tmp_path):
+  from tfbackbones.recommend import finetune  # pylint: disable=import-outside-toplevel
+  tiny = register_tiny()
+  config = _config(folder, tmp_path / "rec", tmp_path / "tfds",
+                   [f"{tiny}@none", f"{TINY_MODEL}@none"], finetune_top=1,
+                   finetune_max_epochs=1, finetune_batch_size=8).validate()
+  rec = run(config, progress=lambda _: None)
+  # Keras's own kernels: compiling the fused CPU kernels would dominate this test.
+  result = finetune.finetune_top(rec, config, progress=lambda _: None, fused_kernels=False)
+  [row] = result["rows"]
+  assert row["candidate"] == rec.rows[0]["candidate"] and row["rec_rank"] == 1
+  assert row["status"] == "finished" and 0.0 <= row["test_top1"] <= 100.0
+  saved = json.load(open(os.path.join(row["workdir"], "result.json")))
+  assert saved["config"]["split_seed"] == config.split_seed
+  assert saved["config"]["max_epochs"] == 1
+  assert "predicted vs fine-tuned" in finetune.summary(result)
+  assert os.path.exists(tmp_path / "rec" / finetune.FINETUNE_FILE)

@@ -6,7 +6,8 @@ r"""Rank backbones for a dataset from frozen features: `python -m tfbackbones.re
 Prints progress, the ranking (LogME, leave-one-out kNN, linear probe, their mean rank,
 params, measured img/s, an estimated fine-tune time) and the commands that fine-tune the
 top k; writes recommend.json and recommend.csv to --workdir. Features are cached there:
-a rerun, or a rerun with one more candidate, only computes what is new.
+a rerun, or a rerun with one more candidate, only computes what is new. `--finetune_top=k`
+then fine-tunes the top k (in <workdir>/finetune/) and prints predicted vs actual.
 
 This is the only module that reads FLAGS: it turns them into a `RecommendConfig`.
 """
@@ -51,6 +52,12 @@ flags.DEFINE_list("scores", list(_D.scores), f"Scores in the combined rank: {SCO
 flags.DEFINE_integer("top_k", _D.top_k, "Fine-tuning commands to print.")
 flags.DEFINE_integer("finetune_epochs", _D.finetune_epochs, "Epochs assumed by the "
                      "fine-tune time estimate.")
+flags.DEFINE_integer("finetune_top", _D.finetune_top, "After ranking, fine-tune the top k "
+                     "with the project's engine and print predicted vs actual (0 = no).")
+flags.DEFINE_integer("finetune_max_epochs", None, "max_epochs of those runs (default: the "
+                     "engine's).")
+flags.DEFINE_integer("finetune_batch_size", None, "batch_size of those runs (default: the "
+                     "engine's).")
 
 
 def config_from_flags() -> RecommendConfig:
@@ -61,7 +68,9 @@ def config_from_flags() -> RecommendConfig:
       image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
       val_fraction=FLAGS.val_fraction, split_seed=FLAGS.split_seed,
       sample_seed=FLAGS.sample_seed, knn_k=FLAGS.knn_k, scores=tuple(FLAGS.scores),
-      top_k=FLAGS.top_k, finetune_epochs=FLAGS.finetune_epochs)
+      top_k=FLAGS.top_k, finetune_epochs=FLAGS.finetune_epochs,
+      finetune_top=FLAGS.finetune_top, finetune_max_epochs=FLAGS.finetune_max_epochs,
+      finetune_batch_size=FLAGS.finetune_batch_size)
 
 
 def main(argv):
@@ -82,6 +91,14 @@ def main(argv):
   print(outputs.summary(rec))
   print(f"\nwrote {json_path} and {csv_path} ({rec.extracted} candidates extracted, "
         f"{len(rec.rows) - rec.extracted} from cache, {rec.seconds:.0f} s)")
+  if rec.rows and config.finetune_top:
+    from tfbackbones.recommend import finetune
+    try:
+      result = finetune.finetune_top(rec, config, progress=progress)
+    except runner.USER_ERRORS as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    print(finetune.summary(result))
   if not rec.rows:
     print("error: no candidate could be ranked (see the skipped lines above): give "
           "candidates whose weights exist here (e.g. @none for random init, or "

@@ -34,6 +34,9 @@ class RecommendConfig:
     scores: scores that enter the combined rank.
     top_k: how many fine-tuning commands to print.
     finetune_epochs: epochs assumed by the fine-tune time estimate.
+    finetune_top: fine-tune this many top candidates after ranking (0 = none).
+    finetune_max_epochs / finetune_batch_size: for those runs; None = the engine's
+      defaults (the paper protocol).
   """
   dataset: str = "sklearn_digits"
   backbones: tuple = ("all",)
@@ -53,6 +56,9 @@ class RecommendConfig:
   scores: tuple = SCORES
   top_k: int = 3
   finetune_epochs: int = 30
+  finetune_top: int = 0
+  finetune_max_epochs: int | None = None
+  finetune_batch_size: int | None = None
 
   def validate(self) -> RecommendConfig:
     """Raises ConfigError naming the first bad value and the fix; returns self."""
@@ -72,6 +78,8 @@ class RecommendConfig:
       bad("batch_size", self.batch_size, "use >= 1.")
     if self.knn_k < 1:
       bad("knn_k", self.knn_k, "use >= 1.")
+    if self.finetune_top < 0:
+      bad("finetune_top", self.finetune_top, "use >= 0 (0 = rank only).")
     if self.top_k < 0:
       bad("top_k", self.top_k, "use >= 0.")
     unknown = [s for s in self.scores if s not in SCORES]
