@@ -72,6 +72,39 @@ def _predict_img_s(candidate_label: str, sample, batch: int) -> float:
   return len(x) / seconds
 
 
+_TORCH_FIRST_PASS = r"""
+import json, os, sys, time
+import torch
+from PIL import Image
+from torchvision import transforms
+root, size, listing = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+paths = [os.path.join(root, rel) for rel in open(listing).read().split("\n") if rel]
+transform = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
+class Files(torch.utils.data.Dataset):
+  def __len__(self):
+    return len(paths)
+  def __getitem__(self, i):
+    return transform(Image.open(paths[i]).convert("RGB"))
+t = time.perf_counter()
+n = sum(int(x.shape[0]) for x in torch.utils.data.DataLoader(Files(), batch_size=32,
+                                                              num_workers=2))
+print("RESULT " + json.dumps(n / (time.perf_counter() - t)))
+"""
+
+
+def _torch_first_pass(folder: str, rel_paths: list, size: int):
+  """torchvision's first pass over the same files: PIL decode + resize, 2 workers."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  listing = os.path.join(os.path.dirname(folder), "sampled.txt")
+  with open(listing, "w") as f:
+    f.write("\n".join(rel_paths))
+  proc = subprocess.run([sys.executable, "-c", _TORCH_FIRST_PASS, folder, str(size),
+                         listing], capture_output=True, text=True, timeout=3600)
+  results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+  return float(results[-1][7:]) if results else None
+
+
 def measure_recommend(names: list, num_images: int, size: int, batch: int) -> dict:
   """Times recommend cold and warm on a new JPEG folder; extraction vs predict."""
   # pylint: disable=import-outside-toplevel
@@ -84,22 +117,30 @@ def measure_recommend(names: list, num_images: int, size: int, batch: int) -> di
   config = RecommendConfig(dataset=f"folder:{folder}", backbones=tuple(names),
                            workdir=os.path.join(tmp, "rec"), data_dir=os.path.join(tmp, "tfds"),
                            max_images=num_images, image_size=size, batch_size=batch)
-  lines = []
   t = time.perf_counter()
-  cold = run(config, progress=lines.append)
-  cold_s = time.perf_counter() - t
+  sample = sample_lib.draw(config)  # prepares the folder (TFDS), reads no pixels twice
+  prepare_s = time.perf_counter() - t
+  t = time.perf_counter()
+  sample.images()
+  decode_s = time.perf_counter() - t
+  t = time.perf_counter()
+  cold = run(config, progress=lambda _: None, sample=sample)
+  cold_s = prepare_s + decode_s + time.perf_counter() - t
   t = time.perf_counter()
   warm = run(config, progress=lambda _: None)
   warm_s = time.perf_counter() - t
-  sample = sample_lib.draw(config)
+  n = len(sample.train_ids) + len(sample.val_ids)
+  torch_img_s = _torch_first_pass(folder, sample.train_ids + sample.val_ids, size)
   rows = []
   for row in cold.rows:
     predict = _predict_img_s(row["candidate"], sample, batch)
     rows.append({"candidate": row["candidate"], "rank": row["rank"],
                  "extract_img_s": row["img_per_sec"], "predict_img_s": predict,
                  "ratio": row["img_per_sec"] / predict})
-  n = cold.num_train_sample + cold.num_val_sample
-  return {"images": n, "folder_images": num_images, "image_size": size, "batch": batch,
+  return {"images": n, "prepare_seconds": prepare_s, "decode_seconds": decode_s,
+          "first_pass_img_s": n / (prepare_s + decode_s),
+          "torch_first_pass_img_s": torch_img_s, "folder_images": num_images,
+          "image_size": size, "batch": batch,
           "candidates": names, "ranked": len(cold.rows), "skipped": cold.skipped,
           "cold_seconds": cold_s, "warm_seconds": warm_s, "warm_extracted": warm.extracted,
           "rows": rows, "summary": cold.rows, "folder": folder}
@@ -110,6 +151,13 @@ def print_recommend(r: dict) -> None:
         f"{r['images']} sampled (train + val), {r['ranked']} candidates ranked at "
         f"{r['image_size']} px, batch {r['batch']}")
   print(f"  cold (prepare folder + decode + extract + score): {r['cold_seconds']:.1f} s")
+  torch = r["torch_first_pass_img_s"]
+  torch_text = (f"{torch:.1f} img/s, ratio {r['first_pass_img_s'] / torch:.2f}" if torch
+                else "n/a (no torch)")
+  print(f"  first pass over the new folder (TFDS prepare {r['prepare_seconds']:.1f} s + "
+        f"decode/resize {r['decode_seconds']:.1f} s): {r['first_pass_img_s']:.1f} img/s; "
+        f"torchvision DataLoader (decode + resize, 2 workers) on the same files: "
+        f"{torch_text}")
   print(f"  warm (all features cached, {r['warm_extracted']} extracted): "
         f"{r['warm_seconds']:.1f} s")
   for s in r["skipped"]:

@@ -80,8 +80,12 @@ def _first_line(error: Exception) -> str:
   return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def run(config: RecommendConfig, progress: Callable[[str], None] = print) -> Recommendation:
+def run(config: RecommendConfig, progress: Callable[[str], None] = print,
+        sample: sample_lib.Sample | None = None) -> Recommendation:
   """Ranks the candidates of `config` on its dataset.
+
+  `sample` is for callers that drew (and maybe decoded) it already with `sample.draw`
+  for this config (the benchmark times the phases apart); None draws it here.
 
   Raises:
     ConfigError, UnknownBackboneError, UnknownDatasetError, DataNotAvailableError: bad
@@ -92,7 +96,7 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print) -> Rec
   cands = candidates_lib.parse(config.backbones, config.weights)
   progress(f"dataset {config.dataset}: drawing a stratified sample of {config.max_images} "
            "images from train + val")
-  sample = sample_lib.draw(config)
+  sample = sample or sample_lib.draw(config)
   progress(f"sample: {len(sample.train_ids)} train + {len(sample.val_ids)} val images, "
            f"{sample.num_classes} classes, {imagesize.text(sample.image_size)} px; "
            f"{len(cands)} candidates")
