@@ -6,6 +6,7 @@ r"""Benchmarks: the project's loop against Keras `fit` and PyTorch; input; infer
   python -m experiments.benchmark --what=inference --backbones=mobilenet_v3_small,resnet50
   python -m experiments.benchmark --what=depthwise --backbone=mobilenet_v3_small --image_size=96
   python -m experiments.benchmark --what=profile --backbone=mobilenet_v3_small --steps=5
+  python -m experiments.benchmark --what=recommend --num_images=1000 --image_size=224
   python -m experiments.benchmark --what=all
 
 A tool, not a test: numbers depend on the machine; the ratios travel.
@@ -28,6 +29,9 @@ inference: batch-1 and batch-32 latency, throughput, size and peak memory per ba
 depthwise: per depthwise layer of `--backbone` at `--image_size` / `--batch_size`, the
   filter gradient's time with TensorFlow's kernel and with `tfbackbones.kernels`, and which
   one the engine uses (the evidence behind `kernels.fuse_depthwise`'s rule).
+recommend: `python -m tfbackbones.recommend` on a new folder of `--num_images` JPEGs with
+  `--backbones` (default: six light candidates), cold and cached, and its feature
+  extraction img/s against `keras.Model.predict` (experiments/benchmark_recommend.py).
 profile: where a training step of the engine's loop spends its time: TensorFlow's
   profiler over `--steps` steps, thread time per op type (and idle), largest first.
 
@@ -58,7 +62,8 @@ from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train",
-                  ["train", "input", "inference", "depthwise", "profile", "all"],
+                  ["train", "input", "inference", "depthwise", "profile", "recommend",
+                   "all"],
                   "What to measure.")
 flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone (train).")
 flags.DEFINE_integer("image_size", 96, "Input resolution (train, input).")
@@ -767,6 +772,11 @@ def main(argv):
                                         FLAGS.num_classes, FLAGS.steps, FLAGS.fused_kernels,
                                         _cpu_kernels())
     print_profile(report["profile"])
+  if FLAGS.what == "recommend":
+    from experiments import benchmark_recommend  # pylint: disable=import-outside-toplevel
+    report["recommend"] = benchmark_recommend.measure_recommend(
+        FLAGS.backbones, FLAGS.num_images, FLAGS.image_size, FLAGS.batch_size)
+    benchmark_recommend.print_recommend(report["recommend"])
   if FLAGS.what in ("input", "all"):
     report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
                                     FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,

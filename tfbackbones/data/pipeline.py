@@ -255,6 +255,25 @@ def _decoded(builder, spec, split: str, keep_ids: Optional[list], size,
                 num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
+def labels_by_id(builder, spec, split: str) -> dict:
+  """{example id: label} of a split, read without decoding any image."""
+  ids, labels, _ = _read_index(builder, split, spec)
+  return dict(zip(ids, labels))
+
+
+def decoded_with_ids(builder, spec, split: str, keep_ids: list, size):
+  """(id, uint8 image resized to `size`, int32 label) of the examples of `keep_ids`.
+
+  For consumers that pick their own examples and must match images to ids (the
+  recommender's stratified sample), in the dataset's order.
+  """
+  ds = _filter_ids(_as_dataset(builder, split, spec), _id_key(spec), keep_ids)
+  return ds.map(lambda ex: (ex[_id_key(spec)],
+                            resize_uint8(decode_image(ex[spec.image_key]), size),
+                            tf.cast(ex[spec.label_key], tf.int32)),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
 AUGMENT_AT = ("cached", "native")
 
 

@@ -7,8 +7,8 @@ from typing import Callable, Iterable, Optional
 
 import tensorflow as tf
 
-from tfbackbones.report import deployment, page, plots, records as rec, render, significance
-from tfbackbones.report import tables
+from tfbackbones.report import (deployment, page, plots, recommend_section, records as rec,
+                                render, significance, tables)
 
 TABLE_FILES = ("datasets", "domains", "fractions", "resources", "significance", "deployment")
 
@@ -116,7 +116,8 @@ def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
   figures = {**draw(tabs, primary), **deployment.pareto_plots(tabs["deployment"])}
   html = page.build_page(tables=tabs, plots=figures, records=records,
                          workdir=workdir, reference=reference, primary=primary,
-                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows))
+                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows),
+                         extra_html=recommend_section.section_html(workdir) if workdir else "")
   paths["report.html"] = f"{out.rstrip('/')}/report.html"
   _write(paths["report.html"], html)
   write_tensorboard(out, tabs)
