@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = "127.0.0.1"
@@ -58,7 +58,7 @@ def single_thread_env(**extra) -> dict:
   return env
 
 
-def _pin_to(cpu: Optional[int]):
+def _pin_to(cpu: int | None):
   """A preexec_fn that pins the child to one CPU (no-op where affinity is unsupported)."""
   def pin():
     if cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -86,7 +86,7 @@ class Cluster:
     self.launches = 0
     os.makedirs(logdir, exist_ok=True)
 
-  def __enter__(self) -> "Cluster":
+  def __enter__(self) -> Cluster:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -110,7 +110,7 @@ class Cluster:
       self.procs.append(proc)
       self.pids.append(proc.pid)
 
-  def log_path(self, index: int, launch: Optional[int] = None) -> str:
+  def log_path(self, index: int, launch: int | None = None) -> str:
     return os.path.join(self.logdir, f"launch{launch or self.launches}_worker{index}.log")
 
   def output(self, index: int) -> str:

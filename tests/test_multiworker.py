@@ -27,11 +27,10 @@ import re
 import signal
 import time
 
+import multiworker_harness as harness
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import multiworker_harness as harness
 
 pytestmark = pytest.mark.heavy
 
@@ -102,7 +101,7 @@ def _decisions(log: str):
 
 def _assert_same_history(got, want):
   assert len(got) == len(want)
-  for g, w in zip(got, want):
+  for g, w in zip(got, want, strict=True):
     assert (g["epoch"], g["phase"], g["improved"], g["patience_left"]) == \
         (w["epoch"], w["phase"], w["improved"], w["patience_left"])
     np.testing.assert_allclose(g["train_loss"], w["train_loss"], rtol=RTOL, atol=ATOL)
@@ -140,7 +139,7 @@ def _run_pair(tmp, data_dir, backbone, workers, extra):
   with open(tmp / "logs" / "single.log") as f:
     single_log = f.read()
   assert code == 0, single_log[-3000:]
-  assert codes == [0] * workers, "\n".join(l[-3000:] for l in logs)
+  assert codes == [0] * workers, "\n".join(log[-3000:] for log in logs)
   return multi, single, logs, single_log, cluster
 
 
@@ -219,7 +218,7 @@ def test_a_killed_worker_ends_the_job_with_one_clear_error(killed):
   assert killed["codes"][1] == -signal.SIGKILL
   assert killed["codes"][0] == 75, killed["logs"][0][-3000:]   # ended, did not hang
   assert killed["ended_after"] < 60
-  errors = [l for l in killed["logs"][0].splitlines() if l.startswith("error:")]
+  errors = [line for line in killed["logs"][0].splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "Traceback" not in killed["logs"][0], killed["logs"][0][-3000:]
   assert "lost /job:worker/replica:0/task:1" in errors[0]
   assert "Rerun the same command on every worker" in errors[0]
@@ -236,7 +235,7 @@ def test_rerun_after_a_killed_worker_finishes_like_an_uninterrupted_run(killed, 
     codes = cluster.wait(timeout=240)
     logs = [cluster.output(0), cluster.output(1)]
   assert not cluster.leftovers()
-  assert codes == [0, 0], "\n".join(l[-3000:] for l in logs)
+  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
   for log in logs:
     assert f"resuming {killed['workdir']} after epoch {epochs_done}" in log
   uninterrupted = two_workers[0]

@@ -204,6 +204,7 @@ def worker_lost(error: BaseException, strategy, resume_epoch: int,
   who = ", ".join(lost) if lost else "a peer"
   cause = next((line.strip() for line in text.splitlines()
                 if "aborted by" in line or "unhealthy" in line), type(error).__name__)
+  cause = cause.replace("Collective ops is aborted by: ", "").rstrip(":")
   where = (f"the last checkpoint in {workdir} is after epoch {resume_epoch}"
            if resume_epoch else f"{workdir} holds no checkpoint yet")
   return WorkerLostError(
