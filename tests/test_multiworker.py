@@ -40,7 +40,7 @@ COMMON = ["--image_size=32", "--weights=imagenet", "--dataset=sklearn_digits", "
           "--adamw_lr=0.01", "--sgd_lr=0.05", "--adamw_patience=1", "--sgd_patience=2",
           "--max_epochs=7", "--keep_checkpoints=10"]
 TWO = ["--batch_size=32", "--train_fraction=0.04"]      # 50 images: 1 step an epoch
-THREE = ["--batch_size=48", "--train_fraction=0.06", "--max_epochs=3"]
+THREE = ["--batch_size=48", "--train_fraction=0.06", "--max_epochs=2"]
 
 # The same math in another process layout: only summation order may differ.
 RTOL, ATOL = 1e-4, 1e-6
