@@ -244,6 +244,28 @@ def test_rerun_after_a_killed_worker_finishes_like_an_uninterrupted_run(killed, 
   assert _files(killed["workdir"]) == _files(uninterrupted)
 
 
+def test_a_killed_chief_ends_the_other_worker_with_one_clear_error(tmp_path, digits_data_dir,
+                                                                   backbone):
+  workdir = str(tmp_path / "run")
+  with harness.Cluster(2, str(tmp_path / "logs")) as cluster:
+    cluster.start(_args(workdir, digits_data_dir, backbone, "--strategy=multi_worker", *TWO))
+    assert cluster.wait_for(1, "epoch   1 ", timeout=180), cluster.output(1)[-3000:]
+    cluster.kill(0)
+    killed_at = time.monotonic()
+    codes = cluster.wait(timeout=90)
+    ended_after = time.monotonic() - killed_at
+    log = cluster.output(1)
+  assert not cluster.leftovers()
+  assert codes == [-signal.SIGKILL, 75], log[-3000:]
+  assert ended_after < 60
+  errors = [line for line in log.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in log, log[-3000:]
+  assert "lost /job:worker/replica:0/task:0" in errors[0]
+  # The worker wrote nothing of its own: no failure row over the chief's, no scratch left.
+  assert not os.path.exists(os.path.join(workdir, "result.json"))
+  assert not os.path.exists(os.path.join(workdir, "tmp_worker_1"))
+
+
 def test_three_workers_match_one_process_with_three_replicas(tmp_path, digits_data_dir,
                                                             backbone):
   multi, single, logs, _, cluster = _run_pair(tmp_path, digits_data_dir, backbone, 3, THREE)

@@ -145,8 +145,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+  return _is_chief_task(resolver.task_type, resolver.task_id,
+                        resolver.cluster_spec().as_dict())
+
+
+def _is_chief_task(task_type, task_id, cluster: dict) -> bool:
+  """TF's rule: the `chief` task if the cluster has one, else worker 0."""
+  if task_type is None or task_type == "chief":
+    return True
+  return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
 
 
 def worker_tag(strategy: tf.distribute.Strategy) -> str:
@@ -162,9 +169,9 @@ def tf_config_is_chief() -> bool:
 
   For the moments before the strategy exists (a failure while setting up must still be
   written by the chief only)."""
-  task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
-  return task.get("type") in (None, "chief") or (
-      task.get("type") == "worker" and int(task.get("index", 0)) == 0)
+  tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  task = tf_config.get("task", {})
+  return _is_chief_task(task.get("type"), task.get("index", 0), tf_config.get("cluster", {}))
 
 
 class WorkerLostError(RuntimeError):
