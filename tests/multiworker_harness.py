@@ -5,7 +5,9 @@ their own `TF_CONFIG`, may hang on each other (a collective waits for a peer tha
 and must never outlive the test. `Cluster` starts every worker on 127.0.0.1 only (never
 another address), pins each to one CPU with one TF thread (the machine is small and
 shared), keeps each worker's output in a file, and in `close()` (also on any exception)
-stops every process it started, by pid, within a bounded time.
+stops every process it started, by pid, within a bounded time. Each worker leads its own
+process group (pgid = its pid), so anything it spawned (g++ building the fused kernels) is
+stopped with it and `leftovers()` finds it.
 
   with Cluster(workers=2, logdir=tmp) as cluster:
     cluster.start(["--workdir=...", "--strategy=multi_worker", ...])
@@ -139,7 +141,7 @@ class Cluster:
     """Sends `sig` to worker `index` (by pid) and, for SIGKILL, reaps it."""
     proc = self.procs[index]
     if proc.poll() is None:
-      os.kill(proc.pid, sig)
+      _signal_group(proc.pid, sig)
       if sig == signal.SIGKILL:
         proc.wait(timeout=10)
 
@@ -147,21 +149,49 @@ class Cluster:
     """Stops every running worker: SIGTERM, then SIGKILL after `grace` s; reaps them all."""
     alive = [p for p in self.procs if p.poll() is None]
     for p in alive:
-      os.kill(p.pid, signal.SIGTERM)
+      _signal_group(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for p in alive:
       try:
         p.wait(timeout=max(0.1, deadline - time.monotonic()))
       except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
+        pass
+    for p in self.procs:  # the workers' own children too, even if the worker has exited
+      _signal_group(p.pid, signal.SIGKILL)
+      if p.poll() is None:
         p.wait(timeout=10)
     for f in self._logs:
       f.close()
     self._logs = []
 
   def leftovers(self) -> list:
-    """Pids this harness started that still exist (zombies included): must be empty."""
-    return [pid for pid in self.pids if os.path.exists(f"/proc/{pid}")]
+    """Pids this harness started, or their children, that still exist: must be empty."""
+    return [pid for pid in self.pids if os.path.exists(f"/proc/{pid}")] + \
+        _group_members(set(self.pids))
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+  """Signals the process group a worker leads (its pgid is its own pid)."""
+  try:
+    os.killpg(pgid, sig)
+  except ProcessLookupError:
+    pass
+
+
+def _group_members(pgids: set) -> list:
+  """Live pids whose process group is one of `pgids` (Linux /proc; [] elsewhere)."""
+  found = []
+  for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    if int(fields[2]) in pgids and fields[0] != "Z":   # fields: state, ppid, pgrp, ...
+      found.append(int(entry))
+  return found
 
 
 def run_single(args: Sequence[str], log: str, timeout: float = 120) -> int:
@@ -170,10 +200,10 @@ def run_single(args: Sequence[str], log: str, timeout: float = 120) -> int:
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, "-m", "tfbackbones.train", *args], cwd=ROOT,
         env=single_thread_env(), stdout=out, stderr=subprocess.STDOUT,
-        preexec_fn=_pin_to(_cpus()[0]), start_new_session=True)
+        preexec_fn=_pin_to(_cpus()[-1]), start_new_session=True)
     try:
       return proc.wait(timeout=timeout)
     finally:
       if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
+        _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

@@ -238,6 +238,9 @@ def test_rerun_after_a_killed_worker_finishes_like_an_uninterrupted_run(killed, 
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
   for log in logs:
     assert f"resuming {killed['workdir']} after epoch {epochs_done}" in log
+  # One events file per launch, each written by that launch's chief.
+  assert _event_pids(killed["workdir"]) == sorted([killed["cluster"].pids[0],
+                                                   cluster.pids[0]])
   uninterrupted = two_workers[0]
   _assert_same_history(_state(killed["workdir"])["history"], _state(uninterrupted)["history"])
   _assert_same_result(_result(killed["workdir"]), _result(uninterrupted))
