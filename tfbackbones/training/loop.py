@@ -196,6 +196,20 @@ class Trainer:
     """Where a non-chief worker writes what collective saving makes it write."""
     return wd.path(self.workdir, "tmp_" + distribute.worker_tag(self.strategy))
 
+  def _remove_scratch(self) -> None:
+    """Deletes a non-chief worker's scratch dir when its run ends, however it ends.
+
+    Its copies are never read again (a resumed run reads the chief's files), and leaving
+    them would put a second, disagreeing set of checkpoints in the workdir.
+    """
+    if getattr(self, "is_chief", True):
+      return
+    try:
+      if tf.io.gfile.exists(self._scratch_dir()):
+        tf.io.gfile.rmtree(self._scratch_dir())
+    except tf.errors.OpError:
+      logging.exception("could not remove %s", self._scratch_dir())
+
   # ------------------------------------------------------------------ steps
   def _make_train_fn(self, optimizer):
     return steps_lib.make_train_fn(self.model, optimizer, self.strategy, self.global_batch,
@@ -235,12 +249,20 @@ class Trainer:
     except KeyboardInterrupt:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      self._write_failure(e, started)
+      lost = distribute.worker_lost(e, getattr(self, "strategy", None),
+                                    getattr(getattr(self, "schedule", None), "epoch", 0),
+                                    self.workdir)
+      self._write_failure(lost or e, started)
+      if lost is not None:
+        raise lost from e
       raise
     finally:
       keras.mixed_precision.set_global_policy("float32")
+      self._remove_scratch()
 
   def _write_failure(self, error: Exception, started: float) -> None:
+    if not getattr(self, "is_chief", distribute.tf_config_is_chief()):
+      return  # only the chief writes the workdir, failures included
     try:
       tf.io.gfile.makedirs(self.workdir)
       spec = getattr(self, "dataset_spec", None)
