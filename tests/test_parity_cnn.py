@@ -43,7 +43,7 @@ ATOL = 1e-4
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-# backbone / converter name -> (torchvision constructor, PROTOCOL.md params in M).
+# backbone / converter name -> (torchvision constructor, docs/protocol.md params in M).
 ARCHS = {
     "regnety_032": (tv_models.regnet_y_3_2gf, 19.4),
     "resnext50_32x4d": (tv_models.resnext50_32x4d, 25.0),

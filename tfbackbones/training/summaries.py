@@ -1,7 +1,7 @@
 """What a run tells the world: TensorBoard scalars and HParams, progress lines, result.json.
 
 Scalars are written once per epoch (never per step: per-step summaries halved the speed
-of a naive loop, STACK-NOTES). The HParams plugin gets the run's hyper-parameters at the
+of a naive loop, docs/stack.md). The HParams plugin gets the run's hyper-parameters at the
 start and its final metrics as scalars at the end, so the HParams dashboard of a study's
 logdir compares runs on best-val and test-at-best, not on whatever the last epoch was.
 """
@@ -183,6 +183,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
                      "preprocessing": spec.preprocessing},
       domain=trainer.dataset_spec.domain,
       num_classes=trainer.data.num_classes,
+      class_names=list(trainer.data.class_names),
       split_counts=dict(trainer.data.ids.counts),
       image_size=imagesize.canonical(trainer.image_size),
       augmentation={"augment": trainer.augment, "augment_at": cfg.augment_at},
