@@ -19,8 +19,6 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags  # noqa: E402
 
 from tfbackbones import cli  # noqa: E402
@@ -40,11 +38,11 @@ flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()  # before TensorFlow is imported
   # pylint: disable=import-outside-toplevel
   from tfbackbones import runner
   from tfbackbones.config import ConfigError
   from tfbackbones.recommend import validation
-  cli.quiet_logs()
   progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
   try:
     if not FLAGS.study:

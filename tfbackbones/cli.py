@@ -13,7 +13,8 @@ flags.DEFINE_bool("verbose", False, "Show TensorFlow's and TFDS's start-up logs 
 
 def verbose() -> bool:
   """True when the user asked for library logs: --verbose, or absl's --verbosity/-v."""
-  return flags.FLAGS.verbose or flags.FLAGS["verbosity"].present
+  values = flags.FLAGS
+  return ("verbose" in values and values.verbose) or values["verbosity"].present
 
 
 def quiet_logs() -> None:

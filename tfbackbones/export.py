@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags  # noqa: E402
 
+from tfbackbones import cli  # noqa: E402
 from tfbackbones.deploy import evaluation, exporters  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -52,9 +51,9 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   # pylint: disable=import-outside-toplevel
-  from tfbackbones import cli, runner
+  cli.quiet_logs()  # before TensorFlow is imported
+  from tfbackbones import runner
   from tfbackbones.deploy import runtimes
-  cli.quiet_logs()
   try:
     report = evaluation.export_workdir(config)
   except (evaluation.WorkdirError, exporters.ExportError, runtimes.ArtifactError,

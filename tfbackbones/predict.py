@@ -16,12 +16,11 @@ path,rank,class_index,class_name,probability.
 from __future__ import annotations
 
 import csv
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags  # noqa: E402
+
+from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A finished run's workdir, a .keras/.tflite/.onnx file "
@@ -48,6 +47,7 @@ def write_csv(path: str, rows: list) -> None:
 
 
 def main(argv):
+  cli.quiet_logs()  # before TensorFlow is imported
   # pylint: disable=import-outside-toplevel
   from tfbackbones.deploy import images as images_lib
   from tfbackbones.deploy import runtimes

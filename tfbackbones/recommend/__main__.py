@@ -14,10 +14,7 @@ This is the only module that reads FLAGS: it turns them into a `RecommendConfig`
 
 from __future__ import annotations
 
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
@@ -76,10 +73,10 @@ def config_from_flags() -> RecommendConfig:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()  # before TensorFlow is imported
   # pylint: disable=import-outside-toplevel
   from tfbackbones import runner
   from tfbackbones.recommend import outputs, recommender
-  cli.quiet_logs()
   progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
   try:
     config = config_from_flags().validate()
