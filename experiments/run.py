@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 from absl import app, flags  # noqa: E402
 
 from experiments import studies  # noqa: E402
-from tfbackbones import cli, results  # noqa: E402
+from tfbackbones import cli, nextsteps, results  # noqa: E402
 from tfbackbones.config import ConfigError, TrainConfig, parse_assignments  # noqa: E402
 from tfbackbones.deploy import exporters  # noqa: E402
 
@@ -333,8 +333,7 @@ def main(argv):
   if FLAGS.export:  # deployment artifacts and their accuracy/latency (tfbackbones/deploy)
     from tfbackbones.deploy import evaluation  # pylint: disable=import-outside-toplevel
     evaluation.export_finished([c.workdir for c in mine], FLAGS.export)
-  print(f"\nReport: python -m tfbackbones.report --workdir={FLAGS.workdir} "
-        f"--out={os.path.join(FLAGS.workdir, 'report')}")
+  print("\n" + nextsteps.text(FLAGS.workdir))  # TensorBoard and the report, runnable as printed
   return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
