@@ -241,7 +241,7 @@ def test_cli_cpu_replicas_splits_the_cpu_before_tensorflow_starts(tmp_path, digi
               "--backbone=mobilenet_v3_small", "--image_size=32", "--max_epochs=1",
               "--train_fraction=0.2", "--batch_size=32", "--cpu_replicas=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "2 replica(s) (MirroredStrategy)" in proc.stdout + proc.stderr
+  assert "MirroredStrategy over 2 CPUs" in proc.stdout + proc.stderr
 
 
 def _cli(*args):

@@ -150,8 +150,8 @@ def two_workers(tmp_path_factory, digits_data_dir, backbone):
 
 def test_two_workers_match_one_process_with_two_replicas(two_workers):
   multi, single, logs, single_log, _ = two_workers
-  assert f"{2} replica(s) (CollectiveAllReduceStrategy)" in logs[0]
-  assert "2 replica(s) (MirroredStrategy)" in single_log
+  assert "MultiWorkerMirroredStrategy over 2 replicas (CPU)" in logs[0]
+  assert "MirroredStrategy over 2 CPUs" in single_log
   got, want = _state(multi)["history"], _state(single)["history"]
   # First step: loss, then gradients via AdamW's first moment (m = 0.1 g after one step),
   # second moment and the updated weights.
@@ -272,7 +272,7 @@ def test_a_killed_chief_ends_the_other_worker_with_one_clear_error(tmp_path, dig
 def test_three_workers_match_one_process_with_three_replicas(tmp_path, digits_data_dir,
                                                             backbone):
   multi, single, logs, _, cluster = _run_pair(tmp_path, digits_data_dir, backbone, 3, THREE)
-  assert "3 replica(s) (CollectiveAllReduceStrategy)" in logs[0]
+  assert "MultiWorkerMirroredStrategy over 3 replicas (CPU)" in logs[0]
   _assert_same_history(_state(multi)["history"], _state(single)["history"])
   _assert_same_result(_result(multi), _result(single))
   assert _files(multi) == _files(single)

@@ -223,23 +223,22 @@ def describe(strategy: tf.distribute.Strategy) -> str:
   """A name a user understands: "one device (CPU)", "MirroredStrategy over 2 CPUs", ...
 
   The class name of the default strategy is the private `_DefaultDistributionStrategy`,
-  which tells a user nothing about where the run trains.
+  and MultiWorkerMirroredStrategy's is `CollectiveAllReduceStrategy`: neither tells a
+  user where the run trains.
   """
-  name = type(strategy).__name__.lstrip("_")
+  replicas = strategy.num_replicas_in_sync
   try:
     devices = list(strategy.extended.worker_devices)
   except RuntimeError:  # the default strategy: wherever TF places ops
     devices = []
-  kinds = sorted({d.split("/")[-1].split(":")[-2].upper() for d in devices
-                  if d.count(":") >= 2})
+  kinds = sorted({d.rsplit("/", 1)[-1].split(":")[-2].upper() for d in devices
+                  if d.count(":") >= 2}) or [
+                      "GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
+  kind = "/".join(kinds)
   if isinstance(strategy, tf.distribute.TPUStrategy):
-    return f"TPUStrategy over {strategy.num_replicas_in_sync} TPU cores"
-  if len(devices) <= 1 and strategy.num_replicas_in_sync == 1:
-    if not devices:
-      kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    else:
-      kind = kinds[0] if kinds else "CPU"
+    return f"TPUStrategy over {replicas} TPU cores"
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return f"MultiWorkerMirroredStrategy over {replicas} replicas ({kind})"
+  if replicas == 1:
     return f"one device ({kind})"
-  kind = "/".join(kinds) or "device"
-  count = strategy.num_replicas_in_sync
-  return f"{name} over {count} {kind}s"
+  return f"{type(strategy).__name__.lstrip('_')} over {replicas} {kind}s"
