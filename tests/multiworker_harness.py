@@ -64,7 +64,10 @@ def _pin_to(cpu: int | None):
   """A preexec_fn that pins the child to one CPU (no-op where affinity is unsupported)."""
   def pin():
     if cpu is not None and hasattr(os, "sched_setaffinity"):
-      os.sched_setaffinity(0, {cpu})
+      try:
+        os.sched_setaffinity(0, {cpu})
+      except OSError:   # a container may forbid it; the one-thread pools still apply
+        pass
   return pin
 
 

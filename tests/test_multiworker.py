@@ -48,6 +48,16 @@ PROGRESS = re.compile(r"epoch +(\d+) \[(\w+)\] loss (\S+) val top1 (\S+) best (\
                       r"patience left (\d+).*?(?:  -> (.*))?$", re.M)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def prebuilt_kernels():
+  """Compiles the fused CPU kernels once, here, so N workers do not each run g++ at once."""
+  from tfbackbones import kernels  # pylint: disable=import-outside-toplevel
+  try:
+    kernels.build()       # into $TFBACKBONES_CACHE, which the workers inherit
+  except kernels.KernelBuildError:
+    pass                  # no g++: the workers fall back to TF's ops, as users' would
+
+
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
   """`savedmodel:PATH` of a tiny exported conv net (weights=imagenet: its own)."""

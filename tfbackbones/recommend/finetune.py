@@ -51,10 +51,10 @@ def finetune_top(rec, config, progress=print, **train_overrides) -> dict:
     train = train_config(cand, config, rec.image_size, **overrides)
     progress(f"fine-tuning #{row['rank']} {cand.label} in {train.workdir}")
     result = runner.train(train)
-    finished = result.get("status") == "finished"
+    finished = result.ranked
     rows.append({"candidate": cand.label, "rec_rank": row["rank"],
-                 "test_top1": 100.0 * result["test"]["top1"] if finished else None,
-                 "status": result.get("status"), "workdir": train.workdir})
+                 "test_top1": 100.0 * result.test_top1 if finished else None,
+                 "status": result.status, "workdir": train.workdir})
   done = [r for r in rows if r["test_top1"] is not None]
   for position, r in enumerate(sorted(done, key=lambda r: -r["test_top1"]), 1):
     r["ft_rank"] = position

@@ -249,8 +249,7 @@ class Trainer:
     except KeyboardInterrupt:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      lost = distribute.worker_lost(e, getattr(self, "strategy", None),
-                                    getattr(getattr(self, "schedule", None), "epoch", 0),
+      lost = distribute.worker_lost(e, getattr(self, "strategy", None), self._saved_epoch(),
                                     self.workdir)
       self._write_failure(lost or e, started)
       if lost is not None:
@@ -259,6 +258,14 @@ class Trainer:
     finally:
       keras.mixed_precision.set_global_policy("float32")
       self._remove_scratch()
+
+  def _saved_epoch(self) -> int:
+    """Epochs completed in the workdir's state.json: where a rerun resumes (0 = start)."""
+    try:
+      state = wd.read_json(wd.path(self.workdir, wd.STATE))
+    except (tf.errors.OpError, ValueError):
+      return 0
+    return state["schedule"]["epoch"] if state else 0
 
   def _write_failure(self, error: Exception, started: float) -> None:
     if not getattr(self, "is_chief", distribute.tf_config_is_chief()):
