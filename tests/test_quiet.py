@@ -43,3 +43,30 @@ def test_datasets_table_is_quiet_and_verbose_shows_the_logs(digits_data_dir):
   verbose = _datasets_cli(digits_data_dir, "--verbose")
   assert verbose.returncode == 0
   assert any(n in verbose.stderr for n in NOISE), verbose.stderr[:2000]
+
+
+@pytest.mark.heavy
+def test_installing_the_package_prints_no_setuptools_warning(tmp_path):
+  """The build hooks `pip install -e .` and `pip install .` call, on a copy of the repo.
+
+  Declared package data (no include_package_data) and an explicit package_dir keep
+  setuptools from warning about every dummy_data folder and about its editable finder.
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  src = tmp_path / "src"
+  shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+      ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+  out = tmp_path / "dist"
+  out.mkdir()
+  code = ("import sys; from setuptools import build_meta as b; "
+          f"print(b.build_editable({str(out)!r})); print(b.build_wheel({str(out)!r}))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True,
+                        text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  output = proc.stdout + proc.stderr
+  assert "Warning" not in output, [line for line in output.splitlines() if "Warning" in line]
+  import zipfile  # pylint: disable=import-outside-toplevel
+  wheel = [p for p in out.iterdir() if p.name.endswith(".whl") and "editable" not in p.name]
+  names = zipfile.ZipFile(wheel[0]).namelist()
+  assert sum("dummy_data" in n for n in names) > 100  # package data still ships
+  assert "tfbackbones/report/paper_results.csv" in names
