@@ -93,7 +93,9 @@ def main(argv):
   if len(ranked) > 1:
     print(chance.caution(ranked[0].split_counts["test"], ranked[0].test_top1,
                          ranked[1].test_top1))
-  best = max(ranked, key=lambda r: r.val["top1"]).config["workdir"] if ranked else None
+  # The model to use is picked on validation (ties: the first run), never on test.
+  usable = [r for r in results if r.ranked]
+  best = max(usable, key=lambda r: r.val["top1"]).config["workdir"] if usable else None
   print("\n" + nextsteps.text(FLAGS.workdir, best))
   print("\nThe real thing (ImageNet weights, a paper dataset, a GPU):\n"
         "  python -m tfbackbones.train --flagfile=flags/paper.flags "
