@@ -67,7 +67,8 @@ def test_run_writes_workdir_and_a_finished_run_is_not_retrained(tmp_path, digits
   assert "hparams" in plugins and "_hparams_/session_end_info" in tags
   # The best weights are named by the epoch as printed (1-based).
   best = result.selection["best_epoch"] + 1
-  assert any(f.startswith(f"weights-{best}.") for f in os.listdir(os.path.join(cfg.workdir, "best")))
+  best_dir = os.path.join(cfg.workdir, "best")
+  assert any(f.startswith(f"weights-{best}.") for f in os.listdir(best_dir))
   log2 = Quiet()
   again = runner.train(cfg, log=log2)
   assert again == result and "already finished" in log2.lines[0]
