@@ -44,6 +44,13 @@ def _records(filename: str) -> list[tuple]:
   return out
 
 
+def last_step(workdir: str) -> int:
+  """The largest step of any summary in the workdir's events files (0 if none)."""
+  steps = [e.step for f in event_files(workdir) for e in read_events(f)
+           if e.HasField("summary")]
+  return max(steps, default=0)
+
+
 def purge(workdir: str, keep_through_step: int | None) -> int:
   """Drops events after `keep_through_step` and final summaries; None drops every file.
 

@@ -33,7 +33,8 @@ SIDECAR = ".state.json"
 _CKPT = re.compile(r"^ckpt-(adamw|sgd)-(\d+)\.(index|state\.json)$")
 # What a damaged checkpoint raises when read: bad index, missing or short data file,
 # a checkpoint of another model.
-_READ_ERRORS = (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError)
+_READ_ERRORS = (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError, IndexError,
+                RuntimeError, OSError)
 
 
 @dataclasses.dataclass
@@ -174,17 +175,20 @@ def restore(trainer, log: Callable[[str], None]) -> ResumePoint | None:
     if removed:
       logging.info("removed leftovers of a killed run: %s", ", ".join(removed))
   points, notes, newest = resume_points(workdir)
+  # Summaries are logged before the checkpoint: the newest step shows epochs done since.
+  newest = max(newest, events.last_step(workdir))
   if not points and not notes:
     if trainer.is_chief:
       _start_afresh(workdir)
     return None
   initial = [w.numpy() for w in trainer.model.weights]
   for point in points:
-    problem = _try(trainer, point)
+    problem = _try(trainer, point, notes)
     if problem is None:
       if point.source != wd.STATE or notes:
-        lost = (f"epoch(s) {point.epoch + 1}-{newest} will be trained again"
-                if newest > point.epoch else "nothing is lost")
+        lost = ("nothing is lost" if newest <= point.epoch else
+                f"epoch {newest} is trained again" if newest == point.epoch + 1 else
+                f"epochs {point.epoch + 1}-{newest} are trained again")
         log(f"warning: {'; '.join(notes) or 'state.json is behind'}; resuming from "
             f"{wd.relative(workdir, point.checkpoint)} (after epoch {point.epoch}); {lost}")
       if trainer.is_chief:
@@ -199,8 +203,12 @@ def restore(trainer, log: Callable[[str], None]) -> ResumePoint | None:
   return None
 
 
-def _try(trainer, point: ResumePoint) -> str | None:
-  """Restores best weights (checked) and the checkpoint; a reason if either is damaged."""
+def _try(trainer, point: ResumePoint, notes: list[str]) -> str | None:
+  """Restores best weights (checked) and the checkpoint; a reason if either is damaged.
+
+  Best weights that are gone are taken from the best epoch's own checkpoint when it is
+  still kept (saved again as best weights; a note says so).
+  """
   workdir = trainer.workdir
   name = wd.relative(workdir, point.checkpoint)
   best = point.best
@@ -214,6 +222,8 @@ def _try(trainer, point: ResumePoint) -> str | None:
       if best is None:
         return (f"{point.source}: its best weights {wd.relative(workdir, point.best or '?')} "
                 f"are damaged or gone ({_why(e)}) and no checkpoint holds that epoch")
+      notes.append(f"best weights {wd.relative(workdir, point.best or '?')} were damaged "
+                   f"or gone ({_why(e)}); recovered them from the checkpoint of that epoch")
       point.state["best_path"] = wd.relative(workdir, best)
       point.best = best
   try:
