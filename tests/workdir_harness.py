@@ -43,8 +43,11 @@ def bare_trainer(workdir, *, keep: int = 2, max_epochs: int = 8, log=None) -> lo
   return trainer
 
 
+EPOCH = [None]   # the epoch a fake_epoch is ending (None while resuming)
+
+
 def fake_epoch(trainer: loop.Trainer) -> None:
-  epoch = trainer.schedule.epoch
+  epoch = EPOCH[0] = trainer.schedule.epoch
   for v in trainer.model.trainable_variables:
     v.assign(v * 0.5 + float(epoch + 1))
   trainer.optimizer.apply_gradients(
@@ -56,6 +59,7 @@ def fake_epoch(trainer: loop.Trainer) -> None:
 def run(workdir, *, stop_after=None, log=None, **kwargs) -> loop.Trainer:
   """Resumes (or starts) a bare run and trains to the end, or `stop_after` epochs done."""
   trainer = bare_trainer(workdir, log=log, **kwargs)
+  EPOCH[0] = None
   trainer._start_or_resume()  # pylint: disable=protected-access
   trainer.writer = summaries.RunWriter(trainer.workdir)
   trainer._run_started = time.time()  # pylint: disable=protected-access
@@ -85,14 +89,15 @@ def history_epochs(workdir) -> list:
 
 
 class KillAt:
-  """FAULT_HOOK raising Kill at the n-th fault point of kind `kind` (any kind if None)."""
+  """FAULT_HOOK raising Kill at the n-th fault point of kind `kind` (any kind if None);
+  `seen` lists (epoch, point, filename) of the points passed, epoch None while resuming."""
 
   def __init__(self, n: int, kind=None):
     self.n, self.kind, self.seen, self.fired = n, kind, [], None
 
   def __call__(self, point, filename):
     if self.kind is None or point == self.kind:
-      self.seen.append((point, filename))
+      self.seen.append((EPOCH[0], point, filename))
       if len(self.seen) == self.n + 1:
         self.fired = (point, filename)
         raise Kill(f"{point} {filename}")
