@@ -13,12 +13,14 @@ import time
 
 import pytest
 import tensorflow as tf
-
 import workdir_harness as h
 from helpers import Quiet, tiny_config
+
 from tfbackbones import runner
 from tfbackbones.config import ConfigError, TrainConfig
-from tfbackbones.training import events, lock as lock_lib, resume, workdir as wd
+from tfbackbones.training import events, resume
+from tfbackbones.training import lock as lock_lib
+from tfbackbones.training import workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -402,10 +404,9 @@ def test_the_heartbeat_moves(tmp_path):
 
 def test_a_killed_holder_process_is_taken_over(tmp_path):
   """A real kill -9 of a process holding the lock (flock released by the kernel)."""
-  code = ("import sys, time; sys.path.insert(0, %r)\n"
+  code = (f"import sys, time; sys.path.insert(0, {ROOT!r})\n"
           "from tfbackbones.training import lock\n"
-          "lock.WorkdirLock(%r).acquire(); print('held', flush=True); time.sleep(600)"
-          % (ROOT, str(tmp_path)))
+          f"lock.WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)")
   child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   try:

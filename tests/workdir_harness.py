@@ -15,10 +15,12 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-
 from helpers import Quiet
+
 from tfbackbones.config import TrainConfig
-from tfbackbones.training import loop, steps as steps_lib, summaries, workdir as wd
+from tfbackbones.training import loop, summaries
+from tfbackbones.training import steps as steps_lib
+from tfbackbones.training import workdir as wd
 
 # Selection metric per epoch: improves, stalls (AdamW -> SGD at epoch 4), improves, stalls.
 METRICS = [0.1, 0.3, 0.2, 0.25, 0.4, 0.5, 0.45, 0.45, 0.45]
