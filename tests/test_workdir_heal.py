@@ -454,3 +454,53 @@ def test_resume_points_reports_damage_without_raising(tmp_path, interrupted):
   points, notes, newest = resume.resume_points(str(workdir))
   assert [p.epoch for p in points] == [5, 4] and newest == 5
   assert len(notes) == 1 and "state.json" in notes[0]
+
+
+# ---------------------------------------------------------------- studies and the report
+def _study_configs(root):
+  return [TrainConfig(backbone="bare", dataset="sklearn_digits", seed=s, weights="none",
+                      workdir=str(root / f"sklearn_digits/bare/frac1/seed{s}"))
+          for s in range(4)]
+
+
+def test_a_study_names_unreadable_runs_and_never_stops(tmp_path):
+  from experiments import run  # pylint: disable=import-outside-toplevel
+  configs = _study_configs(tmp_path)
+  for cfg, (name, text) in zip(configs, [(wd.RESULT, "{\"status\": \"fin"),
+                                         (wd.RESULT, "[]"), (wd.CONFIG, "\x00"),
+                                         (wd.STATE, "{")]):
+    os.makedirs(cfg.workdir)
+    with open(os.path.join(cfg.workdir, name), "w") as f:
+      f.write(text)
+  assert [run.run_state(c)[0] for c in configs] == ["unreadable"] * 3 + ["interrupted"]
+  trained, log = [], Quiet()
+
+  def train_fn(cfg, log):
+    trained.append(cfg.seed)
+    if cfg.seed == 3:
+      raise lock_lib.LockError(f"{cfg.workdir} is in use by pid 7 on host h")
+    raise RuntimeError("no data here")
+  outcomes = run.run_shard(configs, log=log, train_fn=train_fn)
+  assert trained == [0, 1, 2, 3]                               # nothing stopped the shard
+  assert "3 unreadable (healing)" in log.lines[0]
+  assert sum("UNREADABLE" in line and "seed" in line for line in log.lines) == 3
+  assert [o.status for o in outcomes] == ["failed"] * 3 + [run.IN_USE]
+  assert not os.path.exists(os.path.join(configs[3].workdir, wd.RESULT))   # not recorded
+  assert "1 in use by another live process" in run.summary(outcomes)
+
+
+def test_the_report_counts_every_run_directory(tmp_path):
+  from tfbackbones.report import records  # pylint: disable=import-outside-toplevel
+  cases = {"seed0": {wd.RESULT: "{\"status\": \"fin"}, "seed1": {wd.RESULT: "[]"},
+           "seed2": {wd.CONFIG: "\x00\xff"}, "seed3": {wd.STATE: "{}"},
+           "seed4": {wd.CONFIG: json.dumps(TrainConfig(backbone="bare").to_dict())},
+           "seed5": {wd.STATE: json.dumps({"config": TrainConfig(backbone="bare").to_dict()})}}
+  for seed, files in cases.items():
+    directory = tmp_path / "sklearn_digits" / "bare" / "frac1" / seed
+    directory.mkdir(parents=True)
+    for name, text in files.items():
+      (directory / name).write_bytes(text.encode("latin-1"))
+  found = records.read_workdir(str(tmp_path))
+  assert len(found) == len(cases)
+  assert sorted(r.status for r in found) == sorted(
+      ["unreadable"] * 4 + ["incomplete"] * 2)
