@@ -232,8 +232,9 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
     counts[status] = counts.get(status, 0) + 1
   log(f"{tag} {len(mine)} of {len(configs)} runs: {counts.get('finished', 0)} finished, "
       f"{counts.get('failed', 0)} failed (retrying), {counts.get('interrupted', 0)} "
-      f"interrupted (resuming), {counts.get('unreadable', 0)} unreadable (healing), "
-      f"{counts.get('todo', 0)} to do")
+      f"interrupted (resuming), "
+      + (f"{counts['unreadable']} unreadable (healing), " if counts.get("unreadable") else "")
+      + f"{counts.get('todo', 0)} to do")
   for rid, (status, _, problem) in probed.items():
     if status == "unreadable":  # the engine moves the damaged file aside and resumes
       log(f"{tag} {rid}: UNREADABLE: {_first_line(problem)}")
