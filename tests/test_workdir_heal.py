@@ -406,7 +406,8 @@ def test_a_killed_holder_process_is_taken_over(tmp_path):
   """A real kill -9 of a process holding the lock (flock released by the kernel)."""
   code = (f"import sys, time; sys.path.insert(0, {ROOT!r})\n"
           "from tfbackbones.training import lock\n"
-          f"lock.WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)")
+          f"lock.WorkdirLock({str(tmp_path)!r}).acquire()\n"
+          "print('held', flush=True); time.sleep(600)")
   child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   try:
