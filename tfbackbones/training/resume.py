@@ -70,7 +70,9 @@ def save_epoch(workdir: str, checkpoint: tf.train.Checkpoint, prefix: str, state
   """Steps 1-4 of the module docstring. Non-chief workers write only their checkpoint."""
   wd.fault_point("checkpoint", prefix)
   checkpoint.write(prefix)
-  if not is_chief:
+  if not is_chief:  # a private scratch copy: keep the newest `keep`, nothing else to do
+    for _, old in _checkpoints_in(prefix.rsplit("/", 1)[0])[:-keep]:
+      wd.remove_checkpoint(old)
     return
   wd.write_json(prefix + SIDECAR, state)
   wd.write_json(wd.path(workdir, wd.STATE), state)
@@ -102,8 +104,11 @@ def prune(workdir: str, keep: int, newest: int | None = None) -> None:
 
 
 def _checkpoints(workdir: str) -> list[tuple[int, str]]:
-  """(epochs done, prefix) of every checkpoint or sidecar in checkpoints/."""
-  directory = wd.path(workdir, wd.CHECKPOINTS)
+  """(epochs done, prefix) of every checkpoint or sidecar in checkpoints/, oldest first."""
+  return _checkpoints_in(wd.path(workdir, wd.CHECKPOINTS))
+
+
+def _checkpoints_in(directory: str) -> list[tuple[int, str]]:
   found = set()
   if tf.io.gfile.isdir(directory):
     for name in tf.io.gfile.listdir(directory):
