@@ -229,7 +229,7 @@ def test_a_moved_workdir_resumes(tmp_path, interrupted, straight):
   shutil.copytree(interrupted, moved)
   state = wd.read_json(str(moved / wd.STATE))
   assert (state["checkpoint"], state["best_path"]) == ("checkpoints/ckpt-sgd-5",
-                                                       "best/weights-4")
+                                                       "best/weights-5")  # epoch 5 (1-based)
   trainer = h.run(moved)
   _assert_like_straight(trainer, straight, 2)
 
