@@ -274,3 +274,15 @@ def test_report_shows_the_deployment_table(run, exported, tmp_path):
     assert "litert_int8" in f.read()
   with open(paths["report.html"]) as f:
     assert 'id="table-deployment"' in f.read()
+
+
+@pytest.mark.heavy
+def test_study_export_skips_exported_and_unfinished_runs(run, exported, tmp_path):
+  workdir, _ = run
+  (tmp_path / "unfinished").mkdir()
+  stamp = os.path.getmtime(os.path.join(workdir, evaluation.EXPORT_JSON))
+  log = Quiet()
+  failures = evaluation.export_finished([workdir, str(tmp_path / "unfinished")],
+                                        ["litert"], log=log)
+  assert failures == {} and log.lines == []
+  assert os.path.getmtime(os.path.join(workdir, evaluation.EXPORT_JSON)) == stamp

@@ -63,6 +63,8 @@ def table(exports: list[dict]) -> tables.Table:
   rows = []
   for e in exports:
     for a in e["artifacts"]:
+      if "error" in a:  # a format that failed to export: no numbers to show
+        continue
       rows.append({
           "dataset": e["dataset"], "backbone": e["backbone"], "seed": e["seed"],
           "format": a["format"], "runtime": a["runtime"], "top1": 100.0 * a["top1"],
