@@ -11,6 +11,7 @@ already preprocessed, images (so predict gets the easier job).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
@@ -19,7 +20,11 @@ import time
 # init (timing only: random-init rankings mean nothing).
 LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 FALLBACK = ("mobilenet_v3_small@none", "mobilenet_v3_large@none", "efficientnetv2_b0@none",
-            "efficientnetv2_b1@none", "densenet121@none", "resnet50_v2@none")
+            "efficientnetv2_b1@none", "efficientnetv2_b2@none", "shufflenet_v2_x2_0@none")
+
+
+def _log(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
 
 
 def default_candidates() -> list:
@@ -95,7 +100,6 @@ print("RESULT " + json.dumps(n / (time.perf_counter() - t)))
 def _torch_first_pass(folder: str, rel_paths: list, size: int):
   """torchvision's first pass over the same files: PIL decode + resize, 2 workers."""
   import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
   listing = os.path.join(os.path.dirname(folder), "sampled.txt")
   with open(listing, "w") as f:
     f.write("\n".join(rel_paths))
@@ -120,11 +124,12 @@ def measure_recommend(names: list, num_images: int, size: int, batch: int) -> di
   t = time.perf_counter()
   sample = sample_lib.draw(config)  # prepares the folder (TFDS), reads no pixels twice
   prepare_s = time.perf_counter() - t
+  _log(f"folder prepared in {prepare_s:.1f} s")
   t = time.perf_counter()
   sample.images()
   decode_s = time.perf_counter() - t
   t = time.perf_counter()
-  cold = run(config, progress=lambda _: None, sample=sample)
+  cold = run(config, progress=_log, sample=sample)
   cold_s = prepare_s + decode_s + time.perf_counter() - t
   t = time.perf_counter()
   warm = run(config, progress=lambda _: None)
@@ -134,6 +139,7 @@ def measure_recommend(names: list, num_images: int, size: int, batch: int) -> di
   rows = []
   for row in cold.rows:
     predict = _predict_img_s(row["candidate"], sample, batch)
+    _log(f"predict {row['candidate']}: {predict:.1f} img/s")
     rows.append({"candidate": row["candidate"], "rank": row["rank"],
                  "extract_img_s": row["img_per_sec"], "predict_img_s": predict,
                  "ratio": row["img_per_sec"] / predict})
