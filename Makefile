@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: quickstart test install install-test clean
+.PHONY: quickstart test test-fast lint install install-test clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity]'
+	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,8 +27,17 @@ install-test: $(VENV)/.installed-test
 quickstart: $(VENV)/.installed
 	$(PY) -m experiments.quickstart --workdir=runs/quickstart
 
+# The full suite, as CI runs it (heavy and parity tests included).
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+
+# The inner loop: no `heavy` or `parity` tests (a few minutes on 2 cores).
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m "not heavy and not parity"
+
+# ruff (config in pyproject.toml): pyflakes, pycodestyle, import order, bugbear, pyupgrade.
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf runs .pytest_cache

@@ -24,7 +24,7 @@ from absl import app, flags  # noqa: E402
 
 from tfbackbones import cli  # noqa: E402
 
-from tfbackbones.config import TrainConfig  # noqa: E402
+from tfbackbones.config import TrainConfig  # noqa: E402,F401  (type of configs())
 
 FLAGS = flags.FLAGS
 
@@ -40,31 +40,29 @@ def _define_flags():
 
 BACKBONES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0")
 
-# The protocol, shared with flags/quickstart.flags (a test checks they agree).
-PROTOCOL = dict(
-    dataset="sklearn_digits", weights="none", image_size=32, batch_size=64,
-    bn_momentum=0.9, adamw_patience=5, sgd_patience=3, max_epochs=30, select_on="val",
-    val_fraction=0.1)
+PROTOCOL = "quickstart"  # tfbackbones/protocols/quickstart.py, also flags/quickstart.flags
 
 
 def configs(workdir: str, data_dir: str | None = None, backbones=BACKBONES,
             **overrides) -> list[TrainConfig]:
-  """The quickstart study: one run per backbone, seed 0."""
+  """The quickstart study: one run per backbone, seed 0, under the quickstart protocol."""
+  from tfbackbones import protocols  # pylint: disable=import-outside-toplevel
+  from tfbackbones.protocols import quickstart as quick  # pylint: disable=import-outside-toplevel
   data_dir = data_dir or os.path.join(workdir, "tensorflow_datasets")
-  settings = dict(PROTOCOL, **overrides)
-  return [TrainConfig(backbone=b, workdir=os.path.join(workdir, b), data_dir=data_dir,
-                      seed=0, **settings).validate() for b in backbones]
+  return [protocols.build(PROTOCOL, dataset=quick.DATASET, backbone=b, seed=0).replace(
+      workdir=os.path.join(workdir, b), data_dir=data_dir, **overrides).validate()
+          for b in backbones]
 
 
-def table(results: list[dict]) -> str:
-  """The comparison table, best test top-1 first."""
+def table(results: list) -> str:
+  """The comparison table of RunResults, best test top-1 first; non-results last."""
   header = ("backbone", "params", "val top1", "test top1", "epochs", "wall time", "img/s")
   rows = []
-  for r in sorted(results, key=lambda r: -r["test"]["top1"]):
-    rows.append((r["backbone"], f"{r['params'] / 1e6:.2f}M", f"{r['val']['top1']:.2%}",
-                 f"{r['test']['top1']:.2%}",
-                 f"{r['epochs']['total']} ({r['epochs']['adamw']}+{r['epochs']['sgd']})",
-                 f"{r['wall_time_sec']:.0f}s", f"{r['train_images_per_sec']:.0f}"))
+  for r in sorted(results, key=lambda r: -(r.test_top1 if r.ranked else -1.0)):
+    test = f"{r.test_top1:.2%}" if r.ranked else f"{r.status.upper()} (not a result)"
+    rows.append((r.backbone, f"{r.params / 1e6:.2f}M", f"{r.val['top1']:.2%}", test,
+                 f"{r.epochs['total']} ({r.epochs['adamw']}+{r.epochs['sgd']})",
+                 f"{r.wall_time_sec:.0f}s", f"{r.train_images_per_sec:.0f}"))
   widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
   fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
   return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

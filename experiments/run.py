@@ -4,7 +4,8 @@ r"""Run a study, or one shard of it: `python -m experiments.run`.
       --data_dir=gs://BUCKET/tensorflow_datasets --shard_index=3 --num_shards=60
   python -m experiments.run --study=adhoc --backbones=a,b --datasets=x,y --seeds=3 \
       --train_fractions=0.1,1 --workdir=runs/mine --max_epochs=20
-  python -m experiments.run --study=paper --workdir=... --dry_run   # list, train nothing
+  python -m experiments.run --study=adhoc --backbones=a --datasets=breakhis_40x \
+      --set image_size=672x448 --workdir=runs/bh --dry_run   # list, train nothing
 
 Each run trains in its own sub-workdir, `<workdir>/<dataset>/<backbone>/frac<f>/seed<s>`,
 through the engine (`tfbackbones.runner.train`), which resumes an interrupted run from
@@ -33,8 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from experiments import studies  # noqa: E402
-from tfbackbones import cli  # noqa: E402
-from tfbackbones.config import ConfigError, TrainConfig  # noqa: E402
+from tfbackbones import cli, results  # noqa: E402
+from tfbackbones.config import ConfigError, TrainConfig, parse_assignments  # noqa: E402
+from tfbackbones.deploy import exporters  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, f"Study name: {', '.join(studies.names())}.")
@@ -48,43 +50,23 @@ flags.DEFINE_list("datasets", None, "Datasets (adhoc), or instead of the study's
 flags.DEFINE_integer("seeds", None, "Seeds per cell: 0..seeds-1.")
 flags.DEFINE_list("train_fractions", None, "Training fractions (adhoc), e.g. 0.1,1.")
 flags.DEFINE_integer("max_epochs", None, "Override the epoch cap of every run.")
-flags.DEFINE_multi_string("override", [], "KEY=VALUE: set any TrainConfig field on every "
-                          "run (repeatable), e.g. --override=batch_size=128.")
+flags.DEFINE_multi_string("set", [], "KEY=VALUE: set any TrainConfig field on every run "
+                          "(repeatable), e.g. --set image_size=672x448; the same language "
+                          "as tfbackbones.train --set.")
+flags.DEFINE_multi_string("override", [], "Old spelling of --set (same language).")
+flags.DEFINE_list("export", [], "After training, export each finished run of this shard "
+                  "to these formats and measure them (export.json; see tfbackbones.export), "
+                  "e.g. litert,litert_int8.")
 flags.DEFINE_bool("dry_run", False, "List this shard's runs and their state; train nothing.")
 
 
 # ---------------------------------------------------------------------------- planning
-def parse_override(text: str) -> tuple[str, object]:
-  """`key=value` -> (key, value typed like the TrainConfig field)."""
-  key, sep, raw = text.partition("=")
-  fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-  if not sep or key not in fields:
-    raise ConfigError(f"--override={text!r}: use KEY=VALUE with KEY one of "
-                      f"{', '.join(sorted(fields))}")
-  field = fields[key]
-  kind = str(field.type)
-  if "Optional" in kind and raw.lower() in ("none", ""):
-    return key, None
-  try:
-    if "bool" in kind:
-      if raw.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(raw)
-      return key, raw.lower() in ("true", "1")
-    if "int" in kind:
-      return key, int(raw)
-    if "float" in kind:
-      return key, float(raw)
-  except ValueError:
-    raise ConfigError(f"--override={text!r}: {key} takes {kind} values") from None
-  return key, raw
-
-
 def plan_from_flags() -> list[TrainConfig]:
   """The whole study (every shard) as validated configs, from the flags."""
   if not FLAGS.study or not FLAGS.workdir:
     raise ConfigError("give --study=NAME and --workdir=DIR (studies: "
                       f"{', '.join(studies.names())})")
-  overrides = dict(parse_override(o) for o in FLAGS.override)
+  overrides = parse_assignments(FLAGS.override + FLAGS.set)
   if FLAGS.max_epochs is not None:
     overrides["max_epochs"] = FLAGS.max_epochs
   try:
@@ -122,12 +104,16 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
 
 
 # ---------------------------------------------------------------------------- running
-def run_state(config: TrainConfig) -> tuple[str, Optional[dict]]:
-  """('finished'|'failed'|'interrupted'|'todo', result.json or None) of a run's workdir."""
+def run_state(config: TrainConfig) -> tuple[str, Optional[results.RunResult]]:
+  """(state, result) of a run's workdir; state is a result status (`results.STATUSES`),
+  'unreadable' (a damaged result.json), 'interrupted' or 'todo'."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
-  result = wd.read_json(wd.path(config.workdir, wd.RESULT))
-  if result and result.get("status") in ("finished", "failed"):
-    return result["status"], result
+  try:
+    result = results.read(wd.path(config.workdir, wd.RESULT))
+  except results.ResultError:
+    return "unreadable", None
+  if result is not None:
+    return result.status, result
   if wd.read_json(wd.path(config.workdir, wd.STATE)) is not None:
     return "interrupted", None
   return "todo", None
@@ -167,39 +153,31 @@ def estimate_remaining(pending: Sequence[TrainConfig], walls: dict) -> Optional[
   return total
 
 
-def _failure_record(config: TrainConfig, error: BaseException, seconds: float) -> dict:
-  """A result.json for a run that failed before the engine could write one."""
-  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
-  try:
-    domain = catalog.get(config.dataset).domain
-  except catalog.UnknownDatasetError:
-    domain = None
-  return {"status": "failed", "error": f"{type(error).__name__}: {error}",
-          "config": config.to_dict(), "backbone": config.backbone,
-          "dataset": config.dataset, "domain": domain, "seed": config.seed,
-          "train_fraction": config.train_fraction,
-          "selection_protocol": ("selected-on-test" if config.selected_on_test
-                                 else "val-split"),
-          "wall_time_sec": seconds}
-
-
 def _record_failure(config: TrainConfig, error: Exception, seconds: float) -> None:
   """Makes sure the run's result.json holds this error.
 
   The engine writes it for failures inside training, but not for those it raises before
-  (unknown backbone or dataset, a workdir holding another experiment). A finished
-  result.json is never overwritten.
+  (unknown backbone or dataset, a workdir holding another experiment). A result that is
+  not a failure is never overwritten.
   """
+  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   path = wd.path(config.workdir, wd.RESULT)
   try:
-    current = wd.read_json(path)
-    message = f"{type(error).__name__}: {error}"
-    if current and (current.get("status") == "finished" or current.get("error") == message):
+    domain = catalog.get(config.dataset).domain
+  except catalog.UnknownDatasetError:
+    domain = None
+  failure = results.RunResult.failure(config, error, seconds=seconds, domain=domain)
+  try:
+    try:
+      current = results.read(path)
+    except results.ResultError:
+      current = None  # a damaged file is replaced by the error that is now known
+    if current and (current.status != results.FAILED or current.error == failure.error):
       return
     tf.io.gfile.makedirs(config.workdir)
-    wd.write_json(path, _failure_record(config, error, seconds))
+    results.write(path, failure)
   except Exception:  # pylint: disable=broad-except
     logging.exception("could not write the failure of %s", config.workdir)
 
@@ -244,21 +222,22 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
   for cfg in mine:
     status, result = states[studies.run_id(cfg)]
     if status == "finished":
-      walls.setdefault((cfg.dataset, cfg.backbone), []).append(result["wall_time_sec"])
+      walls.setdefault((cfg.dataset, cfg.backbone), []).append(result.wall_time_sec)
   outcomes: list[Outcome] = []
   started = time.time()
   for i, cfg in enumerate(mine):
     rid = studies.run_id(cfg)
     status, result = states[rid]
-    if status == "finished":
+    if result is not None and status != results.FAILED:
       try:
-        diff = cfg.experiment_diff(TrainConfig.from_dict(result.get("config") or {}))
+        diff = cfg.experiment_diff(TrainConfig.from_dict(result.config or {}))
       except ConfigError:  # written by another version of TrainConfig: cannot compare
         diff = {}
       if not diff:
-        outcomes.append(Outcome(rid, "skipped", result["test"]["top1"]))
-        log(f"{tag} {rid}: already finished (test top1 {result['test']['top1']:.4f}); "
-            "not training again")
+        outcomes.append(Outcome(rid, "skipped", result.test_top1 if result.ranked else None))
+        what = (f"test top1 {result.test_top1:.4f}" if result.ranked
+                else f"{status}, not a result: {result.reason}")
+        log(f"{tag} {rid}: already finished ({what}); not training again")
         continue
       changes = ", ".join(f"{k}: now {a!r}, workdir has {b!r}" for k, (a, b) in diff.items())
       outcomes.append(Outcome(rid, "failed", error=f"ConfigError: {cfg.workdir} finished "
@@ -284,8 +263,11 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
       log(f"{tag} {rid}: FAILED: {_first_line(outcomes[-1].error)}")
       continue
     seconds = time.time() - t0
-    walls.setdefault((cfg.dataset, cfg.backbone), []).append(result["wall_time_sec"])
-    outcomes.append(Outcome(rid, "finished", result["test"]["top1"], seconds))
+    walls.setdefault((cfg.dataset, cfg.backbone), []).append(result.wall_time_sec)
+    if result.ranked:
+      outcomes.append(Outcome(rid, "finished", result.test_top1, seconds))
+    else:
+      outcomes.append(Outcome(rid, result.status, seconds=seconds, error=result.reason))
   log(f"{tag} {len(mine)}/{len(mine)} done in {_duration(time.time() - started)}")
   return outcomes
 
@@ -300,11 +282,35 @@ def summary(outcomes: Sequence[Outcome]) -> str:
   counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
   lines.append(f"\n{counts['finished']} trained, {counts['skipped']} already finished, "
                f"{counts['failed']} failed")
+  unhealthy = [o for o in outcomes if o.status in (results.DIVERGED, results.DEGENERATE)]
+  if unhealthy:
+    lines.append(f"{len(unhealthy)} trained but are not results (never ranked):")
+    lines += [f"  {o.status.upper()} {o.run_id}: {o.error}" for o in unhealthy]
   for o in failed:
     lines.append(f"FAILED {o.run_id}: {_first_line(o.error)}")
   if failed:
     lines.append("Rerun the same command to retry the failed runs.")
   return "\n".join(lines)
+
+
+def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
+  """Lists this shard's runs and their state; names are checked as a real run would.
+
+  Returns 2 if any run names an unknown backbone or dataset (each is listed), else 0.
+  """
+  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  invalid = 0
+  for cfg in mine:
+    try:
+      runner.check(cfg)
+      state = run_state(cfg)[0]
+    except runner.USER_ERRORS as e:
+      invalid += 1
+      state = f"INVALID: {_first_line(str(e))}"
+    print(f"{studies.run_id(cfg):48s} {state}")
+  print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
+        f"{len(configs)} runs" + (f", {invalid} invalid" if invalid else ""))
+  return 2 if invalid else 0
 
 
 def main(argv):
@@ -313,21 +319,22 @@ def main(argv):
   try:
     configs = plan_from_flags()
     mine = studies.shard(configs, FLAGS.shard_index, FLAGS.num_shards)
-  except (ConfigError, studies.UnknownStudyError) as e:
+    if FLAGS.export:
+      exporters.check_formats(FLAGS.export)  # a typo fails now, not after training
+  except (ConfigError, studies.UnknownStudyError, exporters.ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if FLAGS.dry_run:
-    for cfg in mine:
-      print(f"{studies.run_id(cfg):48s} {run_state(cfg)[0]}")
-    print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
-          f"{len(configs)} runs")
-    return 0
-  if mine:  # --override=cpu_replicas=N: the CPU is split before TensorFlow starts
+    return dry_run(configs, mine)
+  if mine:  # --set cpu_replicas=N: the CPU is split before TensorFlow starts
     from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
     distribute.configure_cpu_replicas(max(c.cpu_replicas for c in mine))
   write_manifest(FLAGS.workdir, FLAGS.study, configs)
   outcomes = run_shard(configs, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
   print("\n" + summary(outcomes))
+  if FLAGS.export:  # deployment artifacts and their accuracy/latency (tfbackbones/deploy)
+    from tfbackbones.deploy import evaluation  # pylint: disable=import-outside-toplevel
+    evaluation.export_finished([c.workdir for c in mine], FLAGS.export)
   print(f"\nReport: python -m tfbackbones.report --workdir={FLAGS.workdir} "
         f"--out={os.path.join(FLAGS.workdir, 'report')}")
   return 1 if any(o.status == "failed" for o in outcomes) else 0

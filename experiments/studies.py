@@ -10,7 +10,7 @@ study runs the same way:
 Because the sub-workdir depends only on (dataset, backbone, fraction, seed), studies that
 share a `--workdir` share runs: `data_fraction` adds the 10% and 1% points to the 100%
 runs of `paper`, and the report puts them side by side. Use a new `--workdir` for a new
-protocol (e.g. `--override=select_on=test`): the engine refuses to mix two experiments in
+protocol (e.g. `--set select_on=test`): the engine refuses to mix two experiments in
 one run directory.
 
 Generating a study's configs needs no backbone or dataset to exist (names are only
@@ -28,78 +28,22 @@ import re
 from typing import Callable, Iterable, Optional, Sequence
 
 from experiments import quickstart
+from tfbackbones import protocols
 from tfbackbones.config import ConfigError, TrainConfig
+from tfbackbones.protocols import paper as paper_protocol
 
-# The paper's eleven backbones (Table 2), by registry name. ResNet-50, ConvNeXt-T,
-# EfficientNetV2-S and MobileNetV3-L are keras.applications (Keras's ImageNet weights);
-# the other seven are the project's Keras ports (issue #5), which load the paper's own
-# torchvision / WaveMix weights after `python -m tfbackbones.convert`. `--backbones=`
-# swaps any of them (e.g. resnet50_torchvision, or swin_tiny: the TF Hub model).
-PAPER_BACKBONES = (
-    "resnet50", "wavemix_192_16", "convnext_tiny", "swin_t", "swinv2_t",
-    "efficientnetv2_s", "densenet161", "mobilenet_v3_large", "regnety_032",
-    "resnext50_32x4d", "shufflenet_v2_x2_0")
-
-# The paper's twenty datasets (Table 3), by catalog name, grouped by domain.
-PAPER_DATASETS = (
-    # natural
-    "cifar10", "cifar100", "tiny_imagenet", "stanford_dogs", "oxford_flowers102",
-    "caltech_birds2011", "cars196", "food101",
-    "dtd",                                            # texture
-    "neu_surface_defects",                            # surface defect
-    "uc_merced", "eurosat_rgb",                       # remote sensing
-    "plant_village", "plantclef",                     # plant
-    "galaxy10_decals",                                # astronomy
-    "breakhis_40x", "breakhis_100x", "breakhis_200x", "breakhis_400x",
-    "rsna_pneumonia")                                 # medical
-
-# The paper's protocol: the same values as flags/paper.flags (a test checks they agree).
-PAPER_PROTOCOL = dict(
-    weights="imagenet", batch_size=64, adamw_lr=1e-3, adamw_weight_decay=0.01,
-    sgd_lr=1e-3, sgd_momentum=0.9, adamw_patience=10, sgd_patience=10, max_epochs=300,
-    select_on="val", val_fraction=0.1, split_seed=42, precision="auto", strategy="auto")
-
-# Tables 7-8: the training fractions of the data-size study, per dataset.
-DATA_FRACTIONS = {
-    "cifar10": (0.01, 0.1), "tiny_imagenet": (0.01, 0.1), "plant_village": (0.1,),
-    "plantclef": (0.1,), "rsna_pneumonia": (0.1,), "food101": (0.1,),
-    "eurosat_rgb": (0.1,)}
-
-# PROTOCOL.md, "Training protocol": TrivialAugment where the paper found it helped.
-_TRIVIAL_AUGMENT = ("cifar10", "cifar100", "dtd", "food101", "oxford_flowers102")
-# The reference augments before resizing. That changes the strength of TrivialAugmentWide
-# (absolute-pixel shifts) where images are much smaller than 256 px and all one size:
-# CIFAR's 32 px. DTD/Food-101/Flowers vary in size (static shapes need one) and are
-# 300-640 px, within 2.5x of 256, so they are augmented after the resize.
-_AUGMENT_NATIVE = ("cifar10", "cifar100")
-_PATIENCE = {"oxford_flowers102": (20, 20), "food101": (10, 20), "galaxy10_decals": (10, 20)}
-_BREAKHIS = ("breakhis_40x", "breakhis_100x", "breakhis_200x", "breakhis_400x")
-
-
-def paper_rules(dataset: str) -> dict:
-  """The paper's per-dataset departures from `PAPER_PROTOCOL`, as rules (BiT hyperrule).
-
-  Resolution: 256 px, except EuroSAT at 224 (the reference code) and BreakHis at
-  672x448 (W x H): `image_size=0` leaves it to the catalog's protocol size.
-  Augmentation: TrivialAugment on CIFAR, DTD, Food-101 and Flowers, none elsewhere; on
-  CIFAR at its native 32 px before the resize, the reference's order (`augment_at`).
-  Patience (AdamW, SGD): Flowers 20/20, Food-101 and Galaxy10 10/20, else 10/10.
-  A dataset outside the paper keeps the catalog's size and augmentation.
-  """
-  if dataset not in PAPER_DATASETS:
-    return {"image_size": 0, "augment": "auto"}
-  size = 0 if dataset in _BREAKHIS else 224 if dataset == "eurosat_rgb" else 256
-  adamw, sgd = _PATIENCE.get(dataset, (10, 10))
-  return {"image_size": size, "augment": "trivial" if dataset in _TRIVIAL_AUGMENT else "none",
-          "augment_at": "native" if dataset in _AUGMENT_NATIVE else "cached",
-          "adamw_patience": adamw, "sgd_patience": sgd}
+# What the paper compared: its backbones, datasets and data fractions live with its
+# protocol (tfbackbones/protocols/paper.py); studies only choose grids over them.
+PAPER_BACKBONES = paper_protocol.BACKBONES
+PAPER_DATASETS = paper_protocol.DATASETS
+DATA_FRACTIONS = paper_protocol.DATA_FRACTIONS
 
 
 def grid(backbones: Iterable[str], datasets: Iterable[str], seeds: int,
-         train_fractions: Iterable[float] = (1.0,)) -> list[TrainConfig]:
-  """Every (dataset, backbone, fraction, seed) under the paper's protocol and rules."""
-  return [TrainConfig(backbone=b, dataset=d, seed=s, train_fraction=float(f),
-                      **dict(PAPER_PROTOCOL, **paper_rules(d)))
+         train_fractions: Iterable[float] = (1.0,), *,
+         protocol: str = "paper") -> list[TrainConfig]:
+  """Every (dataset, backbone, fraction, seed) cell, each configured by `protocol`."""
+  return [protocols.build(protocol, dataset=d, backbone=b, seed=s, train_fraction=float(f))
           for d in datasets for b in backbones for f in train_fractions
           for s in range(seeds)]
 
@@ -160,7 +104,7 @@ def paper(backbones: Sequence[str] = PAPER_BACKBONES,
         --data_dir=gs://BUCKET/tensorflow_datasets --shard_index=$I --num_shards=60
 
   660 runs; the paper spent ~1,500 A100 hours on them. Selection is on a held-out 10%
-  validation split (the paper selected on test; `--override=select_on=test` and a new
+  validation split (the paper selected on test; `--set select_on=test` and a new
   --workdir reproduce that). Expect (paper, best of 3, top-1 %): ConvNeXt-T 73.7 on DTD,
   94.4 on Flowers; WaveMix 95.1 on Galaxy10; the domain ranking of Table 1, overall
   ConvNeXt-T > RegNetY-3.2GF > EfficientNetV2-S. Selecting on validation and averaging
@@ -218,9 +162,9 @@ def adhoc(backbones: Sequence[str] = (), datasets: Sequence[str] = (), seeds: in
     python -m experiments.run --study=adhoc --backbones=convnext_tiny,efficientnetv2_s \
         --datasets=dtd,uc_merced --seeds=3 --train_fractions=0.1,1 --workdir=runs/mine
 
-  2 x 2 x 3 x 2 = 24 runs. Paper datasets get the paper's size, augmentation and
-  patience (`paper_rules`); others keep the catalog's. Add `--override=KEY=VALUE` (any
-  TrainConfig field) or `--max_epochs` for a quicker look.
+  2 x 2 x 3 x 2 = 24 runs, each configured by the `paper` protocol: paper datasets get
+  the paper's size, augmentation and patience; others keep the catalog's. Add
+  `--set KEY=VALUE` (any TrainConfig field) or `--max_epochs` for a quicker look.
   """
   if not backbones or not datasets:
     raise ConfigError("--study=adhoc needs --backbones=a,b and --datasets=x,y")

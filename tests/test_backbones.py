@@ -130,7 +130,7 @@ def test_keras_app_facts_are_consistent():
     assert spec.weights_url.endswith("/" + spec.weights_file)
     assert spec.weights_hash and spec.params_m and spec.imagenet_top1
     assert spec.preprocessing in backbones.PREPROCESSING_KINDS
-  # PROTOCOL.md values.
+  # docs/protocol.md values.
   assert backbones.get("efficientnetv2_s").params_m == 21.5
   assert backbones.get("convnext_tiny").params_m == 28.6
   assert backbones.get("resnet50").params_m == 25.6

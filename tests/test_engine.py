@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import Quiet, register_tiny, tiny_config
-from tfbackbones import runner
+from tfbackbones import results, runner
 from tfbackbones.config import ConfigError
 from tfbackbones.training import distribute, loop, steps as steps_lib, workdir as wd
 
@@ -43,12 +43,12 @@ def test_run_writes_workdir_and_a_finished_run_is_not_retrained(tmp_path, digits
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=2)
   log = Quiet()
   result = runner.train(cfg, log=log)
-  assert result["status"] == "finished" and result["selection_protocol"] == "val-split"
-  assert result["epochs"] == {"adamw": 2, "sgd": 0, "total": 2}
+  assert result.status == "finished" and result.selection_protocol == "val-split"
+  assert result.epochs == {"adamw": 2, "sgd": 0, "total": 2}
   for split in ("val", "test"):
-    assert set(result[split]) >= {"loss", "top1", "top5", "balanced_accuracy", "macro_f1"}
-  assert result["test"]["count"] == 359 and result["params"] > 0
-  assert result["train_images_per_sec"] > 0 and result["peak_host_memory_mb"] > 0
+    assert set(getattr(result, split)) >= {"loss", "top1", "top5", "balanced_accuracy", "macro_f1"}
+  assert result.test["count"] == 359 and result.params > 0
+  assert result.train_images_per_sec > 0 and result.peak_host_memory_mb > 0
   files = os.listdir(cfg.workdir)
   assert {"config.json", "state.json", "result.json", "checkpoints", "best"} <= set(files)
   assert any(f.startswith("events.out.tfevents") for f in files)
@@ -79,17 +79,17 @@ def test_dualopt_switch_restores_best_weights_and_resets_patience(tmp_path, digi
   best_epoch, restored, optimizer, patience_left = hooks.switched
   assert best_epoch == 1 and optimizer.endswith("SGD") and patience_left == 2
   assert _same(restored, hooks.weights[1])                 # best AdamW weights restored
-  assert result["switch_epoch"] == 4
-  assert result["epochs"] == {"adamw": 4, "sgd": 4, "total": 8}
-  assert result["selection"]["best_epoch"] == 5 and result["selection"]["best_value"] == 0.6
-  assert result["stop_reason"] == "SGD stalled for 2 epochs"
+  assert result.switch_epoch == 4
+  assert result.epochs == {"adamw": 4, "sgd": 4, "total": 8}
+  assert result.selection["best_epoch"] == 5 and result.selection["best_value"] == 0.6
+  assert result.stop_reason == "SGD stalled for 2 epochs"
 
 
 def test_early_stopping_stops_when_nothing_improves(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=50, adamw_patience=1,
                     sgd_patience=1)
   result = runner.train(cfg, selection_fn=lambda e, v: 0.5, log=Quiet())
-  assert result["epochs"] == {"adamw": 2, "sgd": 1, "total": 3}
+  assert result.epochs == {"adamw": 2, "sgd": 1, "total": 3}
 
 
 class Kill(BaseException):
@@ -119,10 +119,10 @@ def test_killed_run_resumes_from_its_last_epoch_exactly(tmp_path, digits_data_di
   resumed = runner.train(cfg, selection_fn=_scripted(metric), log=log)
   assert any("resuming" in l and "after epoch 5" in l and "phase sgd" in l for l in log.lines)
   assert sum(l.startswith("epoch") for l in log.lines) == 3   # epochs 6-8 only
-  assert resumed["epochs"] == straight["epochs"]
+  assert resumed.epochs == straight.epochs
   # Same batches, same optimizer state, same weights: the same numbers.
-  assert resumed["test"]["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-4)
-  hist_a = json.load(open(os.path.join(straight["config"]["workdir"], wd.STATE)))["history"]
+  assert resumed.test["loss"] == pytest.approx(straight.test["loss"], rel=1e-4)
+  hist_a = json.load(open(os.path.join(straight.config["workdir"], wd.STATE)))["history"]
   hist_b = json.load(open(os.path.join(cfg.workdir, wd.STATE)))["history"]
   assert [h["train_loss"] for h in hist_b] == pytest.approx(
       [h["train_loss"] for h in hist_a], rel=1e-4)
@@ -140,8 +140,8 @@ def test_select_on_test_is_marked_everywhere(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1, select_on="test")
   log = Quiet()
   result = runner.train(cfg, log=log)
-  assert result["selection_protocol"] == "selected-on-test"
-  assert result["selection"]["selected_on_test"] is True
+  assert result.selection_protocol == "selected-on-test"
+  assert result.selection["selected_on_test"] is True
   assert any("SELECTED ON TEST" in line for line in log.lines)
 
 
@@ -149,8 +149,8 @@ def test_failed_run_leaves_its_error_in_result_json(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, batch_size=4096)
   with pytest.raises(ValueError, match="fewer than one global batch"):
     runner.train(cfg, log=Quiet())
-  result = json.load(open(os.path.join(cfg.workdir, wd.RESULT)))
-  assert result["status"] == "failed" and "global batch" in result["error"]
+  result = results.read(os.path.join(cfg.workdir, wd.RESULT))
+  assert result.status == "failed" and "global batch" in result.error
 
 
 def test_mixed_float16_run_keeps_a_float32_head(tmp_path, digits_data_dir):
@@ -165,9 +165,9 @@ def test_mixed_float16_run_keeps_a_float32_head(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1,
                     precision="mixed_float16")
   result = runner.train(cfg, hooks=Look(), log=Quiet())
-  assert result["status"] == "finished" and result["precision"] == "mixed_float16"
+  assert result.status == "finished" and result.precision == "mixed_float16"
   assert seen == {"head": "float32", "body": "float16", "optimizer": "LossScaleOptimizer"}
-  assert np.isfinite(result["test"]["loss"])
+  assert np.isfinite(result.test["loss"])
   assert keras.mixed_precision.global_policy().name == "float32"   # reset after the run
 
 
@@ -218,15 +218,15 @@ def test_full_run_under_two_replica_mirrored_strategy(tmp_path, digits_data_dir)
                     sgd_patience=1)
   result = runner.train(cfg, strategy=strategy, selection_fn=_scripted([0.5, 0.4, 0.6]),
                         log=Quiet())
-  assert result["replicas"] == 2 and result["epochs"]["sgd"] == 1   # switched under 2 replicas
-  assert result["test"]["count"] == 359
+  assert result.replicas == 2 and result.epochs["sgd"] == 1   # switched under 2 replicas
+  assert result.test["count"] == 359
 
 
 def test_cpu_replicas_train_one_replica_per_logical_cpu(tmp_path, digits_data_dir):
   # conftest split the CPU in two before TF started, as the CLI does for --cpu_replicas=2.
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1, cpu_replicas=2)
   result = runner.train(cfg, log=Quiet())
-  assert result["replicas"] == 2 and result["strategy"] == "MirroredStrategy"
+  assert result.replicas == 2 and result.strategy == "MirroredStrategy"
   assert distribute.make_strategy("auto", None, 2) is distribute.make_strategy("mirrored")
   with pytest.raises(distribute.CpuReplicasError, match="--cpu_replicas=3 must be set "
                                                         "before TensorFlow starts"):
@@ -261,16 +261,6 @@ def test_cli_bad_flags_fail_with_a_clear_message(tmp_path, args, message):
   assert not os.path.exists(f"{tmp_path}/w")             # nothing touched
 
 
-def test_quickstart_flagfile_matches_the_quickstart_study():
-  from experiments import quickstart  # pylint: disable=import-outside-toplevel
-  lines = [l.strip() for l in open(os.path.join(ROOT, "flags", "quickstart.flags"))
-           if l.strip().startswith("--")]
-  values = dict(l[2:].split("=", 1) for l in lines)
-  assert set(values) == set(quickstart.PROTOCOL)
-  for key, value in quickstart.PROTOCOL.items():
-    assert values[key] == str(value), key
-
-
 def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digits_data_dir):
   inputs = keras.Input((32, 32, 3))
   x = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(inputs)
@@ -292,7 +282,7 @@ def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digi
     runner.train(cfg, hooks=KillAfter(0), log=Quiet())
   log = Quiet()
   result = runner.train(cfg, hooks=Look(), log=log)
-  assert any("resuming" in l for l in log.lines) and result["status"] == "finished"
+  assert any("resuming" in l for l in log.lines) and result.status == "finished"
   assert seen["vars"] and len(seen["vars"]) == len(before)
   assert [a.shape for a in seen["vars"]] == [b.shape for b in before]
   assert all(not np.allclose(a, b) for a, b in zip(seen["vars"], before))  # they trained

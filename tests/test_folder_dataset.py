@@ -56,10 +56,10 @@ def test_folder_of_real_mixed_photos_trains_end_to_end(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.load(open(tmp_path / "run" / "result.json"))
-  assert result["status"] == "finished" and result["num_classes"] == 2
-  counts = result["split_counts"]
+  assert result.status == "finished" and result.num_classes == 2
+  counts = result.split_counts
   assert counts["train"] + counts["val"] + counts["test"] == 24
-  assert result["test"]["count"] == counts["test"] > 0
+  assert result.test["count"] == counts["test"] > 0
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

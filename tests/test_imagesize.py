@@ -80,7 +80,7 @@ def test_resize_and_eval_padding_are_non_square(digits_data_dir):
 def test_engine_trains_non_square_and_records_width_x_height(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, image_size="48x32", max_epochs=1)
   result = runner.train(cfg, log=Quiet())
-  assert result["status"] == "finished" and result["image_size"] == "48x32"
+  assert result.status == "finished" and result.image_size == "48x32"
   saved = json.load(open(os.path.join(cfg.workdir, "config.json")))
   assert saved["image_size"] == "48x32"
 
@@ -144,7 +144,7 @@ def test_engine_augments_at_native_size_when_asked(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, image_size="40x32", max_epochs=1,
                     augment="trivial", augment_at="native")
   result = runner.train(cfg, log=Quiet())
-  assert result["status"] == "finished"
-  assert result["augmentation"] == {"augment": "trivial", "augment_at": "native"}
+  assert result.status == "finished"
+  assert result.augmentation == {"augment": "trivial", "augment_at": "native"}
   with pytest.raises(ConfigError, match="augment_at"):
     TrainConfig(workdir=str(tmp_path), augment_at="before").validate()

@@ -43,7 +43,7 @@ ATOL = 1e-4
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-# backbone / converter name -> (torchvision constructor, PROTOCOL.md params in M).
+# backbone / converter name -> (torchvision constructor, docs/protocol.md params in M).
 ARCHS = {
     "regnety_032": (tv_models.regnet_y_3_2gf, 19.4),
     "resnext50_32x4d": (tv_models.resnext50_32x4d, 25.0),
@@ -266,5 +266,5 @@ def test_port_trains_one_epoch_in_the_engine(name, tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, backbone=name, max_epochs=1,
                     train_fraction=0.05, batch_size=16)
   result = runner.train(cfg, log=lambda line: None)
-  assert result["status"] == "finished"
-  assert result["params"] > 0
+  assert result.status == "finished"
+  assert result.params > 0

@@ -6,6 +6,7 @@ real engine runs.
 """
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tfbackbones.report import generate, records as rec, render, significance, tables
+from tfbackbones.results import RunResult
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -198,18 +200,20 @@ def _write_run(root, rid, *, backbone, dataset, seed, top1=None, fraction=1.0,
   if status == "incomplete":
     json.dump(config, open(os.path.join(path, "config.json"), "w"))
     return
-  result = {"status": status, "backbone": backbone, "dataset": dataset, "seed": seed,
-            "train_fraction": fraction, "config": config}
+  result = RunResult(status=status, backbone=backbone, dataset=dataset, seed=seed,
+                     train_fraction=fraction, config=config)
   if status == "finished":
-    result.update(
-        domain="handwriting", image_size=32, params=params, model_size_mb=params * 4 / 2**20,
-        train_images_per_sec=1000.0 + params / 1e4, peak_host_memory_mb=900.0,
-        wall_time_sec=10.0, test={"top1": top1, "top5": 1.0, "loss": 0.1,
-                                  "balanced_accuracy": top1, "macro_f1": top1},
+    metrics = {"top1": top1, "top5": 1.0, "loss": 0.1, "balanced_accuracy": top1,
+               "macro_f1": top1}
+    result = dataclasses.replace(
+        result, domain="handwriting", image_size=32, params=params,
+        model_size_mb=params * 4 / 2**20, train_images_per_sec=1000.0 + params / 1e4,
+        peak_host_memory_mb=900.0, wall_time_sec=10.0, val=metrics, test=metrics,
         selection_protocol="selected-on-test" if select_on == "test" else "val-split")
   else:
-    result["error"] = "ValueError: out of memory"
-  json.dump(result, open(os.path.join(path, "result.json"), "w"))
+    result.error = "ValueError: out of memory"
+  with open(os.path.join(path, "result.json"), "w") as f:
+    f.write(result.to_json())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,10 @@ from helpers import register_tiny
 from tfbackbones.backbones import registry
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog
+from tfbackbones.protocols import paper as paper_protocol
+from tfbackbones import results
 from tfbackbones.report import generate
+from tfbackbones.results import RunResult
 from tfbackbones.training import loop, workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,25 +93,15 @@ def test_data_fraction_adhoc_and_quickstart_studies():
   assert {(c.image_size, c.augment) for c in digits} == {(0, "auto")}   # not a paper dataset
   quick = studies.build("quickstart", "w", data_dir="/data")
   assert [c.backbone for c in quick] == sorted(quickstart.BACKBONES)
-  for key, value in quickstart.PROTOCOL.items():
-    assert {getattr(c, key) for c in quick} == {value}, key
+  assert {(c.dataset, c.weights, c.image_size, c.max_epochs) for c in quick} == {
+      ("sklearn_digits", "none", 32, 30)}
   assert {c.data_dir for c in quick} == {"/data"}
-
-
-def test_paper_protocol_matches_the_paper_flagfile():
-  lines = [l.strip() for l in open(os.path.join(ROOT, "flags", "paper.flags"))
-           if l.strip().startswith("--")]
-  values = dict(l[2:].split("=", 1) for l in lines)
-  values.pop("image_size")                               # per dataset: studies.paper_rules
-  assert set(values) == set(studies.PAPER_PROTOCOL)
-  for key, value in studies.PAPER_PROTOCOL.items():
-    assert type(value)(values[key]) == value, key
 
 
 def test_paper_rules_agree_with_the_catalog_where_it_has_the_dataset():
   for name in studies.PAPER_DATASETS:
     if name in catalog.names():
-      spec, rules = catalog.get(name), studies.paper_rules(name)
+      spec, rules = catalog.get(name), paper_protocol.rules(name)
       assert rules["image_size"] in (0, spec.image_size), name
       assert rules["augment"] == spec.augment, name
 
@@ -148,17 +141,6 @@ def test_sharding_covers_the_study_exactly_once_whatever_the_order():
   shuffled = list(configs)
   random.Random(0).shuffle(shuffled)
   assert [c.workdir for c in studies.shard(shuffled, 3, 7)] == [c.workdir for c in shards[3]]
-
-
-def test_overrides_are_typed_like_the_config_field():
-  assert run.parse_override("max_epochs=3") == ("max_epochs", 3)
-  assert run.parse_override("adamw_lr=0.01") == ("adamw_lr", 0.01)
-  assert run.parse_override("download=false") == ("download", False)
-  assert run.parse_override("bn_momentum=none") == ("bn_momentum", None)
-  assert run.parse_override("select_on=test") == ("select_on", "test")
-  for bad in ("max_epochs=three", "colour=red", "max_epochs"):
-    with pytest.raises(ConfigError):
-      run.parse_override(bad)
 
 
 def test_eta_uses_the_closest_finished_runs():
@@ -293,10 +275,9 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
 
 
 def _fake_finished(config):
-  result = {"status": "finished", "config": config.to_dict(), "backbone": config.backbone,
-            "dataset": config.dataset, "seed": config.seed, "wall_time_sec": 3.0,
-            "train_fraction": config.train_fraction, "test": {"top1": 0.5}}
-  wd.write_json(os.path.join(config.workdir, wd.RESULT), result)
+  result = RunResult.for_config(config, status="finished", wall_time_sec=3.0,
+                                val={"top1": 0.5}, test={"top1": 0.5})
+  results.write(os.path.join(config.workdir, wd.RESULT), result)
   return result
 
 
@@ -311,8 +292,9 @@ def test_failures_are_recorded_once_and_a_finished_run_is_never_overwritten(tmp_
     del kwargs
     os.makedirs(config.workdir, exist_ok=True)
     if config.backbone == "a_engine_failure":   # the engine writes its own failure first
-      wd.write_json(os.path.join(config.workdir, wd.RESULT), {
-          "status": "failed", "error": "ValueError: too big", "by": "engine"})
+      failure = RunResult.failure(config, "ValueError: too big", seconds=1.0)
+      failure.extra["by"] = "engine"
+      results.write(os.path.join(config.workdir, wd.RESULT), failure)
       raise ValueError("too big")
     if config.backbone == "b_unknown":          # raised before the engine writes anything
       raise backbones.UnknownBackboneError("Unknown backbone 'b_unknown'.")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from typing import Any, Optional, Union
 
 from tfbackbones import imagesize
@@ -59,7 +61,7 @@ class TrainConfig:
   select_on: str = "val"
   adamw_patience: int = 10
   sgd_patience: int = 10
-  max_epochs: int = 200
+  max_epochs: int = 300
   adamw_lr: float = 1e-3
   adamw_weight_decay: float = 0.01
   sgd_lr: float = 1e-3
@@ -130,8 +132,9 @@ class TrainConfig:
     if self.augment_at not in AUGMENT_AT:
       bad("augment_at", self.augment_at, f"choose one of {', '.join(AUGMENT_AT)}.")
     for name in ("adamw_lr", "sgd_lr"):
-      if getattr(self, name) <= 0:
-        bad(name, getattr(self, name), "a learning rate must be > 0.")
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        bad(name, value, "a learning rate must be a finite number > 0 (e.g. 1e-3).")
     if not self.workdir:
       bad("workdir", self.workdir, "give a directory for checkpoints, logs and result.json.")
     return self
@@ -161,3 +164,56 @@ class TrainConfig:
     """Returns {field: (self_value, other_value)} for fields that define the experiment."""
     return {f: (getattr(self, f), getattr(other, f)) for f in _EXPERIMENT_FIELDS
             if getattr(self, f) != getattr(other, f)}
+
+
+# ------------------------------------------------------------------ one override language
+def field_names() -> list[str]:
+  return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+  """`KEY=VALUE` -> (key, value typed by TrainConfig's type hint for KEY).
+
+  The one override language of every entry point (`train --set`, `experiments.run
+  --set`): types come from the dataclass's hints, sizes from the project's size parser
+  (`image_size=672x448`), `none` clears an Optional field.
+
+  Raises:
+    ConfigError: naming the key or value and what is accepted.
+  """
+  key, sep, raw = text.partition("=")
+  key, raw = key.strip(), raw.strip()
+  hints = typing.get_type_hints(TrainConfig)
+  if not sep or key not in hints:
+    close = [n for n in field_names() if key and (key in n or n in key)]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"--set={text!r}: use KEY=VALUE with KEY a TrainConfig field{hint}: "
+                      f"{', '.join(field_names())}")
+  kind = hints[key]
+  args = typing.get_args(kind)
+  optional = type(None) in args
+  if optional and raw.lower() in ("none", "null", ""):
+    return key, None
+  if key == "image_size":
+    try:
+      return key, imagesize.canonical(imagesize.parse(raw))
+    except imagesize.SizeError as e:
+      raise ConfigError(f"--set={text!r}: {e}") from None
+  base = next((a for a in args if a is not type(None)), kind) if args else kind
+  try:
+    if base is bool:
+      if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(raw)
+      return key, raw.lower() in ("true", "1", "yes")
+    if base is int:
+      return key, int(raw)
+    if base is float:
+      return key, float(raw)
+  except ValueError:
+    raise ConfigError(f"--set={text!r}: {key} takes a {base.__name__} value") from None
+  return key, raw
+
+
+def parse_assignments(texts) -> dict:
+  """Every `KEY=VALUE` of a repeated flag, typed; later ones win."""
+  return dict(parse_assignment(t) for t in texts or ())

@@ -29,7 +29,7 @@ def build_classifier(backbone: keras.Model, num_classes: int, image_size,
     bn_momentum: if set, overrides every BatchNormalization momentum in the backbone.
       Training from random init on a small dataset needs this: keras.applications use
       0.99-0.999, whose moving statistics lag the weights for thousands of steps, so
-      eval-mode predictions stay at chance (STACK-NOTES: MobileNetV3-Small on digits).
+      eval-mode predictions stay at chance (docs/stack.md: MobileNetV3-Small on digits).
 
   Returns:
     A functional keras.Model named "<backbone>_classifier" with float32 logits.

@@ -10,13 +10,14 @@ from tfbackbones import backbones
 from tfbackbones.backbones import savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
+from tfbackbones.results import ResultError, RunResult
 from tfbackbones.training import distribute
 
 # Errors caused by the user's input: entry points print them without a traceback.
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
                pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
                weights.WeightsMismatchError, savedmodel.SavedModelError,
-               distribute.CpuReplicasError)
+               distribute.CpuReplicasError, ResultError)
 
 
 def check(config: TrainConfig) -> TrainConfig:
@@ -26,7 +27,7 @@ def check(config: TrainConfig) -> TrainConfig:
   return config
 
 
-def train(config: TrainConfig, **trainer_kwargs) -> dict:
-  """Runs (or resumes) `config` to completion and returns its result row."""
+def train(config: TrainConfig, **trainer_kwargs) -> RunResult:
+  """Runs (or resumes) `config` to completion and returns its result."""
   from tfbackbones.training.loop import Trainer  # pylint: disable=import-outside-toplevel
   return Trainer(check(config), **trainer_kwargs).run()

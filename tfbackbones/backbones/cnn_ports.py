@@ -728,7 +728,7 @@ def _add(name: str, *, params_m: float, imagenet_top1: float,
   ))
 
 
-# params_m and imagenet_top1 are PROTOCOL.md's (the paper's torchvision
+# params_m and imagenet_top1 are docs/protocol.md's (the paper's torchvision
 # weights; for RegNetY, ResNeXt and MobileNetV3 these are torchvision's
 # IMAGENET1K_V2 weights, for the others IMAGENET1K_V1).
 _TV = "Keras port of torchvision"

@@ -4,12 +4,12 @@ Facts, per backbone, and where they come from:
   * weights_file / weights_url / weights_hash: exactly what the installed
     keras.applications constructor passes to `get_file` for
     include_top=False (tests intercept `get_file` to keep this honest).
-  * params_m: the full ImageNet classifier's parameter count (PROTOCOL.md
+  * params_m: the full ImageNet classifier's parameter count (docs/protocol.md
     where it lists the model, else the Keras documentation table, which
     matches `count_params()` of include_top=True models).
   * imagenet_top1: top-1 of the Keras weights that are loaded, from the Keras
     applications documentation (mobilenet_v3.py docstring for MobileNetV3).
-    PROTOCOL.md's numbers are torchvision weights and differ.
+    docs/protocol.md's numbers are torchvision weights and differ.
   * feature_dim: channels of the include_top=False, pooling=None output.
   * default_size: the native ImageNet resolution.
 

@@ -17,7 +17,7 @@ code), so these ports mirror that layer structure module for module:
   linearly increasing per block, as torchvision's `swin_t`/`swin_v2_t`),
   WaveMix's dropout 0.5; both are identity at inference.
 
-Spec facts: params_m and imagenet_top1 are PROTOCOL.md's (the torchvision
+Spec facts: params_m and imagenet_top1 are docs/protocol.md's (the torchvision
 weight tables; WaveMix: the paper's 75.32 although the released file is named
 75.06). All four take ImageNet mean/std inputs ("torch" preprocessing).
 
@@ -51,6 +51,7 @@ import numpy as np
 from tfbackbones import imagesize
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.backbones.torch_init import torch_conv_init
 
 if TYPE_CHECKING:
   import keras
@@ -405,27 +406,6 @@ def build_vit(image_size, *, include_top: bool = False,
                            kernel_initializer="zeros",
                            bias_initializer="zeros")(x)
   return keras.Model(inputs, x, name=name)
-
-
-def torch_conv_init(fan_in: int) -> dict[str, Any]:
-  """Initializers equal in distribution to torch's Conv/Linear defaults.
-
-  torch draws both weight (kaiming_uniform, a=sqrt(5)) and bias from
-  U(-1/sqrt(fan_in), 1/sqrt(fan_in)); used where the reference keeps them.
-
-  Args:
-    fan_in: Fan-in of the torch layer (in_channels * kernel area).
-
-  Returns:
-    Keyword arguments for a Keras Conv/Dense layer.
-  """
-  import keras  # pylint: disable=g-import-not-at-top
-
-  bound = 1 / math.sqrt(fan_in)
-  return dict(
-      kernel_initializer=keras.initializers.VarianceScaling(
-          1 / 3, mode="fan_in", distribution="uniform"),
-      bias_initializer=keras.initializers.RandomUniform(-bound, bound))
 
 
 # --------------------------------------------------------------------------

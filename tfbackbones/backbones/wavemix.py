@@ -27,7 +27,7 @@ import numpy as np
 from keras import ops
 
 from tfbackbones import imagesize
-from tfbackbones.backbones import transformer_ports
+from tfbackbones.backbones.torch_init import torch_conv_init
 
 # Haar analysis on a 2x2 block [[a, b], [c, d]] (rows = height), as
 # pytorch_wavelets computes it (row filtering along the width first, then
@@ -85,17 +85,17 @@ def _feedforward(x, prefix: str, *, final_dim: int, mult: int,
   """The official `feedforward{j}` Sequential: 1x1, GELU, drop, 1x1, up, BN."""
   in_dim = x.shape[-1]
   x = keras.layers.Conv2D(final_dim * mult, 1, name=f"{prefix}.0",
-                          **transformer_ports.torch_conv_init(in_dim))(x)
+                          **torch_conv_init(in_dim))(x)
   x = keras.layers.Activation("gelu", name=f"{prefix}.1")(x)
   x = keras.layers.Dropout(dropout, name=f"{prefix}.2")(x)
   x = keras.layers.Conv2D(ff_channel, 1, name=f"{prefix}.3",
-                          **transformer_ports.torch_conv_init(
+                          **torch_conv_init(
                               final_dim * mult))(x)
   # ConvTranspose2d(k=4, stride=2, padding=1) == 'same' transposed conv.
   # torch computes this layer's init fan-in from weight.size(1) = out_dim.
   x = keras.layers.Conv2DTranspose(out_dim, 4, strides=2, padding="same",
                                    name=f"{prefix}.4",
-                                   **transformer_ports.torch_conv_init(
+                                   **torch_conv_init(
                                        out_dim * 16))(x)
   return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
                                          name=f"{prefix}.5")(x)
@@ -105,7 +105,7 @@ def _waveblock(x, prefix: str, *, level: int, final_dim: int, mult: int,
                ff_channel: int, dropout: float):
   """The official Level{level}Waveblock (without the outer residual)."""
   reduced = keras.layers.Conv2D(final_dim // 4, 1, name=f"{prefix}.reduction",
-                                **transformer_ports.torch_conv_init(
+                                **torch_conv_init(
                                     final_dim))(x)
   maps = HaarDWT(level, name=f"{prefix}.dwt")(reduced)
   if level == 1:
@@ -158,7 +158,7 @@ def build_wavemix(image_size, *, include_top: bool = False,
           f"otherwise); got image_size {imagesize.text(image_size)}. Use "
           f"multiples of {patch_size * 2**level}.")
   inputs = keras.Input((height, width, 3), name="images")
-  init = transformer_ports.torch_conv_init
+  init = torch_conv_init
   x = keras.layers.Conv2D(final_dim // 4, 3, padding="same", name="conv.0",
                           **init(3 * 9))(inputs)
   x = keras.layers.Conv2D(final_dim // 2, 3, padding="same", name="conv.1",

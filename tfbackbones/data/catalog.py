@@ -120,7 +120,7 @@ register(DatasetSpec(
     num_classes=10, image_size=32, augment="none", id_key="id",
     citation="Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits"))
 
-# Catalog datasets of the paper that TFDS already builds (PROTOCOL.md, "Datasets").
+# Catalog datasets of the paper that TFDS already builds (docs/protocol.md, "Datasets").
 register(DatasetSpec("cifar10", "cifar10", "natural", 10, augment="trivial",
                      id_key="id", citation="Krizhevsky 2009"))
 register(DatasetSpec("cifar100", "cifar100", "natural", 100, augment="trivial",
@@ -150,7 +150,7 @@ register(DatasetSpec("plant_village", "plant_village", "plant", 38, test_split=N
                      test_fraction=0.2, citation="Hughes & Salathe 2015"))
 
 # Datasets with no TFDS builder anywhere: ours, in tfds_builders/. Augmentation follows
-# PROTOCOL.md (TrivialAugment where the reference code used it: CIFAR, DTD, Food-101,
+# docs/protocol.md (TrivialAugment where the reference code used it: CIFAR, DTD, Food-101,
 # Flowers); the paper's text says it was tried everywhere but kept only where it helped.
 register(DatasetSpec("tiny_imagenet", "tiny_imagenet", "natural", 200,
                      train_split="train", test_split="validation", id_key="id",

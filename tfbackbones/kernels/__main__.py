@@ -1,11 +1,18 @@
-"""`python -m tfbackbones.kernels`: build the fused CPU kernels now."""
+"""`python -m tfbackbones.kernels`: build the fused CPU kernels now.
+
+An absl entry point, so `--help`/`--helpfull` print help instead of starting a build.
+"""
 
 import sys
+
+from absl import app
 
 from tfbackbones import kernels
 
 
-def main() -> int:
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     path = kernels.build()
   except kernels.KernelBuildError as e:
@@ -16,4 +23,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main)

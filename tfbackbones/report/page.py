@@ -51,8 +51,8 @@ def image(png: Optional[bytes], alt: str, missing: str) -> str:
 def _summary(records: Sequence[rec.Record], workdir: Optional[str],
              sources: Sequence[str]) -> str:
   runs = [r for r in records if r.source == rec.RUNS]
-  counts = {s: sum(r.status == s for r in runs)
-            for s in (rec.FINISHED, rec.FAILED, rec.INCOMPLETE, rec.MISSING)}
+  counts = {s: sum(r.status == s for r in runs) for s in (rec.FINISHED,) + rec.NOT_RESULTS}
+  counts = {s: n for s, n in counts.items() if n or s in (rec.FINISHED, rec.FAILED)}
   parts = [f"<b>{len(runs)}</b> runs in <code>{html.escape(workdir or '-')}</code>: "
            + ", ".join(f"{n} {s}" for s, n in counts.items())]
   imported = sorted({r.source for r in records if r.source != rec.RUNS})
@@ -64,11 +64,12 @@ def _summary(records: Sequence[rec.Record], workdir: Optional[str],
 
 
 def _failures(records: Sequence[rec.Record]) -> str:
-  failed = [r for r in records if r.status == rec.FAILED]
+  failed = [r for r in records
+            if r.status in (rec.FAILED, rec.DIVERGED, rec.DEGENERATE, rec.UNREADABLE)]
   if not failed:
     return "<p>No failed runs.</p>"
-  items = "".join(f"<li><code>{html.escape(r.path)}</code>: {html.escape(r.error or '')}</li>"
-                  for r in failed)
+  items = "".join(f"<li><code>{html.escape(r.path)}</code> ({r.status}): "
+                  f"{html.escape(r.error or '')}</li>" for r in failed)
   return f"<ul>{items}</ul>"
 
 
@@ -136,6 +137,9 @@ def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
                             "No parameter counts yet.")
               + image(plots.get("latency"), "accuracy vs latency", "No latency or speed yet.")
               + table("resources")),
+      section("Deployment", "".join(
+          image(png, name, "") for name, png in sorted(plots.items())
+          if name.startswith("deployment_")) + table("deployment")),
       section("Significance",
               "<details><summary>Paired comparisons over seeds "
               f"({len(tables['significance'].rows)} pairs)</summary>"

@@ -22,9 +22,14 @@ from typing import Iterable, Optional, Union
 
 import tensorflow as tf
 
-from tfbackbones import imagesize
+from tfbackbones import imagesize, results
+from tfbackbones.results import RunResult
 
 FINISHED, FAILED, INCOMPLETE, MISSING = "finished", "failed", "incomplete", "missing"
+# Runs that trained but are not results (results.DIVERGED, results.DEGENERATE), and run
+# directories whose result.json is damaged.
+DIVERGED, DEGENERATE, UNREADABLE = "diverged", "degenerate", "unreadable"
+NOT_RESULTS = (FAILED, DIVERGED, DEGENERATE, UNREADABLE, INCOMPLETE, MISSING)
 VAL_SPLIT, ON_TEST = "val-split", "selected-on-test"
 RUNS = "runs"  # the `source` of records read from workdirs
 PAPER = "paper"  # --reference=paper / --import_csv=paper: the bundled published numbers
@@ -48,7 +53,7 @@ class Record:
     backbone, dataset, domain: names (domain from the run, the CSV or the catalog).
     train_fraction: share of the training split used.
     seed: training seed, or None (e.g. published best-of-3 numbers).
-    status: finished | failed | incomplete | missing.
+    status: finished | failed | diverged | degenerate | unreadable | incomplete | missing.
     top1: test top-1 in percent (finished only).
     selection_protocol: val-split | selected-on-test | unknown.
     source: "runs" for workdirs, else the CSV's `source` column or file name.
@@ -95,31 +100,43 @@ def _read_json(path: str) -> Optional[dict]:
     return None
 
 
-def from_result(result: dict, path: str) -> Record:
-  """A Record from a result.json (finished, or failed as the engine or runner wrote it)."""
-  config = result.get("config") or {}
-  protocol = result.get("selection_protocol") or (
-      ON_TEST if config.get("select_on") == "test" else VAL_SPLIT)
-  dataset = result.get("dataset") or config.get("dataset", "unknown")
-  finished = result.get("status") == FINISHED
+def from_result(result: RunResult, path: str) -> Record:
+  """A Record from a RunResult: ranked (finished) or not (failed, diverged, degenerate)."""
   resources = {}
-  if finished:
-    resources = {k: result.get(k) for k in RESOURCE_KEYS if result.get(k) is not None}
+  if result.ranked:
+    resources = {k: getattr(result, k) for k in RESOURCE_KEYS if k != "inference_latency_ms"
+                 and getattr(result, k, None) is not None}
     # No latency in result.json today; accept it from a later engine or benchmark.
-    latency = (result.get("inference") or {}).get("latency_ms")
+    latency = (result.extra.get("inference") or {}).get("latency_ms")
     if latency is not None:
       resources.setdefault("inference_latency_ms", latency)
   return Record(
-      backbone=result.get("backbone") or config.get("backbone", "unknown"),
-      dataset=dataset, domain=result.get("domain") or catalog_domain(dataset),
-      train_fraction=float(result.get("train_fraction", config.get("train_fraction", 1.0))),
-      seed=result.get("seed", config.get("seed")),
-      status=FINISHED if finished else FAILED,
-      top1=100.0 * result["test"]["top1"] if finished else None,
-      selection_protocol=protocol, source=RUNS,
-      image_size=_size(result.get("image_size") or config.get("image_size")),
-      error=None if finished else result.get("error", "unknown error"), path=path,
-      resources=resources)
+      backbone=result.backbone, dataset=result.dataset,
+      domain=result.domain or catalog_domain(result.dataset),
+      train_fraction=float(result.train_fraction), seed=result.seed,
+      status=FINISHED if result.ranked else (
+          FAILED if result.status == FINISHED else result.status),
+      top1=100.0 * result.test_top1 if result.ranked else None,
+      selection_protocol=result.selection_protocol, source=RUNS,
+      image_size=_size(result.image_size or result.config.get("image_size")),
+      error=None if result.ranked else (result.error or result.reason or "unknown error"),
+      path=path, resources=resources)
+
+
+def _unreadable(error: str, path: str) -> Record:
+  """A run directory whose result.json cannot be read: counted, never dropped."""
+  parts = _relative_parts(path)
+  return Record(backbone=parts[1] if len(parts) > 1 else "unknown",
+                dataset=parts[0] if parts else "unknown", status=UNREADABLE,
+                error=error, path=path, source=RUNS)
+
+
+def _relative_parts(path: str) -> list[str]:
+  """`.../<dataset>/<backbone>/frac<f>/seed<s>` -> [dataset, backbone] (best effort)."""
+  parts = path.rstrip("/").split("/")
+  if len(parts) >= 4 and parts[-2].startswith("frac") and parts[-1].startswith("seed"):
+    return parts[-4:-2]
+  return []
 
 
 def _incomplete(config: dict, path: str, status: str = INCOMPLETE) -> Record:
@@ -146,13 +163,20 @@ def read_workdir(workdir: str) -> list[Record]:
     if "result.json" in files or "config.json" in files:
       subdirs[:] = []  # runs do not nest; skip checkpoints and best weights
       if "result.json" in files:
-        result = _read_json(os.path.join(dirname, "result.json"))
-        if result is not None:
-          records.append(from_result(result, dirname))
+        try:
+          records.append(from_result(results.read(os.path.join(dirname, "result.json")),
+                                     dirname))
+        except results.ResultError as e:
+          logging.warning("%s", e)
+          records.append(_unreadable(str(e), dirname))
       else:
         config = _read_json(os.path.join(dirname, "config.json"))
-        if config is not None:
+        if isinstance(config, dict):
           records.append(_incomplete(config, dirname))
+        else:
+          records.append(_unreadable(f"{dirname}/config.json: damaged (no result.json "
+                                     "either); delete the directory to rerun the run",
+                                     dirname))
       seen.add(_relative(workdir, dirname))
       continue
     subdirs[:] = [d for d in subdirs if d.rstrip("/") not in _SKIP_DIRS

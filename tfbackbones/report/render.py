@@ -184,7 +184,7 @@ def to_html(table: Table) -> str:
     classes = []
     if r.get("selection_protocol") == rec.ON_TEST:
       classes.append("on-test")
-    if r.get("status") in (rec.FAILED, rec.INCOMPLETE, rec.MISSING, "partial"):
+    if r.get("status") in rec.NOT_RESULTS + ("partial",):
       classes.append(r["status"])
     if r.get("label") in ("Best", "Better", "Good"):
       classes.append(r["label"].lower())

@@ -63,7 +63,7 @@ def _cell_row(key: tuple, group: Sequence[rec.Record]) -> dict:
   if n:
     status = "ok" if n == len(group) else "partial"
   else:
-    status = next(s for s in (rec.FAILED, rec.INCOMPLETE, rec.MISSING) if count(s))
+    status = next(s for s in rec.NOT_RESULTS if count(s))
   return {
       "dataset": dataset, "domain": group[0].domain, "backbone": backbone,
       "train_fraction": fraction, "selection_protocol": protocol, "source": source,
@@ -74,7 +74,10 @@ def _cell_row(key: tuple, group: Sequence[rec.Record]) -> dict:
                                                                           r.seed or 0))
                         if r.seed is not None),
       "failed": count(rec.FAILED), "incomplete": count(rec.INCOMPLETE),
-      "missing": count(rec.MISSING), "status": status,
+      "missing": count(rec.MISSING),
+      # Trained but not a result (diverged, degenerate) or a damaged result.json.
+      "not_result": count(rec.DIVERGED) + count(rec.DEGENERATE) + count(rec.UNREADABLE),
+      "status": status,
       "errors": " | ".join(sorted({r.error for r in group if r.error})),
   }
 
@@ -94,7 +97,7 @@ def datasets_table(records: Sequence[rec.Record],
   """Per dataset x backbone (x fraction, protocol, source): mean ± std, best-of-n, n."""
   columns = ["dataset", "domain", "backbone", "train_fraction", "selection_protocol",
              "source", "n", "mean_top1", "std_top1", "best_top1", "seeds", "failed",
-             "incomplete", "missing", "status"]
+             "incomplete", "missing", "not_result", "status"]
   if reference is not None:
     columns += ["ref_top1", "delta_best", "delta_mean"]
   rows = []

@@ -25,12 +25,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbackbones import artifacts
 from tfbackbones import backbones as backbones_lib
 from tfbackbones import imagesize
 from tfbackbones import kernels
 from tfbackbones import model as model_lib
+from tfbackbones import results
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
+from tfbackbones.results import RunResult
 from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
 from tfbackbones.training import optimizers
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
@@ -86,12 +89,13 @@ class Trainer:
     self.workdir = config.workdir
 
   # ------------------------------------------------------------------ setup
-  def _check_workdir(self) -> Optional[dict]:
+  def _check_workdir(self) -> Optional[RunResult]:
     tf.io.gfile.makedirs(self.workdir)
-    result = wd.read_json(wd.path(self.workdir, wd.RESULT))
+    result = results.read(wd.path(self.workdir, wd.RESULT))
+    done = result if result is not None and result.status != results.FAILED else None
     saved = wd.read_json(wd.path(self.workdir, wd.CONFIG))
-    if result and result.get("status") == "finished" and saved is None:
-      saved = result.get("config")
+    if done is not None and saved is None:
+      saved = done.config
     if saved is not None:
       diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
       if diff:
@@ -99,9 +103,7 @@ class Trainer:
         raise ConfigError(
             f"{self.workdir} holds a run with a different configuration ({changes}). "
             "Use a new --workdir, or rerun with the workdir's settings to resume it.")
-    if result and result.get("status") == "finished":
-      return result
-    return None
+    return done
 
   def _setup(self):
     cfg = self.config
@@ -172,7 +174,7 @@ class Trainer:
       if self.precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
       # Build before tracing: with >= 2 replicas, slot variables created inside the traced
-      # step fail with "You must feed a value for placeholder tensor" (STACK-NOTES).
+      # step fail with "You must feed a value for placeholder tensor" (docs/stack.md).
       opt.build(self.model.trainable_variables)
     return opt
 
@@ -193,6 +195,20 @@ class Trainer:
   def _scratch_dir(self) -> str:
     """Where a non-chief worker writes what collective saving makes it write."""
     return wd.path(self.workdir, "tmp_" + distribute.worker_tag(self.strategy))
+
+  def _remove_scratch(self) -> None:
+    """Deletes a non-chief worker's scratch dir when its run ends, however it ends.
+
+    Its copies are never read again (a resumed run reads the chief's files), and leaving
+    them would put a second, disagreeing set of checkpoints in the workdir.
+    """
+    if getattr(self, "is_chief", True):
+      return
+    try:
+      if tf.io.gfile.exists(self._scratch_dir()):
+        tf.io.gfile.rmtree(self._scratch_dir())
+    except tf.errors.OpError:
+      logging.exception("could not remove %s", self._scratch_dir())
 
   # ------------------------------------------------------------------ steps
   def _make_train_fn(self, optimizer):
@@ -220,8 +236,8 @@ class Trainer:
     tf.train.Checkpoint(model=self.model).read(prefix).assert_existing_objects_matched()
 
   # ------------------------------------------------------------------ run
-  def run(self) -> dict:
-    """Trains (or resumes) to completion; returns the result row (also in result.json)."""
+  def run(self) -> RunResult:
+    """Trains (or resumes) to completion; returns the result (also in result.json)."""
     done = self._check_workdir()
     if done is not None:
       self.log(f"{self.workdir}: already finished; not training again.")
@@ -233,24 +249,30 @@ class Trainer:
     except KeyboardInterrupt:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      self._write_failure(e, started)
+      lost = distribute.worker_lost(e, getattr(self, "strategy", None),
+                                    getattr(getattr(self, "schedule", None), "epoch", 0),
+                                    self.workdir)
+      self._write_failure(lost or e, started)
+      if lost is not None:
+        raise lost from e
       raise
     finally:
       keras.mixed_precision.set_global_policy("float32")
+      self._remove_scratch()
 
   def _write_failure(self, error: Exception, started: float) -> None:
+    if not getattr(self, "is_chief", distribute.tf_config_is_chief()):
+      return  # only the chief writes the workdir, failures included
     try:
       tf.io.gfile.makedirs(self.workdir)
-      wd.write_json(wd.path(self.workdir, wd.RESULT), {
-          "status": "failed", "error": f"{type(error).__name__}: {error}",
-          "config": self.config.to_dict(), "backbone": self.config.backbone,
-          "dataset": self.config.dataset, "seed": self.config.seed,
-          "train_fraction": self.config.train_fraction,
-          "wall_time_sec": time.time() - started})
+      spec = getattr(self, "dataset_spec", None)
+      results.write(wd.path(self.workdir, wd.RESULT), RunResult.failure(
+          self.config, error, seconds=time.time() - started,
+          domain=spec.domain if spec else None))
     except Exception:  # pylint: disable=broad-except
       logging.exception("could not write the failure to result.json")
 
-  def _run(self) -> dict:
+  def _run(self) -> RunResult:
     self._setup()
     if self.is_chief:
       wd.write_json(wd.path(self.workdir, wd.CONFIG), self.config.to_dict())
@@ -347,19 +369,20 @@ class Trainer:
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
 
-  def _finish(self) -> dict:
+  def _finish(self) -> RunResult:
     """Best weights back, the one test evaluation, result.json."""
     sched = self.schedule
     self._restore_best(self.best_path)
     test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
     test = self.evaluate(test_ds, test_steps)
+    artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
     result = summaries.build_result(self, sched, self.history,
                                     self.history[sched.best_epoch]["val"], test,
                                     wall_time=self._elapsed(), peak_rss_mb=_peak_rss_mb())
     self.writer.final(result, self.steps_per_epoch * sched.epoch)
     self.writer.close()
     if self.is_chief:
-      wd.write_json(wd.path(self.workdir, wd.RESULT), result)
+      results.write(wd.path(self.workdir, wd.RESULT), result)
     self.log(summaries.result_line(result))
     return result
 

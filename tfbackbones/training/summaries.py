@@ -1,7 +1,7 @@
 """What a run tells the world: TensorBoard scalars and HParams, progress lines, result.json.
 
 Scalars are written once per epoch (never per step: per-step summaries halved the speed
-of a naive loop, STACK-NOTES). The HParams plugin gets the run's hyper-parameters at the
+of a naive loop, docs/stack.md). The HParams plugin gets the run's hyper-parameters at the
 start and its final metrics as scalars at the end, so the HParams dashboard of a study's
 logdir compares runs on best-val and test-at-best, not on whatever the last epoch was.
 """
@@ -19,6 +19,8 @@ from tensorboard.plugins.hparams import api as hp
 
 from tfbackbones import imagesize
 from tfbackbones import model as model_lib
+from tfbackbones import results
+from tfbackbones.results import RunResult
 
 FINAL_METRICS = ("final/best_val_top1", "final/test_top1", "final/test_balanced_accuracy",
                  "final/test_macro_f1", "final/test_loss", "final/epochs",
@@ -66,18 +68,18 @@ class RunWriter:
       tf.summary.scalar("speed/global_step", step)
     self.writer.flush()
 
-  def final(self, result: dict, step: int) -> None:
+  def final(self, result: RunResult, step: int) -> None:
     if not self.enabled:
       return
-    test, val = result["test"], result["val"]
+    test, val = result.test, result.val
     values = {
         "final/best_val_top1": val["top1"], "final/test_top1": test["top1"],
         "final/test_balanced_accuracy": test["balanced_accuracy"],
         "final/test_macro_f1": test["macro_f1"], "final/test_loss": test["loss"],
-        "final/epochs": result["epochs"]["total"],
-        "final/train_images_per_sec": result["train_images_per_sec"],
+        "final/epochs": result.epochs["total"],
+        "final/train_images_per_sec": result.train_images_per_sec,
     }
-    with self.writer.as_default(step=result["epochs"]["total"]):
+    with self.writer.as_default(step=result.epochs["total"]):
       for k, v in values.items():
         tf.summary.scalar(k, v)
       tf.summary.text("result", _markdown_row(result))
@@ -101,12 +103,12 @@ def hparams_of(trainer) -> dict:
   }
 
 
-def _markdown_row(result: dict) -> str:
-  keys = ["backbone", "dataset", "seed", "train_fraction", "selection_protocol"]
+def _markdown_row(result: RunResult) -> str:
+  keys = ["backbone", "dataset", "seed", "train_fraction", "selection_protocol", "status"]
   head = "| " + " | ".join(keys + ["val top1", "test top1"]) + " |"
   sep = "|" + "---|" * (len(keys) + 2)
-  row = "| " + " | ".join(str(result[k]) for k in keys) + \
-        f" | {result['val']['top1']:.4f} | {result['test']['top1']:.4f} |"
+  row = "| " + " | ".join(str(getattr(result, k)) for k in keys) + \
+        f" | {result.val['top1']:.4f} | {result.test['top1']:.4f} |"
   return "\n".join([head, sep, row])
 
 
@@ -142,62 +144,57 @@ def _duration(seconds: float) -> str:
       f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def result_line(result: dict) -> str:
-  if result.get("status") != "finished":
-    return f"run FAILED: {result.get('error')}"
-  marker = " (SELECTED ON TEST)" if result["selection"]["selected_on_test"] else ""
-  return (f"result: {result['backbone']} on {result['dataset']} seed {result['seed']}: "
-          f"best val top1 {result['val']['top1']:.4f} (epoch "
-          f"{result['selection']['best_epoch'] + 1}), test top1 {result['test']['top1']:.4f}"
-          f"{marker}, {result['epochs']['total']} epochs "
-          f"({result['epochs']['adamw']} AdamW + {result['epochs']['sgd']} SGD), "
-          f"{result['wall_time_sec']:.0f}s")
+def result_line(result: RunResult) -> str:
+  if result.status == results.FAILED:
+    return f"run FAILED: {result.error}"
+  if result.status != results.FINISHED:
+    return (f"run {result.status.upper()} (not a result; reports list it, never rank it): "
+            f"{result.reason}")
+  marker = " (SELECTED ON TEST)" if result.selected_on_test else ""
+  return (f"result: {result.backbone} on {result.dataset} seed {result.seed}: "
+          f"best val top1 {result.val['top1']:.4f} (epoch "
+          f"{result.selection['best_epoch'] + 1}), test top1 {result.test['top1']:.4f}"
+          f"{marker}, {result.epochs['total']} epochs "
+          f"({result.epochs['adamw']} AdamW + {result.epochs['sgd']} SGD), "
+          f"{result.wall_time_sec:.0f}s")
 
 
 def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: float,
-                 peak_rss_mb: float) -> dict:
+                 peak_rss_mb: float) -> RunResult:
+  """The finished run's RunResult (its status may still be changed by the health check)."""
   cfg, spec = trainer.config, trainer.spec
   speeds = [h["images_per_sec"] for h in history]
   steady = speeds[1:] if len(speeds) > 1 else speeds  # epoch 1 includes tracing
-  return {
-      "status": "finished",
-      "error": None,
-      "config": cfg.to_dict(),
-      "backbone": cfg.backbone,
-      "backbone_info": {"source": spec.source, "published_params_m": spec.params_m,
-                        "imagenet_top1": spec.imagenet_top1, "weights": cfg.weights,
-                        "preprocessing": spec.preprocessing},
-      "dataset": cfg.dataset,
-      "domain": trainer.dataset_spec.domain,
-      "num_classes": trainer.data.num_classes,
-      "split_counts": trainer.data.ids.counts,
-      "image_size": imagesize.canonical(trainer.image_size),
-      "augmentation": {"augment": trainer.augment, "augment_at": cfg.augment_at},
-      "seed": cfg.seed,
-      "split_seed": cfg.split_seed,
-      "train_fraction": cfg.train_fraction,
-      "selection_protocol": "selected-on-test" if cfg.selected_on_test else "val-split",
-      "selection": {"select_on": cfg.select_on, "selected_on_test": cfg.selected_on_test,
-                    "metric": "val top1" if not cfg.selected_on_test else "test top1",
-                    "best_epoch": sched.best_epoch, "best_value": sched.best},
-      "val": val,
-      "test": test,
-      "params": model_lib.parameter_count(trainer.model),
-      "trainable_params": int(sum(int(np.prod(v.shape))
-                                  for v in trainer.model.trainable_variables)),
-      "model_size_mb": model_lib.weights_megabytes(trainer.model),
-      "epochs": {"adamw": sched.epochs_per_phase["adamw"], "sgd": sched.epochs_per_phase["sgd"],
-                 "total": sched.epoch},
-      "switch_epoch": sched.switch_epoch,
-      "stop_reason": sched.stop_reason,
-      "wall_time_sec": wall_time,
-      "train_images_per_sec": float(np.median(steady)),
-      "peak_host_memory_mb": peak_rss_mb,
-      "strategy": type(trainer.strategy).__name__,
-      "replicas": trainer.strategy.num_replicas_in_sync,
-      "precision": trainer.precision,
-      "global_batch": trainer.global_batch,
-      "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                   "python": platform.python_version()},
-      "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-  }
+  return RunResult.for_config(
+      cfg, status=results.FINISHED,
+      backbone_info={"source": spec.source, "published_params_m": spec.params_m,
+                     "imagenet_top1": spec.imagenet_top1, "weights": cfg.weights,
+                     "preprocessing": spec.preprocessing},
+      domain=trainer.dataset_spec.domain,
+      num_classes=trainer.data.num_classes,
+      class_names=list(trainer.data.class_names),
+      split_counts=dict(trainer.data.ids.counts),
+      image_size=imagesize.canonical(trainer.image_size),
+      augmentation={"augment": trainer.augment, "augment_at": cfg.augment_at},
+      selection={"select_on": cfg.select_on, "selected_on_test": cfg.selected_on_test,
+                 "metric": "val top1" if not cfg.selected_on_test else "test top1",
+                 "best_epoch": sched.best_epoch, "best_value": sched.best},
+      val=val, test=test,
+      params=model_lib.parameter_count(trainer.model),
+      trainable_params=int(sum(int(np.prod(v.shape))
+                               for v in trainer.model.trainable_variables)),
+      model_size_mb=model_lib.weights_megabytes(trainer.model),
+      epochs={"adamw": sched.epochs_per_phase["adamw"], "sgd": sched.epochs_per_phase["sgd"],
+              "total": sched.epoch},
+      switch_epoch=sched.switch_epoch,
+      stop_reason=sched.stop_reason,
+      wall_time_sec=wall_time,
+      train_images_per_sec=float(np.median(steady)),
+      peak_host_memory_mb=peak_rss_mb,
+      strategy=type(trainer.strategy).__name__,
+      replicas=trainer.strategy.num_replicas_in_sync,
+      precision=trainer.precision,
+      global_batch=trainer.global_batch,
+      versions={"tensorflow": tf.__version__, "keras": keras.__version__,
+                "python": platform.python_version()},
+      finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat())

@@ -32,11 +32,16 @@ def path(workdir: str, *parts: str) -> str:
   return os.path.join(workdir, *parts)
 
 
-def write_json(filename: str, value: Any) -> None:
+def write_text(filename: str, text: str) -> None:
+  """Writes `text` to a temporary name, then renames: a kill never leaves half a file."""
   tmp = filename + ".tmp"
   with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(value, indent=2, sort_keys=True, default=_jsonable))
+    f.write(text)
   tf.io.gfile.rename(tmp, filename, overwrite=True)
+
+
+def write_json(filename: str, value: Any) -> None:
+  write_text(filename, json.dumps(value, indent=2, sort_keys=True, default=_jsonable))
 
 
 def read_json(filename: str) -> Optional[Any]:
