@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -96,22 +95,23 @@ class GroundTruth:
 
 
 def ground_truth(study_workdir: str) -> list:
-  """Groups a study's finished runs by dataset (full training sets only).
+  """Groups a study's ranked runs by dataset (full training sets only).
+
+  Only real results count (`RunResult.ranked`, as in the report: finished with a finite
+  test top-1; diverged, degenerate and failed runs are not ground truth).
 
   Candidates are (backbone, weights) as each run's config says; runs of a dataset with
   another train_fraction are left out (they answer another question).
   """
   # pylint: disable=import-outside-toplevel
-  import tensorflow as tf
-
+  from tfbackbones import results
   from tfbackbones.recommend.candidates import Candidate
   from tfbackbones.report import records
   by_dataset = collections.OrderedDict()
   for record in records.read_workdir(study_workdir):
     if record.status != records.FINISHED or record.train_fraction < 1.0:
       continue
-    with tf.io.gfile.GFile(os.path.join(record.path, "result.json")) as f:
-      config = json.loads(f.read()).get("config") or {}
+    config = results.read(os.path.join(record.path, "result.json")).config or {}
     weights = weights_lib.parse_weights_arg(config.get("weights", "imagenet"))
     cand = Candidate(record.backbone, weights)
     group = by_dataset.setdefault(record.dataset, GroundTruth(
