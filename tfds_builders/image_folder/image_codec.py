@@ -71,9 +71,9 @@ def decode(data: bytes, name: str, jpeg_draft: bool = False):
 
   With `jpeg_draft`, a JPEG is decoded at 1/8 scale (libjpeg's DCT scaling): every byte
   of the compressed stream is still read and entropy-decoded, so truncated and
-  unreadable files fail exactly as with a full decode, at about 2/3 of the cost (measured
-  on a 500x375 photo); but the returned pixels are the small draft (its `size` too),
-  fit only for a check.
+  unreadable files fail exactly as with a full decode, 1.6-2.9x faster (500x375 photos,
+  median 2.8x over 9 interleaved repeats); but the returned pixels are the small draft
+  (its `size` too), fit only for a check.
 
   Args:
     data: the file's bytes.
@@ -200,7 +200,7 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   """
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
   # The common case, an 8-bit RGB or gray JPEG stored as is, only needs a check that the
-  # file decodes: a 1/8-scale draft decode reads the whole stream for 2/3 of the cost.
+  # file decodes: a 1/8-scale draft decode reads the whole stream, 1.6-2.9x faster.
   header = _open_header(data)
   if header is not None and header.format == "JPEG" and header.mode in _PASS_THROUGH_MODES \
       and _exif_orientation(header) == 1:
