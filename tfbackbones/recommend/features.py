@@ -148,46 +148,64 @@ def image_batches(images: np.ndarray, preprocessing: str, batch_size: int):
   return ds.prefetch(2)
 
 
+def make_forward(model, image_size):
+  """The traced forward pass (one graph for every batch size)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  height, width = image_size
+  return tf.function(lambda x: model(x, training=False), input_signature=[
+      tf.TensorSpec((None, height, width, 3), tf.float32)])
+
+
+def forward_pass(forward, images: np.ndarray, preprocessing: str, batch_size: int,
+                 on_batch: Callable[[int], None] = lambda _: None) -> tuple:
+  """Features of `images` (uint8, N x H x W x 3), preprocessing overlapped with the model.
+
+  Returns:
+    (features (N, D) float32, images timed, seconds timed): the first batch, which may
+    trace the graph, is not timed.
+  """
+  chunks, done, timed_images, timed_seconds = [], 0, 0, 0.0
+  iterator = iter(image_batches(images, preprocessing, batch_size))
+  while True:
+    t0 = time.perf_counter()
+    batch = next(iterator, None)
+    if batch is None:
+      break
+    chunks.append(forward(batch).numpy().astype(np.float32))
+    if done > 0:
+      timed_images += int(batch.shape[0])
+      timed_seconds += time.perf_counter() - t0
+    done += int(batch.shape[0])
+    on_batch(done)
+  return np.concatenate(chunks), timed_images, timed_seconds
+
+
 def extract(spec, candidate: Candidate, sample, batch_size: int,
             progress: Progress = lambda _: None) -> Features:
-  """Runs the frozen backbone over the sample's train and val images.
+  """Runs the frozen backbone over the sample's train and val images (one pass).
 
   Raises:
     WeightsNotAvailableError / WeightsMismatchError: before any image is decoded.
   """
-  # pylint: disable=import-outside-toplevel
-  import keras
-  import tensorflow as tf
+  import keras  # pylint: disable=import-outside-toplevel
   started = time.perf_counter()
   model, params = feature_model(spec, candidate, sample.image_size)
-  height, width = sample.image_size
-  forward = tf.function(lambda x: model(x, training=False), input_signature=[
-      tf.TensorSpec((None, height, width, 3), tf.float32)])
+  forward = make_forward(model, sample.image_size)
   images = sample.images()
-  total = sum(len(v) for v in images.values())
-  done, timed_images, timed_seconds = 0, 0, 0.0
-  out = {}
-  next_report = 0.25
-  for split in ("train", "val"):
-    chunks = []
-    iterator = iter(image_batches(images[split], spec.preprocessing, batch_size))
-    while True:
-      t0 = time.perf_counter()
-      batch = next(iterator, None)
-      if batch is None:
-        break
-      chunks.append(forward(batch).numpy().astype(np.float32))
-      seconds = time.perf_counter() - t0
-      if done > 0:  # the first batch traces the graph: not a throughput sample
-        timed_images += int(batch.shape[0])
-        timed_seconds += seconds
-      done += int(batch.shape[0])
-      if done / total >= next_report or done == total:
-        progress(f"{candidate.label}: {done}/{total} images")
-        while next_report <= done / total:
-          next_report += 0.25
-    out[split] = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+  n_train = len(images["train"])
+  everything = np.concatenate([images["train"], images["val"]])
+  total = len(everything)
+  marks = [round(total * q) for q in (0.25, 0.5, 0.75, 1.0)]
+
+  def on_batch(done):
+    if marks and done >= marks[0]:
+      progress(f"{candidate.label}: {done}/{total} images")
+      while marks and done >= marks[0]:
+        marks.pop(0)
+
+  feats, timed_images, timed_seconds = forward_pass(forward, everything, spec.preprocessing,
+                                                    batch_size, on_batch)
   img_per_sec = timed_images / timed_seconds if timed_seconds > 0 else float("nan")
   keras.backend.clear_session()
-  return Features(train=out["train"], val=out["val"], params=params,
+  return Features(train=feats[:n_train], val=feats[n_train:], params=params,
                   img_per_sec=float(img_per_sec), seconds=time.perf_counter() - started)
