@@ -73,16 +73,16 @@ def _extract_vs_predict(candidate_label: str, sample, batch: int, repeats: int =
   cand = candidates.parse([candidate_label], "imagenet")[0]
   spec = backbones.get(cand.name)
   model, _ = features.feature_model(spec, cand, sample.image_size)
-  forward = features.make_forward(model, sample.image_size)
+  forward = features.make_forward(model, sample.image_size, spec.preprocessing)
   images = sample.images()
   uint8 = np.concatenate([images["train"], images["val"]])
   x = np.asarray(backbones.preprocess_images(uint8, spec.preprocessing))
   model.predict(x[:batch], batch_size=batch, verbose=0)
-  features.forward_pass(forward, uint8[:batch], spec.preprocessing, batch)
+  features.forward_pass(forward, uint8[:batch], batch)
   ours, plain = [], []
   for _ in range(repeats):
     t = time.perf_counter()
-    features.forward_pass(forward, uint8, spec.preprocessing, batch)
+    features.forward_pass(forward, uint8, batch)
     ours.append(len(uint8) / (time.perf_counter() - t))
     t = time.perf_counter()
     model.predict(x, batch_size=batch, verbose=0)
