@@ -238,13 +238,13 @@ def validate(config: ValidateConfig, progress=print) -> dict:
 def markdown(result: dict) -> str:
   """Per-dataset and summary tables, for experiments/RESULTS.md."""
   f = rank_lib.fmt
-  lines = ["| dataset | domain | score | tau | weighted tau | regret (pts) | hit@3 | pick | "
-           "best |", "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| dataset | domain | candidates | score | tau | weighted tau | regret (pts) | hit@3 "
+           "| pick | best |", "|---|---|---|---|---|---|---|---|---|---|"]
   for row in result["datasets"]:
     for key in SCORE_KEYS:
       m, ci = row["scores"][key], row["intervals"][key]
       lines.append(
-          f"| {row['dataset']} | {row['domain']} | {key} | {f(m['tau'])} "
+          f"| {row['dataset']} | {row['domain']} | {len(row['truth'])} | {key} | {f(m['tau'])} "
           f"[{f(ci['tau'][0])}, {f(ci['tau'][1])}] | {f(m['weighted_tau'])} "
           f"[{f(ci['weighted_tau'][0])}, {f(ci['weighted_tau'][1])}] | {f(m['regret'])} "
           f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} | "
@@ -259,5 +259,6 @@ def markdown(result: dict) -> str:
   lines.append("")
   lines.append("Intervals: 2.5-97.5% bootstrap over each candidate's seeds "
                f"({result['config']['bootstrap']} resamples); with one seed per candidate "
-               "they collapse to a point.")
+               "they collapse to a point, and resamples whose ground truth ties are left out "
+               "of tau's. hit@3 is trivially 1 with 3 or fewer candidates.")
   return "\n".join(lines)
