@@ -20,6 +20,7 @@ Pure NumPy / scikit-learn: no TensorFlow, so the scores are testable in millisec
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -31,24 +32,33 @@ _EPS = 1e-5
 
 
 def _thin_svd(f: np.ndarray):
-  """Thin SVD of `f` (N, D): (u (N,k), s (k,), vh (k,D)), as the published LogME does it.
+  """Thin SVD of `f` (N, D): (u (N,k), s (k,), vh (k,D) or None), as published LogME has it.
 
-  With N > D it goes through the small (D, D) Gram matrix (much cheaper) and keeps the
-  singular values above 1e-10; with N <= D it is the plain thin SVD. The published solver
-  then sums log(alpha + beta s²) over these k values only, not over all D (the exact
-  evidence has (D - k) more log(alpha) terms); we keep that so that our scores are the
-  published LogME, comparable with the literature's numbers.
+  With N > D it goes through the (D, D) Gram matrix and keeps the singular values above
+  1e-10; with N <= D through the (N, N) one, keeping all N. (Symmetric eigensolvers on
+  the Gram matrices: the same values as the published SVDs, several times faster.) The
+  published solver then sums log(alpha + beta s²) over these k values only, not over all
+  D (the exact evidence has (D - k) more log(alpha) terms); we keep that so that our
+  scores are the published LogME, comparable with the literature's numbers.
   """
   n, d = f.shape
   if n > d:
-    _, s2, vh = np.linalg.svd(f.T @ f)
-    s = np.sqrt(np.maximum(s2, 0.0))
+    eigenvalues, v = np.linalg.eigh(f.T @ f)
+    order = np.argsort(eigenvalues)[::-1]
+    s = np.sqrt(np.maximum(eigenvalues[order], 0.0))
+    vh = v[:, order].T
     keep = s > 1e-10
     s, vh = s[keep], vh[keep]
     u = (f @ vh.T) / s
     return u, s, vh
-  # As published, all min(N, D) singular values are kept here, zeros included.
-  return np.linalg.svd(f, full_matrices=False)
+  # As published, all N = min(N, D) singular values are kept here, zeros included. Only u
+  # and s are needed, and the (N, N) Gram matrix gives both far faster than an SVD of the
+  # wide (N, D) matrix (seconds instead of tens of seconds for 800 x 2048 features);
+  # the evidence does not depend on the basis chosen for a zero singular value.
+  eigenvalues, u = np.linalg.eigh(f @ f.T)
+  order = np.argsort(eigenvalues)[::-1]
+  s = np.sqrt(np.maximum(eigenvalues[order], 0.0))
+  return u[:, order], s, None
 
 
 @dataclasses.dataclass
@@ -192,6 +202,7 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
     The best val accuracy, its C, and every C's accuracy.
   """
   # pylint: disable=import-outside-toplevel
+  from sklearn.exceptions import ConvergenceWarning
   from sklearn.linear_model import LogisticRegression
   from sklearn.preprocessing import StandardScaler
   scaler = StandardScaler().fit(train_x)
@@ -199,9 +210,15 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
   accuracies = {}
   if len(np.unique(train_y)) < 2:
     raise ValueError("the linear probe needs at least 2 classes in its training sample")
-  for c in cs:
-    model = LogisticRegression(C=c, max_iter=500, random_state=seed)
-    model.fit(tx, train_y)
+  # One model, C from strong to weak regularisation, each fit starting from the previous
+  # solution (warm start): the weakly regularised fits, slow from scratch, then take a
+  # few iterations.
+  model = LogisticRegression(max_iter=300, random_state=seed, warm_start=True)
+  for c in sorted(cs):
+    model.set_params(C=c)
+    with warnings.catch_warnings():  # an unconverged weak-prior fit is still a probe
+      warnings.simplefilter("ignore", ConvergenceWarning)
+      model.fit(tx, train_y)
     accuracies[float(c)] = float(np.mean(model.predict(vx) == np.asarray(val_y)))
   best = max(accuracies, key=lambda c: (accuracies[c], -c))  # ties: the stronger prior
   return ProbeResult(accuracy=accuracies[best], c=best, accuracies=accuracies)

@@ -95,7 +95,10 @@ class GroundTruth:
 
 
 def ground_truth(study_workdir: str) -> list:
-  """Groups a study's finished runs by dataset (full training sets only).
+  """Groups a study's ranked runs by dataset (full training sets only).
+
+  Only real results count (`RunResult.ranked`, as in the report: finished with a finite
+  test top-1; diverged, degenerate and failed runs are not ground truth).
 
   Candidates are (backbone, weights) as each run's config says; runs of a dataset with
   another train_fraction are left out (they answer another question).
@@ -108,7 +111,7 @@ def ground_truth(study_workdir: str) -> list:
   for record in records.read_workdir(study_workdir):
     if record.status != records.FINISHED or record.train_fraction < 1.0:
       continue
-    config = results.read(os.path.join(record.path, "result.json")).config
+    config = results.read(os.path.join(record.path, "result.json")).config or {}
     weights = weights_lib.parse_weights_arg(config.get("weights", "imagenet"))
     cand = Candidate(record.backbone, weights)
     group = by_dataset.setdefault(record.dataset, GroundTruth(
@@ -235,13 +238,13 @@ def validate(config: ValidateConfig, progress=print) -> dict:
 def markdown(result: dict) -> str:
   """Per-dataset and summary tables, for experiments/RESULTS.md."""
   f = rank_lib.fmt
-  lines = ["| dataset | domain | score | tau | weighted tau | regret (pts) | hit@3 | pick | "
-           "best |", "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| dataset | domain | candidates | score | tau | weighted tau | regret (pts) | hit@3 "
+           "| pick | best |", "|---|---|---|---|---|---|---|---|---|---|"]
   for row in result["datasets"]:
     for key in SCORE_KEYS:
       m, ci = row["scores"][key], row["intervals"][key]
       lines.append(
-          f"| {row['dataset']} | {row['domain']} | {key} | {f(m['tau'])} "
+          f"| {row['dataset']} | {row['domain']} | {len(row['truth'])} | {key} | {f(m['tau'])} "
           f"[{f(ci['tau'][0])}, {f(ci['tau'][1])}] | {f(m['weighted_tau'])} "
           f"[{f(ci['weighted_tau'][0])}, {f(ci['weighted_tau'][1])}] | {f(m['regret'])} "
           f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} | "
@@ -256,5 +259,6 @@ def markdown(result: dict) -> str:
   lines.append("")
   lines.append("Intervals: 2.5-97.5% bootstrap over each candidate's seeds "
                f"({result['config']['bootstrap']} resamples); with one seed per candidate "
-               "they collapse to a point.")
+               "they collapse to a point, and resamples whose ground truth ties are left out "
+               "of tau's. hit@3 is trivially 1 with 3 or fewer candidates.")
   return "\n".join(lines)

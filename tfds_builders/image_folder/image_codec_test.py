@@ -93,6 +93,20 @@ class EncodeForTfdsTest(absltest.TestCase):
       with self.assertRaisesRegex(image_codec.UnreadableImageError, "some/file.png"):
         image_codec.encode_for_tfds(bad, "some/file.png")
 
+  def test_plain_jpeg_is_checked_by_a_draft_decode_and_kept_as_is(self):
+    rng = np.random.default_rng(0)
+    data = _bytes(Image.fromarray(rng.integers(0, 255, (75, 100, 3), np.uint8)), "JPEG")
+    with mock.patch.object(image_codec, "decode", wraps=image_codec.decode) as spy:
+      encoded = image_codec.encode_for_tfds(data, "a.jpg")
+    self.assertEqual(spy.call_args.kwargs, {"jpeg_draft": True})
+    self.assertFalse(encoded.reencoded)
+    self.assertEqual(encoded.data, data)
+    self.assertEqual((encoded.height, encoded.width, encoded.channels), (75, 100, 3))
+    # The draft decode still reads the whole stream: a cut file is refused.
+    for cut in (len(data) // 2, len(data) - 4):
+      with self.assertRaisesRegex(image_codec.UnreadableImageError, "a.jpg"):
+        image_codec.encode_for_tfds(data[:cut], "a.jpg")
+
   def test_refuses_to_run_when_truncated_images_are_allowed(self):
     with mock.patch.object(ImageFile, "LOAD_TRUNCATED_IMAGES", True):
       with self.assertRaises(RuntimeError):
