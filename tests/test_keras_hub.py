@@ -176,13 +176,13 @@ def test_a_local_preset_fine_tunes_and_resumes_in_the_engine(
   start = [w.numpy().copy() for w in backbones.get(f"keras_hub:{presets[family]}")
            .build(32, "imagenet").weights]
   cfg = tiny_config(tmp_path / "run", digits_data_dir, backbone=f"keras_hub:{presets[family]}",
-                    weights="imagenet", max_epochs=2)
+                    weights="imagenet", max_epochs=2, train_fraction=0.2)
   with pytest.raises(Kill):
     runner.train(cfg, hooks=Watch(kill_at=0), log=Quiet())
   log, watch = Quiet(), Watch()
   result = runner.train(cfg, hooks=watch, log=log)
   assert any("resuming" in line for line in log.lines)
-  assert result.status == "finished" and result.epochs == 2
+  assert result.status == "finished" and result.epochs["total"] == 2
   changed = [not np.allclose(a, b) for a, b in zip(watch.backbone, start)
              if a.shape == b.shape and a.size > 1]
   assert changed and sum(changed) >= len(changed) // 2          # the backbone trained
@@ -192,7 +192,8 @@ def test_freeze_backbone_trains_only_the_head(presets, tmp_path, digits_data_dir
   start = [w.numpy().copy() for w in backbones.get(f"keras_hub:{presets['dinov2']}")
            .build(32, "imagenet").weights]
   cfg = tiny_config(tmp_path / "run", digits_data_dir, backbone=f"keras_hub:{presets['dinov2']}",
-                    weights="imagenet", max_epochs=1, freeze_backbone=True)
+                    weights="imagenet", max_epochs=1, freeze_backbone=True,
+                    train_fraction=0.2)
   watch = Watch()
   runner.train(cfg, hooks=watch, log=Quiet())
   assert len(watch.backbone) == len(start)

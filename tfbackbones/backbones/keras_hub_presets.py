@@ -460,7 +460,10 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
   x = inputs
   if facts.scale is not None or facts.offset is not None:
     x = converter_layer(facts.scale, facts.offset)(x)
-  features = select_features(encoder(x), facts, f"keras-hub {facts.class_name} at {path}")
+  # keras-hub's vision towers take {"images": x}; calling them with the bare tensor works
+  # but warns on every call.
+  features = encoder({"images": x} if isinstance(encoder.input, dict) else x)
+  features = select_features(features, facts, f"keras-hub {facts.class_name} at {path}")
   return keras.Model(inputs, features, name=safe)
 
 
