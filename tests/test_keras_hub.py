@@ -10,19 +10,18 @@ import shutil
 import subprocess
 import sys
 
+import keras
+import keras_hub  # the keras_hub extra (the Makefile's test install has it)
 import numpy as np
 import pytest
+import tensorflow as tf
+from helpers import Quiet, tiny_config
 
-keras_hub = pytest.importorskip("keras_hub")
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from helpers import Quiet, tiny_config  # noqa: E402
-
-from tfbackbones import backbones, model as model_lib, runner  # noqa: E402
-from tfbackbones.backbones import keras_hub_presets as khp  # noqa: E402
-from tfbackbones.backbones import table  # noqa: E402
-from tfbackbones.training import loop  # noqa: E402
+from tfbackbones import backbones, runner
+from tfbackbones import model as model_lib
+from tfbackbones.backbones import keras_hub_presets as khp
+from tfbackbones.backbones import table
+from tfbackbones.training import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 M, L = keras_hub.models, keras_hub.layers
@@ -139,6 +138,13 @@ def test_sizes_follow_the_architecture(presets):
   assert clip_spec.fixed_size
   with pytest.raises(khp.KerasHubError, match="--image_size=32"):
     clip_spec.build(48, "imagenet")
+
+
+def test_a_preset_without_its_image_converter_is_refused(presets, tmp_path):
+  shutil.copytree(presets["dinov2"], tmp_path / "bare")
+  os.remove(tmp_path / "bare" / khp.CONVERTER_FILE)
+  with pytest.raises(khp.KerasHubError, match="input scaling is unknown"):
+    backbones.get(f"keras_hub:{tmp_path}/bare").build(32, "imagenet")
 
 
 def test_mixed_precision_keeps_a_float32_head(presets):

@@ -342,7 +342,8 @@ def missing_message(spec: registry.BackboneSpec, reason: str) -> str:
       f"({reason}).\nA preset directory (config.json, model.weights.h5, "
       f"image_converter.json, ...) is looked for in\n{where}\n"
       "On a machine with internet, fill the cache and copy it here:\n"
-      f"  python -c \"import keras_hub; keras_hub.models.Backbone.from_preset('{handle}')\"\n"
+      f"  python -c \"import keras_hub as h; h.models.Backbone.from_preset('{handle}'); "
+      f"h.layers.ImageConverter.from_preset('{handle}')\"\n"
       f"  (kagglehub writes {weights_lib.kagglehub_cache_dir()}/models/...; copy that "
       f"tree to $KAGGLEHUB_CACHE here), or save it with Backbone.from_preset(...)"
       f".save_to_preset('{variation}') plus the ImageConverter's save_to_preset, and copy "
@@ -436,11 +437,20 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
     The backbone model; float32 input, features in the global dtype policy.
 
   Raises:
-    KerasHubError: For a size a fixed-size preset cannot take, or keras-hub missing.
+    KerasHubError: For a preset without image_converter.json, a size a fixed-size
+      preset cannot take, or keras-hub missing.
   """
   import keras  # pylint: disable=import-outside-toplevel
   keras_hub = _import_keras_hub()
   facts = read_preset(path)
+  if not facts.has_converter:
+    # `Backbone.from_preset` alone does not fetch it; guessing the scaling would train
+    # the pretrained weights on inputs they never saw.
+    raise KerasHubError(
+        f"{path} has no {CONVERTER_FILE}, so the preset's input scaling is unknown. Add "
+        "it on a machine with network: keras_hub.layers.ImageConverter.from_preset("
+        f"'<preset>').save_to_preset('{path}') (for your own preset, save the converter "
+        "it was trained with).")
   size = imagesize.require(image_size)
   kwargs = {}
   if facts.size is not None and size != facts.size:
