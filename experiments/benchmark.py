@@ -6,6 +6,7 @@ r"""Benchmarks: the project's loop against Keras `fit` and PyTorch; input; infer
   python -m experiments.benchmark --what=inference --backbones=mobilenet_v3_small,resnet50
   python -m experiments.benchmark --what=depthwise --backbone=mobilenet_v3_small --image_size=96
   python -m experiments.benchmark --what=profile --backbone=mobilenet_v3_small --steps=5
+  python -m experiments.benchmark --what=recommend --num_images=1000 --image_size=224
   python -m experiments.benchmark --what=all
 
 A tool, not a test: numbers depend on the machine; the ratios travel.
@@ -21,10 +22,16 @@ input: tf.data images/s (read, decode JPEG, resize, TrivialAugment, normalise, b
   torchvision DataLoader with TrivialAugmentWide at the same worker count, on the same
   JPEG files; and that rate over the training consumption of `--consumer` at that size.
 inference: batch-1 and batch-32 latency, throughput, size and peak memory per backbone
-  (each in its own process, so peak memory is its own).
+  (each in its own process, so peak memory is its own); with the `export` extra also
+  batch-1 latency of the LiteRT float32 and full-integer INT8 exports of the same model
+  (tfbackbones/deploy), ending with `int8_speedup=<fp32 ms / int8 ms>` (median over the
+  backbones, then `vs_keras=` and each backbone's ratio).
 depthwise: per depthwise layer of `--backbone` at `--image_size` / `--batch_size`, the
   filter gradient's time with TensorFlow's kernel and with `tfbackbones.kernels`, and which
   one the engine uses (the evidence behind `kernels.fuse_depthwise`'s rule).
+recommend: `python -m tfbackbones.recommend` on a new folder of `--num_images` JPEGs with
+  `--backbones` (default: six light candidates), cold and cached, and its feature
+  extraction img/s against `keras.Model.predict` (experiments/benchmark_recommend.py).
 profile: where a training step of the engine's loop spends its time: TensorFlow's
   profiler over `--steps` steps, thread time per op type (and idle), largest first.
 
@@ -55,7 +62,8 @@ from tfbackbones import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train",
-                  ["train", "input", "inference", "depthwise", "profile", "all"],
+                  ["train", "input", "inference", "depthwise", "profile", "recommend",
+                   "all"],
                   "What to measure.")
 flags.DEFINE_string("backbone", "mobilenet_v3_small", "Registered backbone (train).")
 flags.DEFINE_integer("image_size", 96, "Input resolution (train, input).")
@@ -525,15 +533,43 @@ for batch in (1, 32):
   out[f"latency_b{batch}_ms"] = 1000 * float(np.median(times))
 out["throughput_img_s"] = 32 / (out["latency_b32_ms"] / 1000)
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if sys.argv[3] == "litert":
+  from experiments.benchmark import litert_latencies
+  out.update(litert_latencies(spec, model, size))
 print("RESULT " + json.dumps(out))
 """
 
 
-def measure_inference(names: list, size: int) -> list:
+def litert_latencies(spec, model, size: int) -> dict:
+  """LiteRT float32 and full-integer INT8 batch-1 latency of `model` (in the child).
+
+  Through the project's own export path (tfbackbones/deploy), with the preprocessing
+  inside, on all cores like the Keras number. Random init and random calibration pixels:
+  latency does not depend on the weights' values.
+  """
+  # pylint: disable=import-outside-toplevel
+  import numpy as np
+
+  from tfbackbones import artifacts
+  from tfbackbones.deploy import exporters, latency, runtimes
+  full = artifacts.with_preprocessing(model, spec.preprocessing)
+  calibration = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), np.uint8)
+  out = {}
+  with tempfile.TemporaryDirectory() as folder:
+    for fmt in ("litert", "litert_int8"):
+      path = exporters.export(fmt, full, folder, calibration)
+      timing = latency.measure(runtimes.open_model(path), runs=20, warmup=3)
+      out[f"{fmt}_b1_ms"] = timing["median_ms"]
+      out[f"{fmt}_mb"] = exporters.size_mb(path)
+  return out
+
+
+def measure_inference(names: list, size: int, litert: bool = False) -> list:
   rows = []
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   for name in names:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, name, str(size)], cwd=root,
+    proc = subprocess.run([sys.executable, "-c", _CHILD, name, str(size),
+                           "litert" if litert else "-"], cwd=root,
                           capture_output=True, text=True, timeout=1800)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if not lines:
@@ -555,6 +591,28 @@ def print_inference(rows: list, size: int) -> None:
     print(f"  {r['backbone']:<22}{r['params_m']:>9.2f}{r['size_mb']:>8.1f}"
           f"{r['latency_b1_ms']:>9.1f}{r['latency_b32_ms']:>10.1f}"
           f"{r['throughput_img_s']:>8.1f}{r['peak_rss_mb']:>9.0f}")
+  litert = [r for r in rows if "litert_int8_b1_ms" in r]
+  if not litert:
+    return
+  print(f"batch-1 latency, ms (median, all {os.cpu_count()} cores): Keras vs LiteRT")
+  print(f"  {'backbone':<22}{'keras':>9}{'litert fp32':>13}{'litert int8':>13}"
+        f"{'int8 MB':>9}{'int8 speedup':>14}")
+  for r in litert:
+    print(f"  {r['backbone']:<22}{r['latency_b1_ms']:>9.2f}{r['litert_b1_ms']:>13.2f}"
+          f"{r['litert_int8_b1_ms']:>13.2f}{r['litert_int8_mb']:>9.1f}"
+          f"{r['litert_b1_ms'] / r['litert_int8_b1_ms']:>13.2f}x")
+
+
+def int8_speedup_line(rows: list) -> str | None:
+  """`int8_speedup=<LiteRT fp32 / LiteRT INT8 at batch 1>`: the median over backbones."""
+  ratios = {r["backbone"]: r["litert_b1_ms"] / r["litert_int8_b1_ms"]
+            for r in rows if "litert_int8_b1_ms" in r}
+  if not ratios:
+    return None
+  keras = [r["latency_b1_ms"] / r["litert_int8_b1_ms"] for r in rows if "litert_int8_b1_ms" in r]
+  return (f"int8_speedup={_median(list(ratios.values())):.2f} "
+          f"vs_keras={_median(keras):.2f} "
+          + " ".join(f"{name}={ratio:.2f}" for name, ratio in ratios.items()))
 
 
 # ---------------------------------------------------------------------------- depthwise
@@ -685,6 +743,12 @@ def print_profile(r: dict, top: int = 20) -> None:
 
 
 # ---------------------------------------------------------------------------- main
+def _litert_available() -> bool:
+  """LiteRT columns need the export extra (ai-edge-litert); without it, Keras only."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  return importlib.util.find_spec("ai_edge_litert") is not None
+
+
 def _cpu_kernels() -> tuple:
   return tuple(kind for kind in CPU_KERNELS if getattr(FLAGS, f"fused_{kind}"))
 
@@ -708,6 +772,11 @@ def main(argv):
                                         FLAGS.num_classes, FLAGS.steps, FLAGS.fused_kernels,
                                         _cpu_kernels())
     print_profile(report["profile"])
+  if FLAGS.what == "recommend":
+    from experiments import benchmark_recommend  # pylint: disable=import-outside-toplevel
+    report["recommend"] = benchmark_recommend.measure_recommend(
+        FLAGS.backbones, FLAGS.num_images, FLAGS.image_size, FLAGS.batch_size)
+    benchmark_recommend.print_recommend(report["recommend"])
   if FLAGS.what in ("input", "all"):
     report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
                                     FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,
@@ -717,7 +786,7 @@ def main(argv):
     from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
     names = FLAGS.backbones or [s.name for s in backbones.registry.specs()
                                 if s.source == "keras.applications"]
-    report["inference"] = measure_inference(names, FLAGS.inference_size)
+    report["inference"] = measure_inference(names, FLAGS.inference_size, _litert_available())
     print_inference(report["inference"], FLAGS.inference_size)
   if FLAGS.what in ("train", "all"):
     report["train"] = measure_train(FLAGS.backbone, FLAGS.image_size, FLAGS.batch_size,
@@ -728,6 +797,8 @@ def main(argv):
     print_train(report["train"])
   if FLAGS.json:
     print(json.dumps(report))
+  if FLAGS.what == "inference" and int8_speedup_line(report["inference"]):
+    print(int8_speedup_line(report["inference"]))
   if "train" in report:
     r = report["train"]
     fmt = lambda v: f"{v:.3f}" if v else "n/a"  # noqa: E731

@@ -36,6 +36,7 @@ from absl import app, flags  # noqa: E402
 from experiments import studies  # noqa: E402
 from tfbackbones import cli, results  # noqa: E402
 from tfbackbones.config import ConfigError, TrainConfig, parse_assignments  # noqa: E402
+from tfbackbones.deploy import exporters  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, f"Study name: {', '.join(studies.names())}.")
@@ -53,6 +54,9 @@ flags.DEFINE_multi_string("set", [], "KEY=VALUE: set any TrainConfig field on ev
                           "(repeatable), e.g. --set image_size=672x448; the same language "
                           "as tfbackbones.train --set.")
 flags.DEFINE_multi_string("override", [], "Old spelling of --set (same language).")
+flags.DEFINE_list("export", [], "After training, export each finished run of this shard "
+                  "to these formats and measure them (export.json; see tfbackbones.export), "
+                  "e.g. litert,litert_int8.")
 flags.DEFINE_bool("dry_run", False, "List this shard's runs and their state; train nothing.")
 
 
@@ -315,7 +319,9 @@ def main(argv):
   try:
     configs = plan_from_flags()
     mine = studies.shard(configs, FLAGS.shard_index, FLAGS.num_shards)
-  except (ConfigError, studies.UnknownStudyError) as e:
+    if FLAGS.export:
+      exporters.check_formats(FLAGS.export)  # a typo fails now, not after training
+  except (ConfigError, studies.UnknownStudyError, exporters.ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if FLAGS.dry_run:
@@ -326,6 +332,9 @@ def main(argv):
   write_manifest(FLAGS.workdir, FLAGS.study, configs)
   outcomes = run_shard(configs, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
   print("\n" + summary(outcomes))
+  if FLAGS.export:  # deployment artifacts and their accuracy/latency (tfbackbones/deploy)
+    from tfbackbones.deploy import evaluation  # pylint: disable=import-outside-toplevel
+    evaluation.export_finished([c.workdir for c in mine], FLAGS.export)
   print(f"\nReport: python -m tfbackbones.report --workdir={FLAGS.workdir} "
         f"--out={os.path.join(FLAGS.workdir, 'report')}")
   return 1 if any(o.status == "failed" for o in outcomes) else 0

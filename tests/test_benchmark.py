@@ -51,3 +51,14 @@ def test_profile_lists_op_types_with_our_kernels_in_them():
   assert {"TfbHardSwish", "TfbHardSwishGrad", "TfbDepthwiseConv2dBackpropFilter"} <= kinds
   assert report["total_ms_per_step"] == pytest.approx(
       sum(op["ms_per_step"] for op in report["ops"]))
+
+
+@pytest.mark.heavy
+def test_inference_benchmark_times_litert_fp32_and_int8_and_ends_with_the_speedup():
+  pytest.importorskip("ai_edge_litert")
+  stdout = _benchmark("--what=inference", "--backbones=mobilenet_v3_small",
+                      "--inference_size=32")
+  assert "litert fp32" in stdout and "litert int8" in stdout
+  last = dict(item.split("=", 1) for item in stdout.strip().splitlines()[-1].split())
+  assert set(last) == {"int8_speedup", "vs_keras", "mobilenet_v3_small"}
+  assert float(last["int8_speedup"]) == float(last["mobilenet_v3_small"]) > 0

@@ -160,3 +160,25 @@ def test_native_augmentation_needs_one_native_size(tmp_path):
   with pytest.raises(ConfigError, match="augment_at=native needs images of one native "
                                         "size.*--augment_at=cached"):
     pipeline.native_size(Builder, catalog.get("dtd"))
+
+
+@pytest.mark.parametrize("workers, global_batch", [(2, 32), (3, 48)])
+def test_each_worker_gets_its_replicas_slice_of_the_one_process_global_batch(
+    digits_data_dir, workers, global_batch):
+  # Why: a multi-worker run must train on the examples a 1-process run with as many
+  # replicas trains on, replica for replica, or its numbers depend on the cluster layout.
+  data = _prepare(digits_data_dir, train_fraction=0.3)
+  steps = pipeline.steps_per_epoch(data.num_train, global_batch)
+  fn = pipeline.train_dataset_fn(data, global_batch=global_batch, steps_per_epoch=steps,
+                                 epoch=3, seed=5, preprocess=lambda x: x, augment="trivial")
+  batches = lambda ctx: [(x.numpy(), y.numpy()) for x, y in fn(ctx)]  # noqa: E731
+  one = batches(tf.distribute.InputContext(1, 0, workers))     # one batch per replica
+  per_worker = [batches(tf.distribute.InputContext(workers, k, workers))
+                for k in range(workers)]
+  assert len(one) == steps * workers
+  for k, mine in enumerate(per_worker):
+    assert len(mine) == steps
+    for step, (x, y) in enumerate(mine):
+      want_x, want_y = one[step * workers + k]
+      np.testing.assert_array_equal(y, want_y)
+      np.testing.assert_array_equal(x, want_x)      # augmentation included

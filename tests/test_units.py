@@ -143,3 +143,31 @@ def test_group_split_keeps_every_group_on_one_side_and_is_stratified():
     assert 0.15 < share < 0.4
   assert (sel, rest) == splits.group_stratified_split(ids[::-1], labels[::-1], groups[::-1],
                                                       0.25, seed=1)
+
+
+@pytest.mark.parametrize("tf_config, chief", [
+    (None, True),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
+    ('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", '
+     '"index": 0}}', True),
+    ('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", '
+     '"index": 0}}', False),
+])
+def test_only_the_chief_by_tf_config_writes_before_the_strategy_exists(monkeypatch, tf_config,
+                                                                       chief):
+  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+  if tf_config is None:
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+  else:
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+  assert distribute.tf_config_is_chief() is chief
+
+
+def test_a_lost_peer_is_only_diagnosed_in_a_multi_worker_job():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+  error = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: x")
+  assert distribute.worker_lost(error, tf.distribute.get_strategy(), 2, "w") is None
+  assert distribute.worker_lost(error, None, 2, "w") is None

@@ -143,6 +143,11 @@ def main(argv):
   except runner.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except distribute.WorkerLostError as e:
+    # Not the user's fault and not a bug: rerunning resumes. 75 = EX_TEMPFAIL, which job
+    # schedulers can treat as "restart me".
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(75)
   return 0 if result.ranked else 1
 
 

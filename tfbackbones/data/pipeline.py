@@ -255,6 +255,25 @@ def _decoded(builder, spec, split: str, keep_ids: Optional[list], size,
                 num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
+def labels_by_id(builder, spec, split: str) -> dict:
+  """{example id: label} of a split, read without decoding any image."""
+  ids, labels, _ = _read_index(builder, split, spec)
+  return dict(zip(ids, labels))
+
+
+def decoded_with_ids(builder, spec, split: str, keep_ids: list, size):
+  """(id, uint8 image resized to `size`, int32 label) of the examples of `keep_ids`.
+
+  For consumers that pick their own examples and must match images to ids (the
+  recommender's stratified sample), in the dataset's order.
+  """
+  ds = _filter_ids(_as_dataset(builder, split, spec), _id_key(spec), keep_ids)
+  return ds.map(lambda ex: (ex[_id_key(spec)],
+                            resize_uint8(decode_image(ex[spec.image_key]), size),
+                            tf.cast(ex[spec.label_key], tf.int32)),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
 AUGMENT_AT = ("cached", "native")
 
 
@@ -375,18 +394,24 @@ def train_dataset_fn(data: PreparedData, *, global_batch: int, steps_per_epoch: 
   def fn(ctx: tf.distribute.InputContext):
     per_replica = ctx.get_per_replica_batch_size(global_batch)
     per_pipeline = global_batch // ctx.num_input_pipelines
-    ds = data.train
+    ds = data.train.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.take(steps_per_epoch * global_batch).enumerate()
     if ctx.num_input_pipelines > 1:
-      ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-    ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
-    ds = ds.take(steps_per_epoch * per_pipeline).enumerate()
-    pipeline_id = ctx.input_pipeline_id
+      # Every input pipeline (one per worker) shuffles the whole split with the same seed
+      # and keeps its own slice of each global batch. So step s trains on the same
+      # examples, each replica on the same slice, whether the replicas live in one
+      # process or on several workers: a multi-worker run reproduces a 1-process run with
+      # as many replicas (tests/test_multiworker.py checks it). Only kept examples are
+      # decoded and augmented.
+      count, pipeline_id = ctx.num_input_pipelines, ctx.input_pipeline_id
+      ds = ds.filter(lambda index, _: index // per_pipeline % count == pipeline_id)
 
     def element(index, example):
       image, label = example
       if augmenter is not None:
-        pair = tf.stack([tf.constant(epoch_seed, tf.int32),
-                         tf.cast(index, tf.int32) * 64 + pipeline_id])
+        # `index` is the example's place in the epoch's global order, the same on any
+        # cluster layout, so its augmentation is too.
+        pair = tf.stack([tf.constant(epoch_seed, tf.int32), tf.cast(index, tf.int32) * 64])
         image = augmenter(image, pair)
       if data.augment_at == "native":
         image = resize_uint8(image, data.image_size)

@@ -7,9 +7,10 @@ from typing import Callable, Iterable, Optional
 
 import tensorflow as tf
 
-from tfbackbones.report import page, plots, records as rec, render, significance, tables
+from tfbackbones.report import (deployment, page, plots, recommend_section, records as rec,
+                                render, significance, tables)
 
-TABLE_FILES = ("datasets", "domains", "fractions", "resources", "significance")
+TABLE_FILES = ("datasets", "domains", "fractions", "resources", "significance", "deployment")
 
 
 def _write(path: str, text: str) -> None:
@@ -103,6 +104,7 @@ def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
       "fractions": tables.fractions_table(datasets.rows),
       "resources": tables.resources_table(records),
       "significance": significance.significance_table(records),
+      "deployment": deployment.table(deployment.load(workdir)),  # export.json files
   }
   tf.io.gfile.makedirs(out)
   paths = {}
@@ -111,9 +113,11 @@ def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
       paths[f"{name}.{ext}"] = f"{out.rstrip('/')}/{name}.{ext}"
       _write(paths[f"{name}.{ext}"], text)
   primary = tables.primary_series(datasets.rows)
-  html = page.build_page(tables=tabs, plots=draw(tabs, primary), records=records,
+  figures = {**draw(tabs, primary), **deployment.pareto_plots(tabs["deployment"])}
+  html = page.build_page(tables=tabs, plots=figures, records=records,
                          workdir=workdir, reference=reference, primary=primary,
-                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows))
+                         ranking=_picker(tabs, primary)[1](tabs["domains"].rows),
+                         extra_html=recommend_section.section_html(workdir) if workdir else "")
   paths["report.html"] = f"{out.rstrip('/')}/report.html"
   _write(paths["report.html"], html)
   write_tensorboard(out, tabs)

@@ -95,7 +95,8 @@ def top_three(domain_rows: Sequence[dict]) -> str:
 
 def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
                workdir: Optional[str], reference: Optional[str],
-               primary: Optional[tuple], ranking: Sequence[dict] = ()) -> str:
+               primary: Optional[tuple], ranking: Sequence[dict] = (),
+               extra_html: str = "") -> str:
   """The whole page.
 
   Args:
@@ -105,6 +106,7 @@ def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
     workdir, reference: shown in the summary.
     primary: the (source, protocol) the plots show.
     ranking: the domain rows of the primary series at the plotted fraction (Table 1).
+    extra_html: further sections, placed before Failures (e.g. the recommender's).
   """
   def section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>{body}"
@@ -135,10 +137,14 @@ def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
                             "No parameter counts yet.")
               + image(plots.get("latency"), "accuracy vs latency", "No latency or speed yet.")
               + table("resources")),
+      section("Deployment", "".join(
+          image(png, name, "") for name, png in sorted(plots.items())
+          if name.startswith("deployment_")) + table("deployment")),
       section("Significance",
               "<details><summary>Paired comparisons over seeds "
               f"({len(tables['significance'].rows)} pairs)</summary>"
               + table("significance") + "</details>"),
+      extra_html,
       section("Failures", _failures(records)),
       f'<p class="note">Generated {datetime.datetime.now().isoformat(timespec="seconds")} '
       "by python -m tfbackbones.report.</p>",

@@ -96,7 +96,8 @@ def pareto_front(points: Sequence[tuple]) -> list[tuple]:
 
 
 def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
-                incomplete: Sequence[str] = ()) -> Optional[bytes]:
+                incomplete: Sequence[str] = (),
+                ylabel: str = "mean test top-1 over datasets (%)") -> Optional[bytes]:
   """Accuracy against a cost (params, latency) with the Pareto front drawn.
 
   Args:
@@ -118,7 +119,7 @@ def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
   ax.scatter([p[1] for p in front], [p[2] for p in front], s=110, facecolors="none",
              edgecolors="tab:red", zorder=4)
   ax.set_xlabel(xlabel)
-  ax.set_ylabel("mean test top-1 over datasets (%)")
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -144,8 +145,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+  return _is_chief_task(resolver.task_type, resolver.task_id,
+                        resolver.cluster_spec().as_dict())
+
+
+def _is_chief_task(task_type, task_id, cluster: dict) -> bool:
+  """TF's rule: the `chief` task if the cluster has one, else worker 0."""
+  if task_type is None or task_type == "chief":
+    return True
+  return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
 
 
 def worker_tag(strategy: tf.distribute.Strategy) -> str:
@@ -154,3 +162,58 @@ def worker_tag(strategy: tf.distribute.Strategy) -> str:
   if resolver is None or resolver.task_type is None:
     return "worker"
   return f"{resolver.task_type}_{resolver.task_id}"
+
+
+def tf_config_is_chief() -> bool:
+  """Whether this process is the chief by its TF_CONFIG (True without one).
+
+  For the moments before the strategy exists (a failure while setting up must still be
+  written by the chief only)."""
+  tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  task = tf_config.get("task", {})
+  return _is_chief_task(task.get("type"), task.get("index", 0), tf_config.get("cluster", {}))
+
+
+class WorkerLostError(RuntimeError):
+  """A peer of a multi-worker job died or became unreachable; rerunning resumes.
+
+  One message for the user instead of TensorFlow's graph-execution traceback: which task
+  was lost (when TF names it), the epoch the workdir can resume from, and what to do.
+  """
+
+
+# What TF raises on the survivors when a peer dies: the coordination service's heartbeat
+# check aborts pending collectives ("tasks are unhealthy"), or the gRPC link to the dead
+# task fails ("Connection reset by peer", "Socket closed").
+_PEER_LOSS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+              tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def worker_lost(error: BaseException, strategy, resume_epoch: int,
+                workdir: str) -> WorkerLostError | None:
+  """Returns the clear error for `error` if it means a lost peer, else None.
+
+  Args:
+    error: what the training loop raised.
+    strategy: the run's strategy (None if it was never created).
+    resume_epoch: epochs completed in the workdir's last checkpoint (0 = none).
+    workdir: the run's workdir, for the message.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return None
+  text = str(error)
+  if not (isinstance(error, _PEER_LOSS) or "Collective ops is aborted" in text):
+    return None
+  tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)))
+  resolver = strategy.cluster_resolver
+  me = f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}"
+  lost = [t for t in tasks if t != me]
+  who = ", ".join(lost) if lost else "a peer"
+  cause = next((line.strip() for line in text.splitlines()
+                if "aborted by" in line or "unhealthy" in line), type(error).__name__)
+  cause = cause.replace("Collective ops is aborted by: ", "").rstrip(":")
+  where = (f"the last checkpoint in {workdir} is after epoch {resume_epoch}"
+           if resume_epoch else f"{workdir} holds no checkpoint yet")
+  return WorkerLostError(
+      f"the multi-worker job lost {who} ({cause[:200]}); {where}. Rerun the same command "
+      "on every worker to resume from it.")

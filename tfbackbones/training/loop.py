@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbackbones import artifacts
 from tfbackbones import backbones as backbones_lib
 from tfbackbones import imagesize
 from tfbackbones import kernels
@@ -195,6 +196,20 @@ class Trainer:
     """Where a non-chief worker writes what collective saving makes it write."""
     return wd.path(self.workdir, "tmp_" + distribute.worker_tag(self.strategy))
 
+  def _remove_scratch(self) -> None:
+    """Deletes a non-chief worker's scratch dir when its run ends, however it ends.
+
+    Its copies are never read again (a resumed run reads the chief's files), and leaving
+    them would put a second, disagreeing set of checkpoints in the workdir.
+    """
+    if getattr(self, "is_chief", True):
+      return
+    try:
+      if tf.io.gfile.exists(self._scratch_dir()):
+        tf.io.gfile.rmtree(self._scratch_dir())
+    except tf.errors.OpError:
+      logging.exception("could not remove %s", self._scratch_dir())
+
   # ------------------------------------------------------------------ steps
   def _make_train_fn(self, optimizer):
     return steps_lib.make_train_fn(self.model, optimizer, self.strategy, self.global_batch,
@@ -234,12 +249,27 @@ class Trainer:
     except KeyboardInterrupt:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      self._write_failure(e, started)
+      lost = distribute.worker_lost(e, getattr(self, "strategy", None), self._saved_epoch(),
+                                    self.workdir)
+      self._write_failure(lost or e, started)
+      if lost is not None:
+        raise lost from e
       raise
     finally:
       keras.mixed_precision.set_global_policy("float32")
+      self._remove_scratch()
+
+  def _saved_epoch(self) -> int:
+    """Epochs completed in the workdir's state.json: where a rerun resumes (0 = start)."""
+    try:
+      state = wd.read_json(wd.path(self.workdir, wd.STATE))
+    except (tf.errors.OpError, ValueError):
+      return 0
+    return state["schedule"]["epoch"] if state else 0
 
   def _write_failure(self, error: Exception, started: float) -> None:
+    if not getattr(self, "is_chief", distribute.tf_config_is_chief()):
+      return  # only the chief writes the workdir, failures included
     try:
       tf.io.gfile.makedirs(self.workdir)
       spec = getattr(self, "dataset_spec", None)
@@ -352,6 +382,7 @@ class Trainer:
     self._restore_best(self.best_path)
     test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
     test = self.evaluate(test_ds, test_steps)
+    artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
     result = summaries.build_result(self, sched, self.history,
                                     self.history[sched.best_epoch]["val"], test,
                                     wall_time=self._elapsed(), peak_rss_mb=_peak_rss_mb())

@@ -172,6 +172,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
                      "preprocessing": spec.preprocessing},
       domain=trainer.dataset_spec.domain,
       num_classes=trainer.data.num_classes,
+      class_names=list(trainer.data.class_names),
       split_counts=dict(trainer.data.ids.counts),
       image_size=imagesize.canonical(trainer.image_size),
       augmentation={"augment": trainer.augment, "augment_at": cfg.augment_at},

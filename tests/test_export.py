@@ -1,0 +1,268 @@
+"""The usable model of a run (model.keras), its exports, and the predict command.
+
+One tiny run on the bundled digits is trained once per module; its model.keras is then
+exported to every format and each artifact is checked against Keras with its own runtime.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import Quiet, tiny_config
+
+from tfbackbones import artifacts, runner
+from tfbackbones.backbones import preprocessing
+from tfbackbones.data import pipeline
+from tfbackbones.deploy import evaluation, exporters, images, latency, runtimes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, digits_data_dir):
+  """A finished tiny run: (workdir, result)."""
+  cfg = tiny_config(tmp_path_factory.mktemp("export") / "run", digits_data_dir, max_epochs=2)
+  return cfg.workdir, runner.train(cfg, log=Quiet())
+
+
+@pytest.fixture(scope="module")
+def exported(run):
+  """export.json of the run, every format, without latency (timed in its own test)."""
+  workdir, _ = run
+  return evaluation.export_workdir(
+      evaluation.ExportConfig(workdir=workdir, calibration_images=64, latency=False),
+      log=Quiet())
+
+
+@pytest.fixture(scope="module")
+def test_images(run):
+  """(uint8 test images, labels) of the run's test split, as the pipeline reads them."""
+  workdir, result = run
+  images_, labels, _ = evaluation._test_and_calibration(result, 1)  # pylint: disable=protected-access
+  return images_, labels
+
+
+def _cli(module, *args, env=None):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300, env=env)
+
+
+def test_finished_run_writes_model_and_labels(run):
+  workdir, result = run
+  assert result.class_names == [str(d) for d in range(10)]
+  with open(os.path.join(workdir, artifacts.LABELS_FILE)) as f:
+    assert f.read().split() == result.class_names
+  model = artifacts.load_model(os.path.join(workdir, artifacts.MODEL_FILE))
+  assert model.inputs[0].dtype == "uint8" and tuple(model.input_shape) == (None, 32, 32, 3)
+  assert tuple(model.output_shape) == (None, 10)
+
+
+def test_model_keras_reproduces_the_runs_test_top1(run, test_images):
+  """The saved model is the best checkpoint: its test top-1 is the one in result.json."""
+  workdir, result = run
+  x, labels = test_images
+  probs = runtimes.open_model(workdir).predict(x)
+  assert len(labels) == result.test["count"]
+  assert np.mean(probs.argmax(1) == labels) == pytest.approx(result.test["top1"], abs=1e-9)
+  np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_uint8_input_equals_the_training_pipelines_preprocessing(run, test_images):
+  """model.keras(uint8) == softmax(classifier(pipeline's preprocess(image)))."""
+  workdir, result = run
+  model = artifacts.load_model(os.path.join(workdir, artifacts.MODEL_FILE))
+  classifier = model.layers[2]
+  x = test_images[0][:64]
+  kind = result.backbone_info["preprocessing"]
+  fed = preprocessing.preprocess_images(tf.cast(tf.constant(x), tf.float32), kind)
+  expected = tf.nn.softmax(classifier(fed, training=False)).numpy()
+  np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", preprocessing.PREPROCESSING_KINDS)
+def test_preprocess_layer_matches_preprocess_images(kind):
+  x = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+  ours = np.asarray(artifacts.Preprocess(kind)(x))
+  np.testing.assert_allclose(ours, preprocessing.preprocess_images(x, kind).numpy(),
+                             rtol=1e-6, atol=1e-5)
+
+
+def test_numpy_resize_matches_the_pipeline():
+  """images.resize (no TF) vs pipeline.resize_uint8: at most 1 grey level, rarely."""
+  from skimage import data  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  for image in (data.chelsea(), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+                rng.integers(0, 256, (37, 91, 3), dtype=np.uint8)):
+    for size in ((32, 32), (224, 224), (96, 50)):
+      ours = images.resize(image, *size).astype(int)
+      theirs = pipeline.resize_uint8(tf.constant(image), size).numpy().astype(int)
+      diff = np.abs(ours - theirs)
+      assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3, (image.shape, size)
+
+
+def test_image_files_load_as_the_pipeline_decodes_them(tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from skimage import data  # pylint: disable=import-outside-toplevel
+  gray = data.camera()[::4, ::4]
+  path = str(tmp_path / "gray.png")
+  Image.fromarray(gray).save(path)
+  ours = images.load([path], 48, 64)[0].astype(int)
+  encoded = tf.io.read_file(path)
+  theirs = pipeline.resize_uint8(pipeline.decode_image(encoded), (48, 64)).numpy()
+  assert ours.shape == (48, 64, 3) and np.abs(ours - theirs).max() <= 1
+
+
+def test_float_artifacts_agree_with_keras(run, exported, test_images):
+  workdir, _ = run
+  x = test_images[0]
+  reference = runtimes.open_model(workdir).predict(x)
+  rows = {r["format"]: r for r in exported["artifacts"]}
+  assert set(rows) == {"keras", *exporters.FORMATS}
+  for fmt, tolerance in (("saved_model", 1e-5), ("litert", 1e-3), ("litert_fp16", 1e-3),
+                         ("onnx", 1e-3)):
+    predictor = runtimes.open_model(os.path.join(workdir, rows[fmt]["path"]))
+    assert predictor.input_dtype == "uint8" and predictor.class_names == exported["class_names"]
+    np.testing.assert_allclose(predictor.predict(x), reference, rtol=0, atol=tolerance,
+                               err_msg=fmt)
+    assert rows[fmt]["agreement_with_keras"] == 1.0 and rows[fmt]["top1_drop_points"] == 0.0
+
+
+def test_int8_litert_is_really_integer(run, exported):
+  workdir, _ = run
+  row = {r["format"]: r for r in exported["artifacts"]}["litert_int8"]
+  dtypes = row["tensor_dtypes"]
+  assert "float32" not in dtypes and "float16" not in dtypes and dtypes.get("int8", 0) > 5
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  interpreter = Interpreter(model_path=os.path.join(workdir, row["path"]))
+  assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+  assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+  # The input takes raw pixels: the calibration covered 0..255 with scale 1 (or close).
+  scale, _ = interpreter.get_input_details()[0]["quantization"]
+  assert 0.9 <= scale <= 1.1
+  assert 0.0 <= row["top1"] <= 1.0 and exported["calibration_images"] == 64
+
+
+def test_export_json_is_written(run, exported):
+  workdir, result = run
+  with open(os.path.join(workdir, evaluation.EXPORT_JSON)) as f:
+    on_disk = json.load(f)
+  assert on_disk["test_count"] == result.test["count"]
+  assert on_disk["artifacts"][0]["format"] == "keras"
+  assert all(r["size_mb"] > 0 for r in on_disk["artifacts"])
+  assert os.path.exists(os.path.join(workdir, "export", runtimes.LABELS_FILE))
+
+
+def test_latency_in_a_fresh_process(run, exported):
+  workdir, _ = run
+  onnx = os.path.join(workdir, {r["format"]: r for r in exported["artifacts"]}["onnx"]["path"])
+  timing = latency.in_subprocess(onnx, threads=1, runs=5, warmup=1, timeout=120)
+  assert "error" not in timing, timing
+  assert 0 < timing["median_ms"] <= timing["p90_ms"] and timing["runs"] == 5
+
+
+def _digit_pngs(folder, test_images, count=6):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  os.makedirs(folder, exist_ok=True)
+  for i in range(count):
+    Image.fromarray(test_images[0][i]).save(os.path.join(folder, f"digit{i}.png"))
+  return folder
+
+
+def test_predict_runs_litert_and_onnx_without_tensorflow(run, exported, test_images,
+                                                         tmp_path):
+  workdir, _ = run
+  folder = _digit_pngs(str(tmp_path / "digits"), test_images)
+  script = (
+      "import runpy, sys\n"
+      "sys.argv = ['predict', '--model=' + sys.argv[1], '--top_k=2', sys.argv[2]]\n"
+      "try:\n"
+      "  runpy.run_module('tfbackbones.predict', run_name='__main__')\n"
+      "except SystemExit as e:\n"
+      "  assert not e.code, e.code\n"
+      "heavy = sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules)\n"
+      "print('IMPORTED', heavy)\n")
+  keras_probs = runtimes.open_model(workdir).predict(test_images[0][:6])
+  for fmt in ("litert_int8", "onnx"):
+    row = {r["format"]: r for r in exported["artifacts"]}[fmt]
+    proc = subprocess.run([sys.executable, "-c", script, os.path.join(workdir, row["path"]),
+                           folder], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "IMPORTED []" in proc.stdout, (fmt, proc.stdout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(folder)]
+    assert len(lines) == 6
+    if fmt == "onnx":  # float: the same top-1 as Keras on every image
+      top1 = [line.split(": ")[1].split()[0] for line in lines]
+      assert top1 == [str(i) for i in keras_probs.argmax(1)]
+
+
+def test_predict_on_a_workdir_prints_and_writes_csv(run, test_images, tmp_path):
+  workdir, _ = run
+  folder = _digit_pngs(str(tmp_path / "digits"), test_images, count=3)
+  out = str(tmp_path / "preds.csv")
+  proc = _cli("tfbackbones.predict", f"--workdir={workdir}", "--top_k=3", f"--out={out}",
+              folder)
+  assert proc.returncode == 0, proc.stderr
+  with open(out) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == "path,rank,class_index,class_name,probability" and len(rows) == 1 + 3 * 3
+  probs = runtimes.open_model(workdir).predict(test_images[0][:3])
+  assert rows[1].split(",")[2] == str(int(probs[0].argmax()))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model=/no/such/run", "x.png"], "no such file or folder"),
+    (["--model=setup.cfg", "x.png"], "unknown model format"),
+    (["--model=tests", "x.png"], "holds neither model.keras"),
+    (["--model=RUN", "/no/such/image.png"], "no such file or folder"),
+    (["--model=RUN", "BAD"], "not a readable image"),
+    (["--model=RUN", "EMPTY"], "holds no image files"),
+])
+def test_predict_bad_input_is_one_line_exit_2(run, tmp_path, args, message):
+  workdir, _ = run
+  bad = tmp_path / "bad.png"
+  bad.write_text("not a png")
+  (tmp_path / "empty").mkdir()
+  args = [a.replace("RUN", workdir).replace("BAD", str(bad))
+          .replace("EMPTY", str(tmp_path / "empty")) for a in args]
+  proc = _cli("tfbackbones.predict", *args)
+  assert proc.returncode == 2, proc.stderr
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
+  workdir, _ = run
+  with pytest.raises(exporters.ExportError, match="Did you mean 'litert_int8'"):
+    evaluation.ExportConfig(workdir=workdir, formats=["litert_int9"]).validate()
+  with pytest.raises(evaluation.WorkdirError, match="no such folder"):
+    evaluation.check_workdir(str(tmp_path / "missing"))
+  (tmp_path / "unfinished").mkdir()
+  with pytest.raises(evaluation.WorkdirError, match="no finished run"):
+    evaluation.check_workdir(str(tmp_path / "unfinished"))
+  proc = _cli("tfbackbones.export", f"--workdir={workdir}", "--formats=onnx,tflite")
+  assert proc.returncode == 2 and "unknown export format 'tflite'" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_report_shows_the_deployment_table(run, exported, tmp_path):
+  pytest.importorskip("matplotlib")
+  from tfbackbones.report import deployment, generate  # pylint: disable=import-outside-toplevel
+  workdir, _ = run
+  study = os.path.dirname(workdir)
+  table = deployment.table(deployment.load(study))
+  assert [r["format"] for r in table.rows] == sorted(["keras", *exporters.FORMATS])
+  int8 = [r for r in table.rows if r["format"] == "litert_int8"][0]
+  row = {a["format"]: a for a in exported["artifacts"]}["litert_int8"]
+  assert int8["top1"] == pytest.approx(100 * row["top1"])
+  assert deployment.pareto_plots(table) == {}  # no latency measured: nothing to plot
+  paths = generate.build(study, str(tmp_path / "report"), log=Quiet())
+  with open(paths["deployment.md"]) as f:
+    assert "litert_int8" in f.read()
+  with open(paths["report.html"]) as f:
+    assert 'id="table-deployment"' in f.read()

@@ -1,0 +1,201 @@
+"""Export a finished run and measure every artifact: `<workdir>/export.json`.
+
+For each format: the artifact is written under `<workdir>/export/`, loaded with its own
+runtime (TensorFlow for SavedModel, the LiteRT interpreter, onnxruntime), run on the
+run's whole test split (the images training tested on, from the same split ids), and
+compared with `model.keras`, the float reference: top-1, its drop in points, the share of
+images whose top-1 class agrees, the largest probability difference; then latency at
+batch 1 (median and p90, 1 thread and all cores, warm-up excluded, a fresh process each:
+see `latency.py`) and the size on disk. The Keras model gets the same row, so a report
+can put every format of every backbone on one accuracy-vs-latency plot.
+
+INT8 calibration images are drawn (seeded) from the run's training split, never from
+val or test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tfbackbones.deploy import exporters, latency, runtimes
+
+EXPORT_DIR = "export"
+EXPORT_JSON = "export.json"
+DEFAULT_FORMATS = exporters.FORMATS
+
+
+class WorkdirError(ValueError):
+  """The workdir is missing, unfinished, or lacks model.keras; the message says the fix."""
+
+
+@dataclasses.dataclass
+class ExportConfig:
+  """What `python -m tfbackbones.export` does (its flags, typed)."""
+  workdir: str
+  formats: Sequence[str] = DEFAULT_FORMATS
+  calibration_images: int = 200
+  latency_runs: int = 50
+  latency_warmup: int = 5
+  latency: bool = True
+
+  def validate(self) -> ExportConfig:
+    self.formats = exporters.check_formats(list(self.formats))
+    if self.calibration_images < 1:
+      raise WorkdirError(f"--calibration_images={self.calibration_images}: use >= 1")
+    if self.latency_runs < 1 or self.latency_warmup < 0:
+      raise WorkdirError("--latency_runs must be >= 1 and --latency_warmup >= 0")
+    return self
+
+
+def check_workdir(workdir: str):
+  """The run's RunResult if the workdir holds a finished (ranked) run with model.keras."""
+  from tfbackbones import results  # pylint: disable=import-outside-toplevel
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir}: no such folder; pass the workdir of a "
+                       "finished training run")
+  try:
+    result = results.read(os.path.join(workdir, "result.json"))
+  except results.ResultError as e:
+    raise WorkdirError(f"{e}; the workdir is damaged: train again in a new workdir") from e
+  if result is None or not result.ranked:
+    status = "no result.json" if result is None else f"status {result.status!r}"
+    raise WorkdirError(f"{workdir} holds no finished run ({status}); finish training first "
+                       f"(rerun the same `python -m tfbackbones.train` command to resume)")
+  if not os.path.exists(os.path.join(workdir, runtimes.MODEL_FILE)):
+    raise WorkdirError(f"{workdir} has no {runtimes.MODEL_FILE}: it was trained by an older "
+                       "tfbackbones, or saving failed (see the training log); train again "
+                       "in a new workdir")
+  return result
+
+
+def _test_and_calibration(result, count: int, seed: int = 0):
+  """(test images, test labels, calibration images), uint8 at the run's size."""
+  # pylint: disable=import-outside-toplevel
+  from tfbackbones.config import TrainConfig
+  from tfbackbones.data import catalog, pipeline
+  cfg = TrainConfig.from_dict(result.config)
+  data = pipeline.prepare(
+      catalog.get(cfg.dataset), data_dir=cfg.data_dir, image_size=result.image_size,
+      val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
+      split_seed=cfg.split_seed, select_on=cfg.select_on, cache="none", download=False,
+      manual_dir=cfg.manual_dir, augment_at=cfg.augment_at)
+  test = list(data.test.batch(256).as_numpy_iterator())
+  images = np.concatenate([x for x, _ in test])
+  labels = np.concatenate([y for _, y in test])
+  train = data.train.shuffle(data.num_train, seed=seed).take(count)
+  if data.augment_at == "native":
+    train = train.map(lambda x, y: (pipeline.resize_uint8(x, data.image_size), y))
+  calibration = np.concatenate([x for x, _ in train.batch(256).as_numpy_iterator()])
+  return images, labels, calibration
+
+
+def _compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
+  top1 = float(np.mean(probs.argmax(1) == labels))
+  ref_top1 = float(np.mean(reference.argmax(1) == labels))
+  return {"top1": top1, "top1_drop_points": 100.0 * (ref_top1 - top1),
+          "agreement_with_keras": float(np.mean(probs.argmax(1) == reference.argmax(1))),
+          "max_abs_prob_diff": float(np.max(np.abs(probs - reference)))}
+
+
+def _latencies(path: str, cfg: ExportConfig) -> dict:
+  settings = {"threads_1": 1, "threads_all": os.cpu_count() or 1}
+  return {key: latency.in_subprocess(path, threads, cfg.latency_runs, cfg.latency_warmup)
+          for key, threads in settings.items()}
+
+
+def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dict:
+  """Exports, evaluates and times every format of `cfg.formats`; writes export.json."""
+  cfg.validate()
+  result = check_workdir(cfg.workdir)
+  # pylint: disable=import-outside-toplevel
+  from tfbackbones import artifacts
+  from tfbackbones.training import workdir as wd
+  keras_path = os.path.join(cfg.workdir, runtimes.MODEL_FILE)
+  out_dir = os.path.join(cfg.workdir, EXPORT_DIR)
+  images, labels, calibration = _test_and_calibration(result, cfg.calibration_images)
+  log(f"{cfg.workdir}: {len(labels)} test images, {len(calibration)} calibration images "
+      f"from the training split")
+  reference_model = runtimes.open_model(keras_path)
+  reference = reference_model.predict(images)
+  rows = [_row("keras", keras_path, reference_model, reference, reference, labels, cfg)]
+  log(_line(rows[-1]))
+  model = artifacts.load_model(keras_path)
+  class_names = result.class_names or reference_model.class_names
+  os.makedirs(out_dir, exist_ok=True)
+  artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
+  for fmt in cfg.formats:
+    path = exporters.export(fmt, model, out_dir, calibration)
+    predictor = runtimes.open_model(path)
+    row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
+    if fmt.startswith("litert"):
+      row["tensor_dtypes"] = exporters.tensor_dtypes(path)
+    rows.append(row)
+    log(_line(row))
+  report = {
+      "workdir": cfg.workdir, "backbone": result.backbone, "dataset": result.dataset,
+      "seed": result.seed, "image_size": result.image_size,
+      "class_names": class_names, "test_count": int(len(labels)),
+      "calibration_images": int(len(calibration)),
+      "training_test_top1": result.test["top1"],
+      "input": "uint8 RGB (1, H, W, 3) at image_size, resized as in training; "
+               "output: class probabilities",
+      "artifacts": rows,
+      "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
+                  "python": platform.python_version()},
+      "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+  wd.write_json(os.path.join(cfg.workdir, EXPORT_JSON), report)
+  return report
+
+
+def _row(fmt: str, path: str, predictor: runtimes.Predictor, probs: np.ndarray,
+         reference: np.ndarray, labels: np.ndarray, cfg: ExportConfig) -> dict:
+  row = {"format": fmt, "path": os.path.relpath(path, cfg.workdir),
+         "runtime": predictor.runtime, "input_dtype": predictor.input_dtype,
+         "size_mb": exporters.size_mb(path), **_compare(probs, reference, labels)}
+  if cfg.latency:
+    row["latency_batch1"] = _latencies(path, cfg)
+  return row
+
+
+def _line(row: dict) -> str:
+  text = (f"  {row['format']:<12} top1 {row['top1']:.4f} (drop {row['top1_drop_points']:+.2f} "
+          f"pts, agrees {row['agreement_with_keras']:.2%}) {row['size_mb']:.2f} MB")
+  for key, value in row.get("latency_batch1", {}).items():
+    text += (f" | {key} " + (f"{value['median_ms']:.2f}/{value['p90_ms']:.2f} ms"
+                             if "error" not in value else f"failed: {value['error']}"))
+  return text
+
+
+def export_finished(workdirs: Sequence[str], formats: Sequence[str],
+                    log: Callable[[str], None] = print) -> dict:
+  """Exports every finished workdir that has no export.json yet; returns {workdir: error}.
+
+  For study runners: one run's failure (no model.keras, data gone) is logged and
+  returned, not raised, so the others are still exported.
+  """
+  failures = {}
+  for workdir in workdirs:
+    if os.path.exists(os.path.join(workdir, EXPORT_JSON)):
+      continue
+    try:
+      check_workdir(workdir)
+    except WorkdirError:
+      continue  # unfinished or failed: nothing to export
+    try:
+      export_workdir(ExportConfig(workdir=workdir, formats=formats), log=log)
+    except Exception as e:  # pylint: disable=broad-except
+      failures[workdir] = f"{type(e).__name__}: {e}"
+      log(f"export of {workdir} FAILED: {failures[workdir]}")
+  return failures
+
+
+def read(workdir: str) -> dict | None:
+  """export.json of a workdir, or None."""
+  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
+  return wd.read_json(os.path.join(workdir, EXPORT_JSON))

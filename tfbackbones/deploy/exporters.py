@@ -1,0 +1,135 @@
+"""Write a run's `model.keras` as deployable artifacts, one registered function a format.
+
+Every artifact keeps the contract of `model.keras` (uint8 RGB pixels at the run's size in,
+probabilities out). All go through Keras 3 `Model.export`, which for LiteRT traces a
+SavedModel and runs TensorFlow's TFLite converter, and for ONNX runs tf2onnx:
+
+  saved_model   TF SavedModel, `serving_default` signature (TF Serving, TF.js converters).
+  litert        float32 .tflite, TFLite builtin ops only (no Flex delegate needed).
+  litert_fp16   float16 weights, float32 compute (half the file; XNNPACK may run fp16).
+  litert_int8   full-integer post-training quantization: int8 weights and activations,
+                uint8 input and output, calibrated on images of the run's training split.
+  onnx          ONNX (tf2onnx), for onnxruntime.
+
+Why builtins only: Keras's default converter settings allow SELECT_TF_OPS, which makes a
+model depend on the Flex delegate that the `ai-edge-litert` wheel does not ship; the
+export should fail here, not on the device.
+
+TensorFlow and Keras are imported when a format is written, not with this module, so
+the export command checks its flags before TensorFlow starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+FILES = {"saved_model": "saved_model", "litert": "model_fp32.tflite",
+         "litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite",
+         "onnx": "model.onnx"}
+FORMATS = tuple(FILES)
+
+
+class ExportError(ValueError):
+  """A bad format name or a model that a format cannot represent."""
+
+
+def check_formats(formats) -> tuple:
+  """Validates format names; the error lists the valid ones and the nearest match."""
+  for name in formats:
+    if name not in FILES:
+      near = difflib.get_close_matches(name, FORMATS, n=1)
+      hint = f" Did you mean {near[0]!r}?" if near else ""
+      raise ExportError(f"unknown export format {name!r}.{hint} Valid formats: "
+                        f"{', '.join(FORMATS)}")
+  if not formats:
+    raise ExportError(f"no export format given; valid formats: {', '.join(FORMATS)}")
+  return tuple(formats)
+
+
+def _saved_model(model, path, calibration):
+  del calibration
+  model.export(path, format="tf_saved_model", verbose=False)
+
+
+def _litert(model, path, calibration):
+  del calibration
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model.export(path, format="litert", verbose=False,
+               target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+
+
+def _litert_fp16(model, path, calibration):
+  del calibration
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
+               target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
+                            "supported_types": [tf.float16]})
+
+
+def _litert_int8(model, path, calibration):
+  """Full-integer: the converter calibrates every activation's range on `calibration`."""
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+
+  from tfbackbones import artifacts
+  if calibration is None or not len(calibration):
+    raise ExportError("litert_int8 needs calibration images from the training split")
+
+  def representative():
+    for image in calibration:
+      yield [image[None].astype(np.float32)]
+
+  artifacts.float_input_variant(model).export(
+      path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
+      representative_dataset=representative,
+      target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+      inference_input_type=tf.uint8, inference_output_type=tf.uint8)
+
+
+def _onnx(model, path, calibration):
+  del calibration
+  model.export(path, format="onnx", verbose=False)
+
+
+EXPORTERS: dict[str, Callable] = {"saved_model": _saved_model, "litert": _litert,
+                                  "litert_fp16": _litert_fp16, "litert_int8": _litert_int8,
+                                  "onnx": _onnx}
+
+
+def export(fmt: str, model, out_dir: str,
+           calibration: np.ndarray | None = None) -> str:
+  """Writes `model` in format `fmt` under `out_dir`; returns the artifact's path.
+
+  Args:
+    fmt: one of FORMATS.
+    model: a model with the `model.keras` contract (uint8 pixels in, probabilities out).
+    out_dir: folder for the artifact (created).
+    calibration: (N, H, W, 3) uint8 training images, for `litert_int8`.
+  """
+  check_formats([fmt])
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, FILES[fmt])
+  EXPORTERS[fmt](model, path, calibration)
+  return path
+
+
+def size_mb(path: str) -> float:
+  """Bytes on disk of a file or a folder (SavedModel), in MB (1e6 bytes)."""
+  if os.path.isfile(path):
+    return os.path.getsize(path) / 1e6
+  return sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(path) for f in files) / 1e6
+
+
+def tensor_dtypes(tflite_path: str) -> dict:
+  """How many tensors of each dtype a .tflite holds (int8 models: no float32 ones)."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  counts: dict = {}
+  for detail in Interpreter(model_path=tflite_path).get_tensor_details():
+    name = np.dtype(detail["dtype"]).name
+    counts[name] = counts.get(name, 0) + 1
+  return counts

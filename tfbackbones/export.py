@@ -1,0 +1,71 @@
+r"""Export a finished run for deployment and measure what it costs: `python -m tfbackbones.export`.
+
+  python -m tfbackbones.export --workdir=runs/quickstart/mobilenet_v3_small
+  python -m tfbackbones.export --workdir=W --formats=litert,litert_int8
+
+Writes `<workdir>/export/` (saved_model/, model_fp32.tflite, model_fp16.tflite,
+model_int8.tflite, model.onnx, labels.txt) and `<workdir>/export.json`: per artifact the
+test top-1 with its own runtime, the drop against the Keras float model, top-1 agreement,
+batch-1 latency (median/p90, 1 thread and all cores) and size. Needs the `export` extra
+(`pip install -e '.[export]'`) and the run's dataset where training found it. See
+docs/export.md.
+
+This is the only module that reads these flags; the library takes an `ExportConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from tfbackbones.deploy import evaluation, exporters  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Workdir of a finished training run.")
+flags.DEFINE_list("formats", list(exporters.FORMATS),
+                  f"Formats to export: {', '.join(exporters.FORMATS)}.")
+flags.DEFINE_integer("calibration_images", 200, "Training images that calibrate INT8.")
+flags.DEFINE_integer("latency_runs", 50, "Timed batch-1 calls per artifact and setting.")
+flags.DEFINE_integer("latency_warmup", 5, "Untimed calls before timing.")
+flags.DEFINE_bool("latency", True, "Measure latency (--nolatency: accuracy and size only).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.workdir:
+    print("error: --workdir is required: the workdir of a finished training run",
+          file=sys.stderr)
+    sys.exit(2)
+  config = evaluation.ExportConfig(
+      workdir=FLAGS.workdir, formats=FLAGS.formats,
+      calibration_images=FLAGS.calibration_images, latency_runs=FLAGS.latency_runs,
+      latency_warmup=FLAGS.latency_warmup, latency=FLAGS.latency)
+  try:  # the cheap checks first, before TensorFlow starts
+    config.validate()
+    evaluation.check_workdir(config.workdir)
+  except (evaluation.WorkdirError, exporters.ExportError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  # pylint: disable=import-outside-toplevel
+  from tfbackbones import cli, runner
+  from tfbackbones.deploy import runtimes
+  cli.quiet_logs()
+  try:
+    report = evaluation.export_workdir(config)
+  except (evaluation.WorkdirError, exporters.ExportError, runtimes.ArtifactError,
+          *runner.USER_ERRORS) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"wrote {os.path.join(FLAGS.workdir, evaluation.EXPORT_JSON)} "
+        f"({len(report['artifacts']) - 1} artifacts under "
+        f"{os.path.join(FLAGS.workdir, evaluation.EXPORT_DIR)})")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

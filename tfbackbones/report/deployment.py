@@ -1,0 +1,101 @@
+"""The report's deployment view: every exported artifact of a study, and per dataset the
+test top-1 against batch-1 latency with the Pareto front across backbones and formats.
+
+Reads the `export.json` that `python -m tfbackbones.export` (or `experiments.run
+--export=...`) leaves in each run's workdir; runs without one are simply absent. Latency
+is the 1-thread median (the comparable number: all-cores latency depends on how loaded
+the machine was), and the table says on how many cores the other column was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+
+import tensorflow as tf
+
+from tfbackbones.report import plots, render, tables
+
+EXPORT_JSON = "export.json"
+COLUMNS = ["dataset", "backbone", "seed", "format", "runtime", "top1", "top1_drop_points",
+           "agreement_with_keras", "size_mb", "latency_1thread_ms", "latency_1thread_p90_ms",
+           "latency_all_cores_ms", "cores"]
+
+# The readable columns of the Markdown/HTML table (the CSV has every column).
+render.DISPLAY["deployment"] = [
+    ("dataset", lambda r: r["dataset"]),
+    ("backbone", lambda r: r["backbone"]),
+    ("seed", lambda r: str(r["seed"])),
+    ("format", lambda r: r["format"]),
+    ("test top-1", lambda r: f"{r['top1']:.2f}"),
+    ("drop (pts)", lambda r: f"{r['top1_drop_points']:+.2f}"),
+    ("agrees %", lambda r: f"{r['agreement_with_keras']:.1f}"),
+    ("MB", lambda r: f"{r['size_mb']:.2f}"),
+    ("ms, 1 thread", lambda r: _ms(r["latency_1thread_ms"])),
+    ("p90", lambda r: _ms(r["latency_1thread_p90_ms"])),
+    ("ms, all cores", lambda r: _ms(r["latency_all_cores_ms"])),
+]
+
+
+def _ms(v) -> str:
+  return f"{v:.2f}" if tables.finite(v) else "–"
+
+
+def load(workdir: str | None) -> list[dict]:
+  """Every export.json under `workdir` (any depth), as parsed dicts."""
+  if not workdir or not tf.io.gfile.isdir(workdir):
+    return []
+  found = []
+  for root, _, files in tf.io.gfile.walk(workdir):
+    if EXPORT_JSON in files:
+      with tf.io.gfile.GFile(os.path.join(root, EXPORT_JSON)) as f:
+        found.append(json.loads(f.read()))
+  return found
+
+
+def _latency(row: dict, key: str, stat: str = "median_ms") -> float | None:
+  value = (row.get("latency_batch1") or {}).get(key) or {}
+  return value.get(stat)
+
+
+def table(exports: list[dict]) -> tables.Table:
+  rows = []
+  for e in exports:
+    for a in e["artifacts"]:
+      rows.append({
+          "dataset": e["dataset"], "backbone": e["backbone"], "seed": e["seed"],
+          "format": a["format"], "runtime": a["runtime"], "top1": 100.0 * a["top1"],
+          "top1_drop_points": a["top1_drop_points"],
+          "agreement_with_keras": 100.0 * a["agreement_with_keras"], "size_mb": a["size_mb"],
+          "latency_1thread_ms": _latency(a, "threads_1"),
+          "latency_1thread_p90_ms": _latency(a, "threads_1", "p90_ms"),
+          "latency_all_cores_ms": _latency(a, "threads_all"),
+          "cores": e.get("machine", {}).get("cpu_count")})
+  rows.sort(key=lambda r: (r["dataset"], r["backbone"], r["seed"], r["format"]))
+  notes = ["Each artifact run with its own runtime on the run's test split; drop and "
+           "agreement are against the Keras float model of the same run. Latency: batch 1, "
+           "median of timed calls after warm-up, in a fresh process."] if rows else []
+  return tables.Table("deployment", "Deployment: accuracy, size and latency after export",
+                      COLUMNS, rows, notes)
+
+
+def pareto_plots(deployment: tables.Table) -> dict:
+  """{"deployment_<dataset>": PNG} of top-1 vs 1-thread latency, one point a
+  (backbone, format), mean over seeds, with the Pareto front."""
+  cells = defaultdict(list)
+  for r in deployment.rows:
+    if tables.finite(r["latency_1thread_ms"]):
+      cells[(r["dataset"], f"{r['backbone']}/{r['format']}")].append(
+          (r["latency_1thread_ms"], r["top1"]))
+  by_dataset = defaultdict(list)
+  for (dataset, name), values in cells.items():
+    by_dataset[dataset].append((name, sum(v[0] for v in values) / len(values),
+                                sum(v[1] for v in values) / len(values)))
+  out = {}
+  for dataset, points in sorted(by_dataset.items()):
+    out[f"deployment_{dataset}"] = plots.pareto_plot(
+        points, "batch-1 latency, 1 thread (ms)",
+        f"{dataset}: test top-1 (%) vs latency across backbones and formats",
+        ylabel="test top-1 (%)")
+  return out
