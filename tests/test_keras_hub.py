@@ -17,10 +17,12 @@ import pytest
 import tensorflow as tf
 from helpers import Quiet, tiny_config
 
-from tfbackbones import backbones, runner
+from tfbackbones import artifacts, backbones, runner
 from tfbackbones import model as model_lib
 from tfbackbones.backbones import keras_hub_presets as khp
 from tfbackbones.backbones import table
+from tfbackbones.deploy import evaluation, runtimes
+from tfbackbones.recommend import candidates, features
 from tfbackbones.training import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +142,29 @@ def test_sizes_follow_the_architecture(presets):
     clip_spec.build(48, "imagenet")
 
 
+def test_the_recommender_takes_preset_features(presets):
+  spec = backbones.get(f"keras_hub:{presets['dinov2']}")
+  model, params = features.feature_model(
+      spec, candidates.Candidate(spec.name, "imagenet"), (32, 32))
+  assert model.output.shape == (None, 16) and params == 5952
+
+
+@pytest.mark.parametrize("family", ["dinov2", "siglip", "resnet"])
+def test_a_checkpoint_holds_every_backbone_variable(presets, family, tmp_path):
+  """What resume, the best-weights restore and model.keras rely on."""
+  name = f"keras_hub:{presets[family]}"
+  trained = model_lib.build_classifier(backbones.get(name).build(32, "imagenet"), 10, 32)
+  rng = np.random.default_rng(0)
+  for w in trained.weights:  # stands for training: every value moves
+    w.assign(w.numpy() + rng.normal(0, 0.1, w.shape).astype(w.numpy().dtype))
+  path = tf.train.Checkpoint(model=trained).write(str(tmp_path / "ckpt"))
+  rebuilt = artifacts.rebuild_classifier(name, 10, 32, dropout=0.0, freeze_backbone=False,
+                                         weights="imagenet", checkpoint=path)
+  assert len(rebuilt.weights) == len(trained.weights)
+  for a, b in zip(trained.weights, rebuilt.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
 def test_a_preset_without_its_image_converter_is_refused(presets, tmp_path):
   shutil.copytree(presets["dinov2"], tmp_path / "bare")
   os.remove(tmp_path / "bare" / khp.CONVERTER_FILE)
@@ -192,6 +217,18 @@ def test_a_local_preset_fine_tunes_and_resumes_in_the_engine(
   changed = [not np.allclose(a, b) for a, b in zip(watch.backbone, start)
              if a.shape == b.shape and a.size > 1]
   assert changed and sum(changed) >= len(changed) // 2          # the backbone trained
+  # The run's usable model (the export path's input) loads and is the best checkpoint.
+  x, labels, _ = evaluation._test_and_calibration(result, 1)  # pylint: disable=protected-access
+  probs = runtimes.open_model(cfg.workdir).predict(x)
+  assert np.mean(probs.argmax(1) == labels) == pytest.approx(result.test["top1"], abs=1e-9)
+  # ONNX is left out: tf2onnx has no Erfc (exact GELU of the ViT-like towers, docs/keras_hub.md).
+  report = evaluation.export_workdir(evaluation.ExportConfig(
+      workdir=cfg.workdir, formats=("saved_model", "litert"), calibration_images=8,
+      latency=False), log=Quiet())
+  rows = {row["format"]: row for row in report["artifacts"]}
+  assert set(rows) == {"keras", "saved_model", "litert"}
+  assert rows["saved_model"]["agreement_with_keras"] == 1.0
+  assert rows["litert"]["agreement_with_keras"] >= 0.99
 
 
 def test_freeze_backbone_trains_only_the_head(presets, tmp_path, digits_data_dir):

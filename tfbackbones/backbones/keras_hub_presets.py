@@ -474,7 +474,29 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
   # but warns on every call.
   features = encoder({"images": x} if isinstance(encoder.input, dict) else x)
   features = select_features(features, facts, f"keras-hub {facts.class_name} at {path}")
-  return keras.Model(inputs, features, name=safe)
+  model = keras.Model(inputs, features, name=safe)
+  track_for_checkpoints(model, encoder)
+  return model
+
+
+def track_for_checkpoints(model: keras.Model, backbone: keras.Model) -> None:
+  """Makes every backbone variable reachable by `tf.train.Checkpoint` from `model`.
+
+  keras-hub's transformer encoders keep their blocks in a plain `self.layers` list
+  that Keras tracks for `model.weights` but TensorFlow's object graph does not reach:
+  a `tf.train.Checkpoint` of the classifier silently skipped every encoder block of
+  DINOv2 (found when the run's model.keras, rebuilt from the best checkpoint,
+  disagreed with the trained model). Resume, the best-weights restore and model.keras
+  all read such checkpoints, so the variables are attached here as an explicit
+  dependency, in the backbone's own (deterministic) order. A variable already
+  reachable is still saved once: checkpoints key values by object, not by path.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  holder = tf.Module(name="keras_hub_variables")
+  holder.variables_in_order = [v.value if hasattr(v, "value") else v for v in backbone.weights]
+  # A tf.Module is no Keras layer or variable: Keras ignores it (weights are not
+  # counted twice) while TensorFlow tracks it as a checkpoint dependency.
+  model.keras_hub_variables = holder
 
 
 def _build(spec: registry.BackboneSpec, image_size, weights: str) -> keras.Model:
