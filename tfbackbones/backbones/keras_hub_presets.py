@@ -261,14 +261,9 @@ def preset_spec(preset: Preset, name: str | None = None) -> registry.BackboneSpe
 
 
 def _keras_hub_handles() -> dict[str, str]:
-  """Every preset keras-hub knows, name -> Kaggle handle (imports keras-hub: slow)."""
-  try:
-    from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise KerasHubError(f"keras-hub is not installed: {INSTALL_HINT}.") from e
-  import keras_hub  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-  return {name: entry["kaggle_handle"]
-          for name, entry in preset_utils.BUILTIN_PRESETS.items()
+  """Every backbone preset keras-hub knows, name -> Kaggle handle (imports keras-hub: slow)."""
+  presets = _import_keras_hub().models.Backbone.presets
+  return {name: entry["kaggle_handle"] for name, entry in presets.items()
           if "kaggle_handle" in entry}
 
 
