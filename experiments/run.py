@@ -106,17 +106,31 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
 # ---------------------------------------------------------------------------- running
 def run_state(config: TrainConfig) -> tuple[str, Optional[results.RunResult]]:
   """(state, result) of a run's workdir; state is a result status (`results.STATUSES`),
-  'unreadable' (a damaged result.json), 'interrupted' or 'todo'."""
+  'unreadable' (a damaged result.json, or config.json without a result), 'interrupted'
+  (state.json, even a damaged one: the engine falls back past it) or 'todo'."""
+  return _state_and_problem(config)[:2]
+
+
+def _state_and_problem(config: TrainConfig) -> tuple[str, Optional[results.RunResult], str]:
+  """run_state, and for an unreadable run the one line that says which file and why."""
   from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
   try:
     result = results.read(wd.path(config.workdir, wd.RESULT))
-  except results.ResultError:
-    return "unreadable", None
+  except results.ResultError as e:
+    return "unreadable", None, str(e)
   if result is not None:
-    return result.status, result
-  if wd.read_json(wd.path(config.workdir, wd.STATE)) is not None:
-    return "interrupted", None
-  return "todo", None
+    return result.status, result, ""
+  try:
+    saved = wd.read_json(wd.path(config.workdir, wd.CONFIG))
+    if saved is not None and not isinstance(saved, dict):
+      raise wd.DamagedFileError(f"{wd.path(config.workdir, wd.CONFIG)}: not a JSON object")
+  except wd.DamagedFileError as e:
+    return "unreadable", None, str(e)
+  try:
+    state = wd.read_json(wd.path(config.workdir, wd.STATE))
+  except wd.DamagedFileError:
+    state = "damaged"
+  return ("interrupted" if state is not None else "todo"), None, ""
 
 
 def _first_line(text: Optional[str]) -> str:
@@ -182,10 +196,13 @@ def _record_failure(config: TrainConfig, error: Exception, seconds: float) -> No
     logging.exception("could not write the failure of %s", config.workdir)
 
 
+IN_USE = "in use"
+
+
 @dataclasses.dataclass
 class Outcome:
   run_id: str
-  status: str          # finished | skipped | failed
+  status: str          # finished | skipped | failed | in use (another process trains it)
   top1: Optional[float] = None
   seconds: float = 0.0
   error: Optional[str] = None
@@ -208,16 +225,23 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
   kill would; the interrupted run resumes on the next invocation.
   """
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import lock  # pylint: disable=import-outside-toplevel
   train_fn = train_fn or runner.train
   mine = studies.shard(configs, shard_index, num_shards)
   tag = f"[study shard {shard_index + 1}/{num_shards}]"
-  states = {studies.run_id(c): run_state(c) for c in mine}
+  probed = {studies.run_id(c): _state_and_problem(c) for c in mine}
+  states = {rid: (status, result) for rid, (status, result, _) in probed.items()}
   counts = {}
   for status, _ in states.values():
     counts[status] = counts.get(status, 0) + 1
   log(f"{tag} {len(mine)} of {len(configs)} runs: {counts.get('finished', 0)} finished, "
       f"{counts.get('failed', 0)} failed (retrying), {counts.get('interrupted', 0)} "
-      f"interrupted (resuming), {counts.get('todo', 0)} to do")
+      f"interrupted (resuming), "
+      + (f"{counts['unreadable']} unreadable (healing), " if counts.get("unreadable") else "")
+      + f"{counts.get('todo', 0)} to do")
+  for rid, (status, _, problem) in probed.items():
+    if status == "unreadable":  # the engine moves the damaged file aside and resumes
+      log(f"{tag} {rid}: UNREADABLE: {_first_line(problem)}")
   walls: dict = {}   # (dataset, backbone) -> wall seconds of finished runs, for the ETA
   for cfg in mine:
     status, result = states[studies.run_id(cfg)]
@@ -253,6 +277,10 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
     t0 = time.time()
     try:
       result = train_fn(cfg, log=log, **trainer_kwargs)
+    except lock.LockError as e:  # another live process trains it: not ours, not a failure
+      outcomes.append(Outcome(rid, IN_USE, seconds=time.time() - t0, error=str(e)))
+      log(f"{tag} {rid}: skipped: {_first_line(str(e))}")
+      continue
     except Exception as e:  # pylint: disable=broad-except
       seconds = time.time() - t0
       _record_failure(cfg, e, seconds)
@@ -283,6 +311,10 @@ def summary(outcomes: Sequence[Outcome]) -> str:
   lines.append(f"\n{counts['finished']} trained, {counts['skipped']} already finished, "
                f"{counts['failed']} failed")
   unhealthy = [o for o in outcomes if o.status in (results.DIVERGED, results.DEGENERATE)]
+  busy = [o for o in outcomes if o.status == IN_USE]
+  if busy:
+    lines.append(f"{len(busy)} in use by another live process (not trained here):")
+    lines += [f"  {o.run_id}: {_first_line(o.error)}" for o in busy]
   if unhealthy:
     lines.append(f"{len(unhealthy)} trained but are not results (never ranked):")
     lines += [f"  {o.status.upper()} {o.run_id}: {o.error}" for o in unhealthy]
@@ -299,17 +331,21 @@ def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
   Returns 2 if any run names an unknown backbone or dataset (each is listed), else 0.
   """
   from tfbackbones import runner  # pylint: disable=import-outside-toplevel
-  invalid = 0
+  invalid = unreadable = 0
   for cfg in mine:
     try:
       runner.check(cfg)
-      state = run_state(cfg)[0]
+      state, _, problem = _state_and_problem(cfg)
+      if state == "unreadable":
+        unreadable += 1
+        state = f"unreadable: {_first_line(problem)}"
     except runner.USER_ERRORS as e:
       invalid += 1
       state = f"INVALID: {_first_line(str(e))}"
     print(f"{studies.run_id(cfg):48s} {state}")
   print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
-        f"{len(configs)} runs" + (f", {invalid} invalid" if invalid else ""))
+        f"{len(configs)} runs" + (f", {invalid} invalid" if invalid else "")
+        + (f", {unreadable} unreadable (a real run heals them)" if unreadable else ""))
   return 2 if invalid else 0
 
 

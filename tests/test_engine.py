@@ -244,7 +244,7 @@ def test_cli_cpu_replicas_splits_the_cpu_before_tensorflow_starts(tmp_path, digi
 def _cli(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run([sys.executable, "-m", "tfbackbones.train", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120, env=env)
+                        capture_output=True, text=True, timeout=400, env=env)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,7 +1,8 @@
 """The usable model of a run (model.keras), its exports, and the predict command.
 
 One tiny run on the bundled digits is trained once per module; its model.keras is then
-exported to every format and each artifact is checked against Keras with its own runtime.
+exported to every format and each artifact is checked against Keras with its own runtime
+(those tests are `heavy`: the export of five formats takes about a minute).
 """
 
 import json
@@ -118,6 +119,7 @@ def test_image_files_load_as_the_pipeline_decodes_them(tmp_path):
   assert ours.shape == (48, 64, 3) and np.abs(ours - theirs).max() <= 1
 
 
+@pytest.mark.heavy  # exports every format once per module (~1 min)
 def test_float_artifacts_agree_with_keras(run, exported, test_images):
   workdir, _ = run
   x = test_images[0]
@@ -133,6 +135,7 @@ def test_float_artifacts_agree_with_keras(run, exported, test_images):
     assert rows[fmt]["agreement_with_keras"] == 1.0 and rows[fmt]["top1_drop_points"] == 0.0
 
 
+@pytest.mark.heavy
 def test_int8_litert_is_really_integer(run, exported):
   workdir, _ = run
   row = {r["format"]: r for r in exported["artifacts"]}["litert_int8"]
@@ -148,6 +151,7 @@ def test_int8_litert_is_really_integer(run, exported):
   assert 0.0 <= row["top1"] <= 1.0 and exported["calibration_images"] == 64
 
 
+@pytest.mark.heavy
 def test_export_json_is_written(run, exported):
   workdir, result = run
   with open(os.path.join(workdir, evaluation.EXPORT_JSON)) as f:
@@ -158,6 +162,7 @@ def test_export_json_is_written(run, exported):
   assert os.path.exists(os.path.join(workdir, "export", runtimes.LABELS_FILE))
 
 
+@pytest.mark.heavy
 def test_latency_in_a_fresh_process(run, exported):
   workdir, _ = run
   onnx = os.path.join(workdir, {r["format"]: r for r in exported["artifacts"]}["onnx"]["path"])
@@ -174,6 +179,7 @@ def _digit_pngs(folder, test_images, count=6):
   return folder
 
 
+@pytest.mark.heavy
 def test_predict_runs_litert_and_onnx_without_tensorflow(run, exported, test_images,
                                                          tmp_path):
   workdir, _ = run
@@ -201,6 +207,7 @@ def test_predict_runs_litert_and_onnx_without_tensorflow(run, exported, test_ima
       assert top1 == [str(i) for i in keras_probs.argmax(1)]
 
 
+@pytest.mark.heavy
 def test_predict_on_a_workdir_prints_and_writes_csv(run, test_images, tmp_path):
   workdir, _ = run
   folder = _digit_pngs(str(tmp_path / "digits"), test_images, count=3)
@@ -250,6 +257,7 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.heavy
 def test_report_shows_the_deployment_table(run, exported, tmp_path):
   pytest.importorskip("matplotlib")
   from tfbackbones.report import deployment, generate  # pylint: disable=import-outside-toplevel
@@ -266,3 +274,15 @@ def test_report_shows_the_deployment_table(run, exported, tmp_path):
     assert "litert_int8" in f.read()
   with open(paths["report.html"]) as f:
     assert 'id="table-deployment"' in f.read()
+
+
+@pytest.mark.heavy
+def test_study_export_skips_exported_and_unfinished_runs(run, exported, tmp_path):
+  workdir, _ = run
+  (tmp_path / "unfinished").mkdir()
+  stamp = os.path.getmtime(os.path.join(workdir, evaluation.EXPORT_JSON))
+  log = Quiet()
+  failures = evaluation.export_finished([workdir, str(tmp_path / "unfinished")],
+                                        ["litert"], log=log)
+  assert failures == {} and log.lines == []
+  assert os.path.getmtime(os.path.join(workdir, evaluation.EXPORT_JSON)) == stamp

@@ -59,7 +59,7 @@ def _synthetic_study(tmp_path):
     _write_run(study, f"{backbone}/s{seed}", {
         "status": "finished", "backbone": backbone, "dataset": config["dataset"],
         "seed": seed, "train_fraction": 1.0, "image_size": 32, "config": config,
-        "test": {"top1": top1, "count": 10}})
+        "val": {"top1": top1}, "test": {"top1": top1, "count": 10}})
   # A failed run and a 10%-data run are not ground truth.
   _write_run(study, "failed", {"status": "failed", "error": "boom", "config": {
       "backbone": "resnet50", "dataset": f"folder:{folder}"}})

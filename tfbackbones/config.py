@@ -137,6 +137,9 @@ class TrainConfig:
         bad(name, value, "a learning rate must be a finite number > 0 (e.g. 1e-3).")
     if not self.workdir:
       bad("workdir", self.workdir, "give a directory for checkpoints, logs and result.json.")
+    if self.keep_checkpoints < 1:
+      bad("keep_checkpoints", self.keep_checkpoints, "a run resumes from its newest "
+          "checkpoint, so keep >= 1 (2 also survives a damaged newest one).")
     return self
 
   @property

@@ -61,10 +61,12 @@ def main(argv):
           *runner.USER_ERRORS) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  failed = [a["format"] for a in report["artifacts"] if "error" in a]
   print(f"wrote {os.path.join(FLAGS.workdir, evaluation.EXPORT_JSON)} "
-        f"({len(report['artifacts']) - 1} artifacts under "
-        f"{os.path.join(FLAGS.workdir, evaluation.EXPORT_DIR)})")
-  return 0
+        f"({len(report['artifacts']) - 1 - len(failed)} artifacts under "
+        f"{os.path.join(FLAGS.workdir, evaluation.EXPORT_DIR)}"
+        + (f"; FAILED: {', '.join(failed)})" if failed else ")"))
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -58,13 +59,16 @@ def main(argv):
                                    ".onnx or SavedModel folder")
     if FLAGS.top_k < 1:
       raise runtimes.ArtifactError(f"--top_k={FLAGS.top_k}: use 1 or more")
-    runtimes.detect_format(FLAGS.model)  # a bad --model fails before images are read
+    # The cheap checks first: a bad path or image fails before a runtime starts.
+    runtimes.detect_format(FLAGS.model)
     files = images_lib.find_images(paths)
+    decoded = [images_lib.read_rgb(path) for path in files]
     predictor = runtimes.open_model(FLAGS.model, threads=FLAGS.threads or None)
-    batch = images_lib.load(files, predictor.height, predictor.width)
   except (runtimes.ArtifactError, images_lib.ImageError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  batch = np.stack([images_lib.resize(image, predictor.height, predictor.width)
+                    for image in decoded])
   probabilities = predictor.predict(batch)
   k = min(FLAGS.top_k, probabilities.shape[1])
   rows = [(path, top_k(p, predictor.class_names, k)) for path, p in zip(files, probabilities, strict=True)]

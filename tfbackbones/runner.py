@@ -11,7 +11,7 @@ from tfbackbones.backbones import keras_hub_presets, savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import ResultError, RunResult
-from tfbackbones.training import distribute
+from tfbackbones.training import distribute, workdir
 
 # Errors caused by the user's input: entry points print them without a traceback.
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
@@ -25,6 +25,7 @@ def check(config: TrainConfig) -> TrainConfig:
   config.validate()
   backbones.get(config.backbone)
   catalog.get(config.dataset)
+  workdir.check_usable(config.workdir)
   return config
 
 

@@ -130,9 +130,16 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   os.makedirs(out_dir, exist_ok=True)
   artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
   for fmt in cfg.formats:
-    path = exporters.export(fmt, model, out_dir, calibration)
-    predictor = runtimes.open_model(path)
-    row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
+    try:
+      path = exporters.export(fmt, model, out_dir, calibration)
+      predictor = runtimes.open_model(path)
+      row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
+    except Exception as e:  # pylint: disable=broad-except
+      # One format failing (a converter limitation) must not lose the others' results;
+      # the row says what failed, and no number stands in for it.
+      rows.append({"format": fmt, "error": f"{type(e).__name__}: {_first_line(e)}"})
+      log(f"  {fmt:<12} FAILED: {rows[-1]['error']}")
+      continue
     if fmt.startswith("litert"):
       row["tensor_dtypes"] = exporters.tensor_dtypes(path)
     rows.append(row)
@@ -151,6 +158,10 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
   wd.write_json(os.path.join(cfg.workdir, EXPORT_JSON), report)
   return report
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [""])[0][:300]
 
 
 def _row(fmt: str, path: str, predictor: runtimes.Predictor, probs: np.ndarray,

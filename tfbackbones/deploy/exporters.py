@@ -1,8 +1,9 @@
 """Write a run's `model.keras` as deployable artifacts, one registered function a format.
 
 Every artifact keeps the contract of `model.keras` (uint8 RGB pixels at the run's size in,
-probabilities out). All go through Keras 3 `Model.export`, which for LiteRT traces a
-SavedModel and runs TensorFlow's TFLite converter, and for ONNX runs tf2onnx:
+probabilities out). SavedModel and LiteRT go through Keras 3 `Model.export` (for LiteRT:
+a traced SavedModel and TensorFlow's TFLite converter); ONNX runs tf2onnx on the frozen
+graph (see `_onnx`):
 
   saved_model   TF SavedModel, `serving_default` signature (TF Serving, TF.js converters).
   litert        float32 .tflite, TFLite builtin ops only (no Flex delegate needed).
@@ -91,8 +92,29 @@ def _litert_int8(model, path, calibration):
 
 
 def _onnx(model, path, calibration):
+  """tf2onnx on the frozen graph, not Keras's `export(format="onnx")`.
+
+  Keras converts the traced function itself, and with tf2onnx 1.17 the tensors it captures
+  that are not variables (the mean and variance of keras.applications EfficientNetV2's
+  Normalization layer) stay ONNX graph *inputs* that nobody feeds, so onnxruntime
+  refuses to run the model. Freezing the function first makes them constants.
+  """
   del calibration
-  model.export(path, format="onnx", verbose=False)
+  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+  import tf2onnx
+  from tensorflow.python.framework import convert_to_constants
+  try:  # tf2onnx 1.17 still uses numpy aliases removed in numpy 2; Keras patches them
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    patch_tf2onnx()
+  except ImportError:
+    pass
+  spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name="image")
+  function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+  frozen = convert_to_constants.convert_variables_to_constants_v2(function)
+  tf2onnx.convert.from_graph_def(
+      frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+      output_names=[t.name for t in frozen.outputs], output_path=path)
 
 
 EXPORTERS: dict[str, Callable] = {"saved_model": _saved_model, "litert": _litert,

@@ -214,6 +214,9 @@ def _open_onnx(path: str, threads: int) -> Predictor:
   except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
     raise ArtifactError(f"{path}: not an ONNX model onnxruntime can load "
                         f"({type(e).__name__})") from e
+  if len(session.get_inputs()) != 1:
+    raise ArtifactError(f"{path}: an image model has one input, this one has "
+                        f"{len(session.get_inputs())} (constants the converter left as inputs)")
   inp, out = session.get_inputs()[0], session.get_outputs()[0]
   height, width = int(inp.shape[1]), int(inp.shape[2])
   dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32

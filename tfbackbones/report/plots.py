@@ -97,7 +97,8 @@ def pareto_front(points: Sequence[tuple]) -> list[tuple]:
 
 def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
                 incomplete: Sequence[str] = (),
-                ylabel: str = "mean test top-1 over datasets (%)") -> Optional[bytes]:
+                ylabel: str = "mean test top-1 over datasets (%)",
+                xscale: str = "linear") -> Optional[bytes]:
   """Accuracy against a cost (params, latency) with the Pareto front drawn.
 
   Args:
@@ -120,6 +121,7 @@ def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
              edgecolors="tab:red", zorder=4)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
+  ax.set_xscale(xscale)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

@@ -95,7 +95,7 @@ def _read_json(path: str) -> Optional[dict]:
   try:
     with tf.io.gfile.GFile(path, "r") as f:
       return json.loads(f.read())
-  except (tf.errors.NotFoundError, json.JSONDecodeError) as e:
+  except (tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError) as e:
     logging.warning("skipping unreadable %s: %s", path, e)
     return None
 
@@ -160,7 +160,7 @@ def read_workdir(workdir: str) -> list[Record]:
   """
   records, seen = [], set()
   for dirname, subdirs, files in tf.io.gfile.walk(workdir):
-    if "result.json" in files or "config.json" in files:
+    if "result.json" in files or "config.json" in files or "state.json" in files:
       subdirs[:] = []  # runs do not nest; skip checkpoints and best weights
       if "result.json" in files:
         try:
@@ -170,7 +170,8 @@ def read_workdir(workdir: str) -> list[Record]:
           logging.warning("%s", e)
           records.append(_unreadable(str(e), dirname))
       else:
-        config = _read_json(os.path.join(dirname, "config.json"))
+        config = _read_json(os.path.join(dirname, "config.json")) \
+            if "config.json" in files else _config_in_state(dirname)
         if isinstance(config, dict):
           records.append(_incomplete(config, dirname))
         else:
@@ -187,6 +188,12 @@ def read_workdir(workdir: str) -> list[Record]:
         seen.add(run["id"])
         records.append(_incomplete(run, os.path.join(workdir, run["id"]), MISSING))
   return records
+
+
+def _config_in_state(dirname: str) -> Optional[dict]:
+  """A run whose config.json is gone: state.json keeps a copy (tfbackbones.training.resume)."""
+  state = _read_json(os.path.join(dirname, "state.json"))
+  return state.get("config") if isinstance(state, dict) else None
 
 
 def _relative(root: str, path: str) -> str:

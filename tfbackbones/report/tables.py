@@ -117,7 +117,8 @@ def datasets_table(records: Sequence[rec.Record],
                            -(r["mean_top1"] if r["mean_top1"] is not None else -1),
                            r["backbone"]))
   notes = ["mean ± std over seeds (sample std); best = best-of-n, the paper's statistic; "
-           "failed / incomplete / missing runs are counted, never dropped."]
+           "failed / diverged / degenerate / unreadable / incomplete / missing runs are "
+           "counted, never dropped."]
   if reference is not None:
     notes.append("delta_best = best_top1 - ref_top1 (like for like: the paper reports "
                  "best of 3); delta_mean = mean_top1 - ref_top1.")

@@ -35,7 +35,7 @@ from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
 from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
-from tfbackbones.training import optimizers
+from tfbackbones.training import lock as lock_lib, optimizers, resume
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
 
 
@@ -90,20 +90,54 @@ class Trainer:
 
   # ------------------------------------------------------------------ setup
   def _check_workdir(self) -> Optional[RunResult]:
+    """The finished result if there is one; refuses a workdir of another experiment.
+
+    A damaged result.json or config.json is moved aside (`*.damaged`) with a warning:
+    the run resumes from its state, so a finished run is evaluated again, not retrained.
+    """
     tf.io.gfile.makedirs(self.workdir)
-    result = results.read(wd.path(self.workdir, wd.RESULT))
+    result_path = wd.path(self.workdir, wd.RESULT)
+    try:
+      result = results.read(result_path)
+    except results.ResultError as e:
+      self.log(f"warning: {str(e).split(';')[0]}; moved it to {wd.move_aside(result_path)} "
+               "and resuming the run to write it again")
+      result = None
     done = result if result is not None and result.status != results.FAILED else None
-    saved = wd.read_json(wd.path(self.workdir, wd.CONFIG))
+    saved = self._saved_config()
     if done is not None and saved is None:
       saved = done.config
     if saved is not None:
-      diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
+      try:
+        diff = self.config.experiment_diff(TrainConfig.from_dict(saved))
+      except (ConfigError, TypeError) as e:
+        raise wd.WorkdirError(f"{self.workdir}/{wd.CONFIG} does not hold a TrainConfig "
+                              f"({e}); delete it if the workdir holds this experiment") \
+            from None
       if diff:
         changes = ", ".join(f"{k}: now {a!r}, workdir has {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(
             f"{self.workdir} holds a run with a different configuration ({changes}). "
             "Use a new --workdir, or rerun with the workdir's settings to resume it.")
     return done
+
+  def _saved_config(self) -> Optional[dict]:
+    """config.json, or if it is damaged the copy in state.json (moved aside, warned)."""
+    config_path = wd.path(self.workdir, wd.CONFIG)
+    try:
+      saved = wd.read_json(config_path)
+      if saved is None or isinstance(saved, dict):
+        return saved
+      problem = f"{config_path}: not a JSON object"
+    except wd.DamagedFileError as e:
+      problem = str(e).split(";")[0]
+    moved = wd.move_aside(config_path)
+    points = resume.resume_points(self.workdir)[0]
+    saved = next((p.state["config"] for p in points if p.state.get("config")), None)
+    self.log(f"warning: {problem}; moved it to {moved} and "
+             + ("checking this run against the copy in state.json" if saved else
+                "cannot check that the workdir holds this experiment; it will be rewritten"))
+    return saved
 
   def _setup(self):
     cfg = self.config
@@ -180,10 +214,8 @@ class Trainer:
 
   def _set_phase(self, phase: str):
     self.optimizer = self._make_optimizer(phase)
+    # Saved and pruned by tfbackbones/training/resume.py, in an order a kill cannot break.
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, self._ckpt_dir(), max_to_keep=self.config.keep_checkpoints,
-        checkpoint_name=f"ckpt-{phase}")
     self.train_fn = self._make_train_fn(self.optimizer)
 
   def _ckpt_dir(self) -> str:
@@ -237,7 +269,18 @@ class Trainer:
 
   # ------------------------------------------------------------------ run
   def run(self) -> RunResult:
-    """Trains (or resumes) to completion; returns the result (also in result.json)."""
+    """Trains (or resumes) to completion; returns the result (also in result.json).
+
+    Holds the workdir's lock throughout (tfbackbones/training/lock.py): a second live
+    run on the same workdir is refused with LockError.
+    """
+    wd.check_usable(self.workdir)
+    if not lock_lib.is_chief_task():
+      return self._run_unlocked()
+    with lock_lib.WorkdirLock(self.workdir, log=self.log):
+      return self._run_unlocked()
+
+  def _run_unlocked(self) -> RunResult:
     done = self._check_workdir()
     if done is not None:
       self.log(f"{self.workdir}: already finished; not training again.")
@@ -303,18 +346,16 @@ class Trainer:
   def _start_or_resume(self) -> bool:
     """Restores model, optimizer, schedule and history from the workdir if a run is there."""
     cfg = self.config
-    state = wd.read_json(wd.path(self.workdir, wd.STATE))
-    if not state:
+    point = resume.restore(self, self.log)  # falls back past damage; None: start afresh
+    if point is None:
       self.schedule = dualopt.DualOptState(cfg.adamw_patience, cfg.sgd_patience,
                                            cfg.max_epochs)
       self._set_phase("adamw")
       self.history, self.best_path, self.elapsed_before = [], None, 0.0
       return False
-    sched = self.schedule = dualopt.DualOptState.from_dict(state["schedule"])
-    self._set_phase(sched.phase)
-    self.checkpoint.read(state["checkpoint"]).assert_existing_objects_matched()
-    self.history, self.best_path = state["history"], state["best_path"]
-    self.elapsed_before = state["elapsed"]
+    sched = self.schedule = point.schedule
+    self.history, self.best_path = point.state["history"], point.best
+    self.elapsed_before = float(point.state["elapsed"])
     self.log(f"resuming {self.workdir} after epoch {sched.epoch} "
              f"(phase {sched.phase}, best {sched.best:.4f} at epoch {sched.best_epoch + 1}, "
              f"patience left {sched.patience_left})")
@@ -353,22 +394,20 @@ class Trainer:
         images_per_sec=images / train_seconds, train_seconds=train_seconds,
         epoch_seconds=time.time() - t0))
     self.history.append(record)
-    stale_best = None
     if decision.improved:
       # The old best stays on disk until state.json points at the new one.
-      stale_best, self.best_path = self.best_path, self._save_best(epoch)
+      self.best_path = self._save_best(epoch)
     if decision.switch_to_sgd:
       self._restore_best(self.best_path)
       self._set_phase("sgd")
       self.hooks.on_switch(self, sched.best_epoch)
     self.writer.epoch(record, self.steps_per_epoch * (epoch + 1))
-    checkpoint_path = self.manager.save(checkpoint_number=epoch + 1)
-    if self.is_chief:
-      wd.write_json(wd.path(self.workdir, wd.STATE), {
-          "schedule": sched.to_dict(), "checkpoint": checkpoint_path,
-          "best_path": self.best_path, "history": self.history, "elapsed": self._elapsed()})
-      if stale_best:
-        wd.remove_checkpoint(stale_best)
+    # Checkpoint, its state, state.json, then deletions: safe to kill after any step.
+    prefix = resume.checkpoint_prefix(self._ckpt_dir(), self.schedule.phase, epoch + 1)
+    resume.save_epoch(self.workdir, self.checkpoint, prefix, resume.state_of(
+        self.workdir, schedule=sched, checkpoint=prefix, best_path=self.best_path,
+        history=self.history, elapsed=self._elapsed(), config=self.config.to_dict()),
+        keep=self.config.keep_checkpoints, is_chief=self.is_chief)
     self.log(summaries.progress_line(record, sched, self.history, self.config.max_epochs,
                                      decision))
     self.hooks.on_epoch_end(self, record)
