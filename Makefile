@@ -16,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export]'
+	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export,keras_hub]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -243,3 +243,72 @@ def shard(configs: Sequence[TrainConfig], shard_index: int,
                       "num_shards >= 1 and 0 <= shard_index < num_shards")
   ordered = sorted(configs, key=run_id)
   return [c for i, c in enumerate(ordered) if i % num_shards == shard_index]
+
+
+# ------------------------------------------------------------------ foundation backbones
+# The 2026 question (docs/keras_hub.md): do self-supervised and vision-language backbones
+# from keras-hub presets beat the paper's best CNNs on small domain datasets?
+FOUNDATION_BACKBONES = (
+    "dinov2_small", "dinov2_base", "dinov3_vit_small_lvd1689m", "siglip2_base_patch16_224",
+    "clip_vit_base_patch16", "vit_base_patch16_224_imagenet21k", "convnext_tiny",
+    "efficientnetv2_s")
+# One or two datasets per domain of the paper.
+FOUNDATION_DATASETS = (
+    "oxford_flowers102", "dtd", "neu_surface_defects", "uc_merced", "eurosat_rgb",
+    "plant_village", "galaxy10_decals", "breakhis_40x", "rsna_pneumonia")
+# Domain models, only where they fit: MedSigLIP on medical images, DINOv3 trained on
+# satellite images on remote sensing.
+FOUNDATION_DOMAIN_BACKBONES = {
+    "medsiglip_900m_448": ("breakhis_40x", "rsna_pneumonia"),
+    "dinov3_vit_large_sat493m": ("uc_merced", "eurosat_rgb"),
+}
+FOUNDATION_SIZE = 224  # the ViTs' native size; fixed-size presets (MedSigLIP 448) keep theirs
+
+
+def _foundation(backbones: Sequence[str], datasets: Sequence[str], seeds: int,
+                freeze_backbone: bool) -> list[TrainConfig]:
+  """The paper's protocol at 224 px over foundation + paper backbones, plus domain models."""
+  chosen = list(backbones)
+  pairs = [(b, d) for b in chosen for d in datasets]
+  if tuple(chosen) == FOUNDATION_BACKBONES:  # the default grid adds the domain models
+    pairs += [(b, d) for b, ds in FOUNDATION_DOMAIN_BACKBONES.items()
+              for d in ds if d in datasets]
+  return [c.replace(image_size=FOUNDATION_SIZE, freeze_backbone=freeze_backbone)
+          for b, d in pairs for c in grid([b], [d], seeds)]
+
+
+@register
+def foundation(backbones: Sequence[str] = FOUNDATION_BACKBONES,
+               datasets: Sequence[str] = FOUNDATION_DATASETS,
+               seeds: int = 3) -> list[TrainConfig]:
+  """DINOv2/v3, SigLIP2, CLIP, ViT-21k presets vs ConvNeXt-T and EfficientNetV2-S, fine-tuned.
+
+    python -m experiments.run --study=foundation --workdir=gs://BUCKET/runs/foundation \
+        --data_dir=gs://BUCKET/tensorflow_datasets --shard_index=$I --num_shards=40
+
+  8 backbones x 9 datasets x 3 seeds, plus MedSigLIP on BreakHis-40x and RSNA and
+  DINOv3-SAT (ViT-L) on UC Merced and EuroSAT: 228 runs, the paper's protocol (AdamW then
+  SGD, selection on validation) with every input at 224 px (MedSigLIP: 448, its only
+  size). keras-hub presets must be on the machines first (docs/keras_hub.md). Nothing
+  has been run yet: no result to expect is known here. The question is whether the
+  self-supervised / vision-language models beat ConvNeXt-T and EfficientNetV2-S per
+  domain, as Battle of the Backbones and GEO-Bench-2 suggest.
+  """
+  return _foundation(backbones, datasets, seeds, freeze_backbone=False)
+
+
+@register
+def foundation_probe(backbones: Sequence[str] = FOUNDATION_BACKBONES,
+                     datasets: Sequence[str] = FOUNDATION_DATASETS,
+                     seeds: int = 3) -> list[TrainConfig]:
+  """The `foundation` grid as linear probes: frozen backbone, only the new head trains.
+
+    python -m experiments.run --study=foundation_probe \
+        --workdir=gs://BUCKET/runs/foundation_probe --shard_index=$I --num_shards=40
+
+  The same 228 runs with --freeze_backbone (CLS token / pooled feature -> Dense). Use its
+  own --workdir: run directories are keyed by (dataset, backbone, fraction, seed), so
+  the two modes cannot share one. Probes are far cheaper than fine-tuning and show how
+  much each backbone's frozen feature already separates the classes.
+  """
+  return _foundation(backbones, datasets, seeds, freeze_backbone=True)

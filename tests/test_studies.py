@@ -314,3 +314,18 @@ def test_failures_are_recorded_once_and_a_finished_run_is_never_overwritten(tmp_
                         log=lines.append)
   assert again[0].status == "failed" and "max_epochs: now 2, workdir has 1" in again[0].error
   assert wd.read_json(os.path.join(configs[2].workdir, wd.RESULT))["status"] == "finished"
+
+
+def test_foundation_studies_fine_tune_and_probe_the_same_grid():
+  tune = studies.build("foundation", "w")
+  probe = studies.build("foundation_probe", "w")
+  assert len(tune) == len(probe) == 8 * 9 * 3 + 4 * 3
+  assert not any(c.freeze_backbone for c in tune) and all(c.freeze_backbone for c in probe)
+  assert [studies.run_id(c) for c in tune] == [studies.run_id(c) for c in probe]
+  assert {c.image_size for c in tune} == {224}
+  assert {c.dataset for c in tune if c.backbone == "medsiglip_900m_448"} == {
+      "breakhis_40x", "rsna_pneumonia"}
+  assert {c.dataset for c in tune if c.backbone == "dinov3_vit_large_sat493m"} == {
+      "uc_merced", "eurosat_rgb"}
+  mine = studies.build("foundation", "w", backbones=["dinov2_small"], datasets=["dtd"], seeds=1)
+  assert [c.backbone for c in mine] == ["dinov2_small"]   # domain models only in the default

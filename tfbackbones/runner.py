@@ -7,7 +7,7 @@ prepared or any model is built, so a typo fails in a second and touches nothing.
 from __future__ import annotations
 
 from tfbackbones import backbones
-from tfbackbones.backbones import savedmodel, weights
+from tfbackbones.backbones import keras_hub_presets, savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import ResultError, RunResult
@@ -17,6 +17,7 @@ from tfbackbones.training import distribute, workdir
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
                pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
                weights.WeightsMismatchError, savedmodel.SavedModelError,
+               keras_hub_presets.KerasHubError,
                distribute.CpuReplicasError, ResultError)
 
 

@@ -6,9 +6,9 @@ Public API:
   features; preprocess_images(images, spec.preprocessing);
   WeightsNotAvailableError when pretrained weights cannot be had offline.
 
-Importing this package registers the keras.applications and TF Hub specs and
-the `savedmodel:` / `hub:` name resolvers. It does not import TensorFlow;
-building a model or preprocessing does.
+Importing this package registers the keras.applications, TF Hub and keras-hub
+specs and the `savedmodel:` / `hub:` / `keras_hub:` name resolvers. It does not
+import TensorFlow; building a model or preprocessing does.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from tfbackbones.backbones import cnn_ports  # noqa: F401
 from tfbackbones.backbones import hub  # registers hub specs and `hub:`
 from tfbackbones.backbones import keras_apps  # registers keras.applications
+from tfbackbones.backbones import keras_hub_presets  # registers presets and `keras_hub:`
 from tfbackbones.backbones import savedmodel  # registers `savedmodel:`
 from tfbackbones.backbones import transformer_ports  # noqa: F401
 from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS

@@ -23,7 +23,7 @@ from tfbackbones.backbones import preprocessing
 if TYPE_CHECKING:
   import keras
 
-SOURCES = ("keras.applications", "tfhub", "savedmodel", "tfbackbones")
+SOURCES = ("keras.applications", "tfhub", "savedmodel", "tfbackbones", "keras_hub")
 
 # What a dynamic name looks like; shown in error messages.
 DYNAMIC_FORMS = (
@@ -31,6 +31,8 @@ DYNAMIC_FORMS = (
     "SavedModel directory)",
     "hub:<handle>[?options]  (a TF Hub / Kaggle Models URL or handle; needs "
     "network or a pre-populated TFHUB_CACHE_DIR)",
+    "keras_hub:<preset name | kaggle://handle | /path/to/preset_dir>  (a keras-hub "
+    "preset; see docs/keras_hub.md)",
 )
 OPTIONS_HELP = (
     "options: preprocessing=<kind>&endpoint=<name>&output=<key>&size=<px>")

@@ -28,7 +28,7 @@ def _number(value: float | int | None) -> str:
 
 def cached_label(spec: registry.BackboneSpec) -> str:
   """Returns 'yes', 'no' or 'n.a.' for the weights-cached column."""
-  if spec.source in ("keras.applications", "tfhub") or spec.weights_file:
+  if spec.source in ("keras.applications", "tfhub", "keras_hub") or spec.weights_file:
     return "yes" if weights_lib.cached_weights_path(spec) else "no"
   return "n.a."
 
@@ -67,6 +67,8 @@ def render(specs: Sequence[registry.BackboneSpec] | None = None) -> str:
              "(set KERAS_HOME to move it)")
   out.append(f"TF Hub cache: {weights_lib.tfhub_cache_dir()} "
              "(set TFHUB_CACHE_DIR to move it)")
+  out.append(f"keras-hub presets: {weights_lib.keras_hub_presets_dir()}/<preset> or "
+             f"{weights_lib.kagglehub_cache_dir()} (set KERAS_HOME / KAGGLEHUB_CACHE)")
   out.append("Also accepted as backbone names:")
   out.extend(f"  {form}" for form in registry.DYNAMIC_FORMS)
   return "\n".join(out)

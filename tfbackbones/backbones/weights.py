@@ -8,6 +8,8 @@ Three jobs, all about where pretrained weights live:
   `keras.utils.get_file` only when absent and not offline, and loaded the way
   the keras.applications constructors load it.
 * TF Hub models: where `tensorflow_hub` caches a handle (TFHUB_CACHE_DIR).
+* keras-hub presets: a local preset directory in the Keras cache
+  (`$KERAS_HOME/keras_hub/<preset>`) or in kagglehub's download cache.
 * User weight files (`weights=PATH`): existence, suffix and shape checks with
   errors that name the file.
 
@@ -109,6 +111,65 @@ def tfhub_cached(handle: str) -> str | None:
   return None
 
 
+KAGGLEHUB_CACHE_ENV = "KAGGLEHUB_CACHE"
+PRESET_CONFIG = "config.json"  # the file every keras-hub preset directory has
+
+
+def kagglehub_cache_dir() -> str:
+  """Returns kagglehub's download cache ($KAGGLEHUB_CACHE, else ~/.cache/kagglehub)."""
+  configured = os.environ.get(KAGGLEHUB_CACHE_ENV, "")
+  if configured:
+    return os.path.abspath(os.path.expanduser(configured))
+  return os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
+
+
+def keras_hub_presets_dir() -> str:
+  """Returns where this project looks for copied keras-hub presets by name."""
+  return os.path.join(keras_cache_dir(), "keras_hub")
+
+
+def is_preset_dir(path: str) -> bool:
+  """True if `path` is a keras-hub preset directory (it has config.json)."""
+  return os.path.isfile(os.path.join(path, PRESET_CONFIG))
+
+
+def keras_hub_preset_dirs(handle: str) -> list[str]:
+  """Where a keras-hub preset can live on this machine, in lookup order.
+
+  Args:
+    handle: A Kaggle handle `kaggle://<owner>/<model>/keras/<variation>[/<version>]`
+      or a local preset directory.
+
+  Returns:
+    Candidate directories: `<keras cache>/keras_hub/<variation>` (a copy made by
+    hand or with `save_to_preset`), then kagglehub's own cache path for the handle
+    (what `from_preset` fills on a machine with network). A local directory is its
+    own only candidate.
+  """
+  prefix = "kaggle://"
+  if not handle.startswith(prefix):
+    return [os.path.abspath(os.path.expanduser(handle))]
+  parts = handle[len(prefix):].strip("/").split("/")
+  if len(parts) not in (4, 5):
+    return []
+  candidates = [os.path.join(keras_hub_presets_dir(), parts[3])]
+  model_root = os.path.join(kagglehub_cache_dir(), "models", *parts[:4])
+  if len(parts) == 5:
+    candidates.append(os.path.join(model_root, parts[4]))
+  elif os.path.isdir(model_root):  # no version given: the newest cached one
+    versions = sorted((v for v in os.listdir(model_root) if v.isdigit()), key=int)
+    candidates.extend(os.path.join(model_root, v) for v in reversed(versions))
+  return candidates
+
+
+def keras_hub_cached(handle: str) -> str | None:
+  """Returns the first local preset directory for `handle`, or None."""
+  for path in keras_hub_preset_dirs(handle):
+    if is_preset_dir(path):
+      return path
+  return None
+
+
 def cached_weights_path(spec: BackboneSpec) -> str | None:
   """Returns the local copy of a spec's pretrained weights, if there is one.
 
@@ -118,8 +179,9 @@ def cached_weights_path(spec: BackboneSpec) -> str | None:
     spec: Any backbone spec.
 
   Returns:
-    The cached Keras weights file (keras.applications) or the cached TF Hub
-    module directory (tfhub); None if absent or not applicable.
+    The cached Keras weights file (keras.applications), the cached TF Hub
+    module directory (tfhub) or the local preset directory (keras_hub); None if
+    absent or not applicable.
   """
   if spec.source == "keras.applications" and spec.weights_file:
     path = os.path.join(keras_models_dir(), spec.weights_file)
@@ -129,6 +191,8 @@ def cached_weights_path(spec: BackboneSpec) -> str | None:
   if spec.source == "tfbackbones" and spec.weights_file:
     path = os.path.join(keras_models_dir(), spec.weights_file)
     return path if os.path.isfile(path) else None
+  if spec.source == "keras_hub" and spec.handle:
+    return keras_hub_cached(spec.handle)
   return None
 
 
