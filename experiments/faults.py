@@ -56,6 +56,7 @@ flags.DEFINE_string("register", None, "module:function to call in each launch be
 flags.DEFINE_integer("timeout", 900, "Seconds a launch may take before it counts as hung.")
 
 _KILL_ENV = "TFBACKBONES_FAULTS_KILL_AT"   # read by experiments/faults_child.py
+_LAUNCHED: list = []   # launches, so that stopping this tool stops them too
 
 
 # ---------------------------------------------------------------------------- launching
@@ -76,10 +77,12 @@ def launch(workdir: str, data_dir: str, kill_at: int | None = None) -> subproces
   if kill_at is not None:
     env[_KILL_ENV] = str(kill_at)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return subprocess.Popen([sys.executable, "-m", "experiments.faults_child"]
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.faults_child"]
                           + study_args(workdir, data_dir),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, cwd=root, start_new_session=True)
+  _LAUNCHED.append(proc)
+  return proc
 
 
 def _snapshot(directory: str) -> dict:
@@ -214,6 +217,7 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
 # ---------------------------------------------------------------------------- main
 def main(argv):
   del argv
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run `finally` on kill
   rng = random.Random(FLAGS.seed)
   base = FLAGS.dir or tempfile.mkdtemp(prefix="tfbackbones-faults-")
   os.makedirs(base, exist_ok=True)
@@ -280,6 +284,10 @@ def main(argv):
     ok = not (tally.lost or tally.duplicated or tally.unresumable or mismatched)
     return 0 if ok else 1
   finally:
+    for proc in _LAUNCHED:
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     if not FLAGS.dir and not FLAGS.keep:
       shutil.rmtree(base, ignore_errors=True)
 
