@@ -19,8 +19,9 @@ starting a new round if the kills are not all spent, then checks every round:
 
 lost: a run without a finished result, or an epoch missing from its history;
 duplicated: an epoch twice in a history or twice in TensorBoard; unresumable: a launch
-that ended in an error instead of resuming. Final test top-1 of every run is compared
-with the reference run's. Exit code 0 only if all three are 0 and every metric matches.
+that ended in an error instead of resuming. Final status, test top-1 and test loss of every
+run are compared with the reference run's (exactly: resumed training redoes the same
+batches from the same state). Exit code 0 only if all three are 0 and every metric matches.
 """
 
 from __future__ import annotations
@@ -208,7 +209,10 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
     if len(set(steps)) != len(steps):
       tally.duplicated += 1
       tally.problems.append(f"{rid}: TensorBoard logs an epoch twice")
-    tops[rid] = {"status": result["status"], "top1": (result.get("test") or {}).get("top1")}
+    test = result.get("test") or {}
+    # The loss too: a run at chance has the same top-1 whatever its weights are.
+    tops[rid] = {"status": result["status"], "top1": test.get("top1"),
+                 "loss": test.get("loss")}
     if rid in reference and tops[rid] != reference[rid]:
       tally.problems.append(f"{rid}: {tops[rid]} vs uninterrupted {reference[rid]}")
   return tops
@@ -234,7 +238,8 @@ def main(argv):
     tally = Tally()
     reference = check_round(os.path.join(base, "reference"), {}, tally)
     print(f"reference study: {len(reference)} runs in {reference_seconds:.0f}s: "
-          + ", ".join(f"{v['status']} test top1 {v['top1']}" for v in reference.values()))
+          + ", ".join(f"{v['status']} test top1 {v['top1']} loss {v['loss']}"
+                      for v in reference.values()))
     rounds, finals = 0, []
     while True:
       workdir = os.path.join(base, f"faulty{rounds}")
@@ -274,9 +279,9 @@ def main(argv):
     print(f"kill moments: {tally.modes}; damaged files: {tally.damages}; rounds: {rounds}")
     mismatched = [p for p in tally.problems if "vs uninterrupted" in p]
     for rid, ref in reference.items():
-      got = [f[rid]["top1"] for f in finals if rid in f]
-      print(f"  {rid}: {ref['status']}, test top1 uninterrupted {ref['top1']}, after faults "
-            f"{got}")
+      got = [(f[rid]["top1"], f[rid]["loss"]) for f in finals if rid in f]
+      print(f"  {rid}: {ref['status']}, test (top1, loss) uninterrupted "
+            f"({ref['top1']}, {ref['loss']}), after faults {got}")
     print("final metrics: " + ("equal to the uninterrupted run" if not mismatched
                                else f"{len(mismatched)} differ"))
     for problem in tally.problems:
