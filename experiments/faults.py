@@ -19,8 +19,9 @@ starting a new round if the kills are not all spent, then checks every round:
 
 lost: a run without a finished result, or an epoch missing from its history;
 duplicated: an epoch twice in a history or twice in TensorBoard; unresumable: a launch
-that ended in an error instead of resuming. Final test top-1 of every run is compared
-with the reference run's. Exit code 0 only if all three are 0 and every metric matches.
+that ended in an error instead of resuming. Final status, test top-1 and test loss of every
+run are compared with the reference run's (exactly: resumed training redoes the same
+batches from the same state). Exit code 0 only if all three are 0 and every metric matches.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ flags.DEFINE_string("register", None, "module:function to call in each launch be
 flags.DEFINE_integer("timeout", 900, "Seconds a launch may take before it counts as hung.")
 
 _KILL_ENV = "TFBACKBONES_FAULTS_KILL_AT"   # read by experiments/faults_child.py
+_LAUNCHED: list = []   # launches, so that stopping this tool stops them too
 
 
 # ---------------------------------------------------------------------------- launching
@@ -76,10 +78,27 @@ def launch(workdir: str, data_dir: str, kill_at: int | None = None) -> subproces
   if kill_at is not None:
     env[_KILL_ENV] = str(kill_at)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return subprocess.Popen([sys.executable, "-m", "experiments.faults_child"]
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.faults_child"]
                           + study_args(workdir, data_dir),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, cwd=root, start_new_session=True)
+  _LAUNCHED.append(proc)
+  return proc
+
+
+def prepare_data(data_dir: str) -> None:
+  """Prepares the digits once, in a process of its own, before any run.
+
+  A run that prepares its dataset in-process ends with different numbers from one that
+  finds it prepared (measured: the first reference run's test loss differed from every
+  resumed copy, the second run's matched exactly), so the reference must not be the
+  one to prepare it.
+  """
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ("import tensorflow_datasets as tfds, tfds_builders\n"
+          f"tfds.builder('sklearn_digits', data_dir={data_dir!r}).download_and_prepare()")
+  subprocess.run([sys.executable, "-c", code], cwd=root, check=True,
+                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def _snapshot(directory: str) -> dict:
@@ -175,6 +194,17 @@ def run_dirs(workdir: str) -> dict:
   return {r["id"]: os.path.join(workdir, r["id"]) for r in manifest["runs"]}
 
 
+def _final_state(path: str, result: dict) -> dict:
+  """state.json, or the last checkpoint's copy of it: damage to a finished run's state
+  (which nothing reads again) does not lose the run."""
+  try:
+    return json.load(open(os.path.join(path, "state.json")))
+  except (OSError, ValueError):
+    total = result["epochs"]["total"]
+    (sidecar,) = glob.glob(os.path.join(path, "checkpoints", f"ckpt-*-{total}.state.json"))
+    return json.load(open(sidecar))
+
+
 def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
   """Counts lost and duplicated epochs of a completed study; returns {run: {status,
   top1}}. A run counts as lost unless it finished (or ended as the reference did: a
@@ -184,8 +214,8 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
   for rid, path in run_dirs(workdir).items():
     try:
       result = json.load(open(os.path.join(path, "result.json")))
-      state = json.load(open(os.path.join(path, "state.json")))
-    except (OSError, ValueError) as e:
+      state = _final_state(path, result)
+    except (OSError, ValueError, KeyError, TypeError) as e:
       tally.lost += 1
       tally.problems.append(f"{rid}: no finished result ({e})")
       continue
@@ -205,7 +235,10 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
     if len(set(steps)) != len(steps):
       tally.duplicated += 1
       tally.problems.append(f"{rid}: TensorBoard logs an epoch twice")
-    tops[rid] = {"status": result["status"], "top1": (result.get("test") or {}).get("top1")}
+    test = result.get("test") or {}
+    # The loss too: a run at chance has the same top-1 whatever its weights are.
+    tops[rid] = {"status": result["status"], "top1": test.get("top1"),
+                 "loss": test.get("loss")}
     if rid in reference and tops[rid] != reference[rid]:
       tally.problems.append(f"{rid}: {tops[rid]} vs uninterrupted {reference[rid]}")
   return tops
@@ -214,11 +247,13 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
 # ---------------------------------------------------------------------------- main
 def main(argv):
   del argv
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run `finally` on kill
   rng = random.Random(FLAGS.seed)
   base = FLAGS.dir or tempfile.mkdtemp(prefix="tfbackbones-faults-")
   os.makedirs(base, exist_ok=True)
   data_dir = os.path.join(base, "tfds")
   try:
+    prepare_data(data_dir)
     t0 = time.time()
     proc = launch(os.path.join(base, "reference"), data_dir)
     out = proc.communicate()[0]
@@ -230,7 +265,8 @@ def main(argv):
     tally = Tally()
     reference = check_round(os.path.join(base, "reference"), {}, tally)
     print(f"reference study: {len(reference)} runs in {reference_seconds:.0f}s: "
-          + ", ".join(f"{v['status']} test top1 {v['top1']}" for v in reference.values()))
+          + ", ".join(f"{v['status']} test top1 {v['top1']} loss {v['loss']}"
+                      for v in reference.values()))
     rounds, finals = 0, []
     while True:
       workdir = os.path.join(base, f"faulty{rounds}")
@@ -270,9 +306,9 @@ def main(argv):
     print(f"kill moments: {tally.modes}; damaged files: {tally.damages}; rounds: {rounds}")
     mismatched = [p for p in tally.problems if "vs uninterrupted" in p]
     for rid, ref in reference.items():
-      got = [f[rid]["top1"] for f in finals if rid in f]
-      print(f"  {rid}: {ref['status']}, test top1 uninterrupted {ref['top1']}, after faults "
-            f"{got}")
+      got = [(f[rid]["top1"], f[rid]["loss"]) for f in finals if rid in f]
+      print(f"  {rid}: {ref['status']}, test (top1, loss) uninterrupted "
+            f"({ref['top1']}, {ref['loss']}), after faults {got}")
     print("final metrics: " + ("equal to the uninterrupted run" if not mismatched
                                else f"{len(mismatched)} differ"))
     for problem in tally.problems:
@@ -280,6 +316,10 @@ def main(argv):
     ok = not (tally.lost or tally.duplicated or tally.unresumable or mismatched)
     return 0 if ok else 1
   finally:
+    for proc in _LAUNCHED:
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     if not FLAGS.dir and not FLAGS.keep:
       shutil.rmtree(base, ignore_errors=True)
 

@@ -154,6 +154,8 @@ DAMAGE = {
     "state_and_latest_ckpt": (lambda w: (_garbage(w / wd.STATE),
                                          wd.remove_checkpoint(_ckpt(w, 5))), 4, False),
     "best_and_its_checkpoints": (_delete_best_and_its_checkpoint, 0, True),
+    "every_state_deleted": (lambda w: [os.remove(p) for p in [w / wd.STATE] + list(
+        (w / wd.CHECKPOINTS).glob("*.state.json"))], 0, True),
     "all_checkpoints_deleted": (lambda w: shutil.rmtree(w / wd.CHECKPOINTS), 0, True),
     "every_state_garbage": (lambda w: [_garbage(str(p)) for p in
                                        [w / wd.STATE] + list((w / wd.CHECKPOINTS).glob(

@@ -182,6 +182,8 @@ def restore(trainer, log: Callable[[str], None]) -> ResumePoint | None:
   points, notes, newest = resume_points(workdir)
   # Summaries are logged before the checkpoint: the newest step shows epochs done since.
   newest = max(newest, events.last_step(workdir))
+  if not points and not notes and _checkpoints(workdir):
+    notes.append("checkpoints but no state.json or checkpoint state to resume them with")
   if not points and not notes:
     if trainer.is_chief:
       _start_afresh(workdir)
