@@ -9,7 +9,7 @@ from __future__ import annotations
 from tfbackbones import backbones
 from tfbackbones.backbones import savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
-from tfbackbones.data import catalog, pipeline
+from tfbackbones.data import catalog, checks, pipeline
 from tfbackbones.results import ResultError, RunResult
 from tfbackbones.training import distribute
 
@@ -17,7 +17,7 @@ from tfbackbones.training import distribute
 USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatasetError,
                pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
                weights.WeightsMismatchError, savedmodel.SavedModelError,
-               distribute.CpuReplicasError, ResultError)
+               distribute.CpuReplicasError, ResultError, checks.DataError)
 
 
 def check(config: TrainConfig) -> TrainConfig:
