@@ -146,7 +146,8 @@ def test_select_on_test_is_marked_everywhere(tmp_path, digits_data_dir):
 
 
 def test_failed_run_leaves_its_error_in_result_json(tmp_path, digits_data_dir):
-  cfg = tiny_config(tmp_path / "run", digits_data_dir, batch_size=4096)
+  # A batch the user fixed (min_steps_per_epoch=0) is not lowered to fit the data.
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, batch_size=4096, min_steps_per_epoch=0)
   with pytest.raises(ValueError, match="fewer than one global batch"):
     runner.train(cfg, log=Quiet())
   result = results.read(os.path.join(cfg.workdir, wd.RESULT))

@@ -29,7 +29,7 @@ _EXPERIMENT_FIELDS = (
     "train_fraction", "val_fraction", "select_on", "adamw_patience", "sgd_patience",
     "max_epochs", "adamw_lr", "adamw_weight_decay", "sgd_lr", "sgd_momentum", "dropout",
     "freeze_backbone", "augment", "augment_at", "bn_momentum", "label_smoothing",
-    "min_steps_per_epoch", "min_images_per_class",
+    "min_steps_per_epoch", "min_images_per_class", "precise_bn",
 )
 # The largest input side accepted: one float32 input batch of 64 at 4096x4096 is already
 # 12 GiB before any activation. Larger sizes fail in validate() with the estimate.
@@ -83,6 +83,9 @@ class TrainConfig:
   augment: str = "auto"
   augment_at: str = "cached"
   bn_momentum: Optional[float] = None
+  # Re-estimate BatchNorm statistics on training images before every evaluation
+  # (tfbackbones/training/precise_bn.py).
+  precise_bn: bool = False
   strategy: str = "auto"
   tpu: Optional[str] = None
   cpu_replicas: int = 1

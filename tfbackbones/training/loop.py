@@ -35,8 +35,12 @@ from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
 from tfbackbones.training import batching, distribute, dualopt, fused_bn, health
 from tfbackbones.training import metrics as metrics_lib
-from tfbackbones.training import optimizers
+from tfbackbones.training import optimizers, precise_bn
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
+
+
+# Precise BN averages the batch statistics of this many training images (pycls: 8192).
+PRECISE_BN_IMAGES = 4096
 
 
 class Hooks:
@@ -294,6 +298,8 @@ class Trainer:
       if diverged:
         self.log(f"epoch {epoch + 1:3d} DIVERGED: {diverged}")
         return self._finish(diverged=diverged)
+      if self.config.precise_bn:
+        self._reestimate_batchnorm(epoch)
       val = self.evaluate(val_ds, val_steps)
       self._end_epoch(epoch, t0, loss_sum, hits, train_seconds, val)
     return self._finish()
@@ -347,6 +353,22 @@ class Trainer:
       if diverged:
         return loss_sum, hits, time.time() - t0, diverged
     return loss_sum, hits, time.time() - t0, None
+
+  def _reestimate_batchnorm(self, epoch: int) -> None:
+    """Precise BN (precise_bn.py) on up to PRECISE_BN_IMAGES training images.
+
+    The batches are a seeded permutation of their own (seed + 1), so they are the same
+    on resume and draw nothing from the training stream.
+    """
+    if not hasattr(self, "_precise_bn"):
+      self._precise_bn = precise_bn.PreciseBN(self.model, self.strategy)
+    batches = min(self.steps_per_epoch, max(1, PRECISE_BN_IMAGES // self.global_batch))
+    iterator = iter(self.strategy.distribute_datasets_from_function(
+        pipeline.train_dataset_fn(
+            self.data, global_batch=self.global_batch, steps_per_epoch=batches,
+            epoch=epoch, seed=self.config.seed + 1, preprocess=self.preprocess,
+            augment=self.augment)))
+    self._precise_bn(iterator, batches)
 
   def _end_epoch(self, epoch, t0, loss_sum, hits, train_seconds, val) -> None:
     """Selection, DualOpt decision, best weights, summaries, checkpoint, state, log."""
