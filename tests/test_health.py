@@ -279,3 +279,20 @@ def test_cli_diverged_run_says_so_and_exits_non_zero(tmp_path, digits_data_dir):
   assert "run DIVERGED (not a result" in out and "Traceback" not in out
   saved = json.load(open(tmp_path / "w" / "result.json"))
   assert saved["status"] == "diverged"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image_size=10000"], "GiB before any activation"),        # case 6
+    (["--sgd_lr=inf"], "--sgd_lr=inf is invalid"),                  # case 2
+    (["--adamw_lr=nan"], "--adamw_lr=nan is invalid"),
+    (["--min_images_per_class=-1"], "--min_images_per_class=-1 is invalid"),
+    (["--dataset=folder:{folder}"], "one class folder"),            # case 6, before prep
+])
+def test_cli_bad_inputs_are_one_clear_line_and_exit_2(tmp_path, args, message):
+  folder = shapes.write_folder(tmp_path / "one", {"": {"circle": 6}}, size=24)
+  args = [a.format(folder=folder) for a in args]
+  proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={tmp_path}/tfds", "--weights=none",
+              "--image_size=32", *args)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert not os.path.exists(tmp_path / "tfds" / "image_folder")   # nothing prepared
