@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 import shapes
+
 from tfbackbones.data import catalog, checks, pipeline
 
 

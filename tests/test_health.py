@@ -12,15 +12,14 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
-
 import shapes
-from helpers import Quiet, register_tiny, tiny_config
+from helpers import Quiet, tiny_config
+
 from tfbackbones import protocols, results, runner
 from tfbackbones.backbones import registry
 from tfbackbones.config import ConfigError, TrainConfig
-from tfbackbones.data import catalog, checks, pipeline
+from tfbackbones.data import checks
 from tfbackbones.report import records, tables
 from tfbackbones.training import batching, health, loop
 
@@ -296,3 +295,25 @@ def test_cli_bad_inputs_are_one_clear_line_and_exit_2(tmp_path, args, message):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert message in proc.stderr and "Traceback" not in proc.stderr
   assert not os.path.exists(tmp_path / "tfds" / "image_folder")   # nothing prepared
+
+
+def test_small_folder_gets_a_smaller_batch_and_a_warning_unless_the_user_set_one(tmp_path):
+  # Case 1: 162 images at batch 64 were 2 steps an epoch, and nothing warned.
+  folder = shapes.write_folder(tmp_path / "f", {"train": {"circle": 54, "square": 54,
+                                                          "triangle": 54},
+                                                "test": {"circle": 4, "square": 4,
+                                                         "triangle": 4}}, size=24)
+  base = tiny_config(tmp_path / "w", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
+                     train_fraction=1.0, batch_size=64)
+  trainer = loop.Trainer(base, log=Quiet())
+  trainer._setup()
+  # 162 train images, 15 held out for validation: 147 // 10 steps -> batch 14.
+  assert trainer.data.num_train == 147 and trainer.global_batch == 14
+  assert trainer.steps_per_epoch == 10 and not trainer.few_steps
+  assert trainer.data.facts["global_batch_requested"] == 64
+  fixed = loop.Trainer(base.replace(min_steps_per_epoch=0, workdir=str(tmp_path / "w2")),
+                       log=Quiet())
+  fixed._setup()
+  assert fixed.global_batch == 64 and fixed.steps_per_epoch == 2
+  assert "only 2 step(s)" in fixed.few_steps and "--batch_size=14" in fixed.few_steps
+  assert "only 2 step(s)" in fixed.data.facts["warning"]

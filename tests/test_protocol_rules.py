@@ -9,12 +9,13 @@ import json
 import os
 
 import pytest
-
 import shapes
 from helpers import Quiet, register_tiny, tiny_config
+
 from tfbackbones import runner
 from tfbackbones.data import pipeline
-from tfbackbones.training import loop, workdir as wd
+from tfbackbones.training import loop
+from tfbackbones.training import workdir as wd
 
 
 class TestProbe(loop.Hooks):
