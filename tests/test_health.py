@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 import shapes
 from helpers import Quiet, tiny_config
@@ -317,3 +318,25 @@ def test_small_folder_gets_a_smaller_batch_and_a_warning_unless_the_user_set_one
   assert fixed.global_batch == 64 and fixed.steps_per_epoch == 2
   assert "only 2 step(s)" in fixed.few_steps and "--batch_size=14" in fixed.few_steps
   assert "only 2 step(s)" in fixed.data.facts["warning"]
+
+
+def test_precise_bn_sets_the_average_of_the_batch_statistics_and_keeps_momentum():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  from tfbackbones.training import precise_bn  # pylint: disable=import-outside-toplevel
+  inputs = keras.Input((4, 4, 3))
+  bn = keras.layers.BatchNormalization(momentum=0.99)
+  model = keras.Model(inputs, bn(keras.layers.Conv2D(3, 1, use_bias=False,
+                                                      kernel_initializer="ones")(inputs)))
+  rng = np.random.default_rng(0)
+  batches = [rng.normal(i, 1 + i, (8, 4, 4, 3)).astype("float32") for i in range(3)]
+  strategy = tf.distribute.get_strategy()
+  ds = tf.data.Dataset.from_tensor_slices((np.concatenate(batches),
+                                           np.zeros(24, np.int32))).batch(8)
+  precise_bn.PreciseBN(model, strategy)(iter(ds), 3)
+  features = [b.sum(-1, keepdims=True).repeat(3, -1) for b in batches]   # the 1x1 conv
+  np.testing.assert_allclose(bn.moving_mean.numpy(),
+                             np.mean([f.mean((0, 1, 2)) for f in features], 0), rtol=1e-4)
+  np.testing.assert_allclose(bn.moving_variance.numpy(),
+                             np.mean([f.var((0, 1, 2)) for f in features], 0), rtol=1e-3)
+  assert bn.momentum == 0.99
