@@ -318,6 +318,8 @@ def test_small_folder_gets_a_smaller_batch_and_a_warning_unless_the_user_set_one
   assert fixed.global_batch == 64 and fixed.steps_per_epoch == 2
   assert "only 2 step(s)" in fixed.few_steps and "--batch_size=14" in fixed.few_steps
   assert "only 2 step(s)" in fixed.data.facts["warning"]
+  # Precise BN comes on by itself exactly where epochs are that short.
+  assert fixed.use_precise_bn and not trainer.use_precise_bn
 
 
 def test_precise_bn_sets_the_average_of_the_batch_statistics_and_keeps_momentum():

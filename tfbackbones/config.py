@@ -84,8 +84,9 @@ class TrainConfig:
   augment_at: str = "cached"
   bn_momentum: Optional[float] = None
   # Re-estimate BatchNorm statistics on training images before every evaluation
-  # (tfbackbones/training/precise_bn.py).
-  precise_bn: bool = False
+  # (tfbackbones/training/precise_bn.py). None = auto: on when an epoch has fewer than
+  # batching.FEW_STEPS steps (measured to lift such runs off chance, docs/results.md).
+  precise_bn: Optional[bool] = None
   strategy: str = "auto"
   tpu: Optional[str] = None
   cpu_replicas: int = 1

@@ -92,7 +92,8 @@ flags.DEFINE_float("bn_momentum", None, "Override BatchNorm momentum (useful "
                    "from random init on small data, e.g. 0.9).")
 flags.DEFINE_bool("precise_bn", None, "Re-estimate BatchNorm statistics on up to 4096 "
                   "training images before each evaluation (\"precise BN\", as pycls and "
-                  "detectron2 do); see docs/results.md.")
+                  "detectron2 do). Unset: on only when an epoch has fewer than 8 steps; "
+                  "see docs/results.md.")
 flags.DEFINE_enum("strategy", None, STRATEGIES, "tf.distribute strategy; auto = TPU "
                   "if --tpu, mirrored over GPUs if any, else default.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc address; 'local' on a TPU VM.")

@@ -158,6 +158,9 @@ class Trainer:
                                                 user_batch=cfg.min_steps_per_epoch == 0)
     if self.few_steps:
       self.data.facts["warning"] = self.few_steps
+    self.use_precise_bn = (cfg.precise_bn if cfg.precise_bn is not None
+                           else self.steps_per_epoch < batching.FEW_STEPS)
+    self.data.facts["precise_bn"] = self.use_precise_bn
     with self.strategy.scope():
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
@@ -298,7 +301,7 @@ class Trainer:
       if diverged:
         self.log(f"epoch {epoch + 1:3d} DIVERGED: {diverged}")
         return self._finish(diverged=diverged)
-      if self.config.precise_bn:
+      if self.use_precise_bn:
         self._reestimate_batchnorm(epoch)
       val = self.evaluate(val_ds, val_steps)
       self._end_epoch(epoch, t0, loss_sum, hits, train_seconds, val)
