@@ -142,10 +142,11 @@ class Trainer:
         split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
         download=cfg.download, manual_dir=cfg.manual_dir, augment_at=cfg.augment_at,
         min_images_per_class=cfg.min_images_per_class)
-    # Preparing a dataset (TFDS, PIL, thread pools) may draw from the global random
-    # generators, and only the run that prepared it does: seed again so the head's
-    # initialisation, and so every number after it, is the same in every run of this
-    # seed, whether or not this process prepared the data (issue 19, case 5).
+    # TFDS preparation draws from Python's global `random` (measured, docs/results.md),
+    # which Keras initialisers seed from, and only the run that prepares does: seed
+    # again so the head's initialisation, and every number after it, is the same in
+    # every run of this seed, whether or not this process prepared the data (issue 19,
+    # case 5).
     keras.utils.set_random_seed(cfg.seed)
     self.image_size = self.data.image_size
     self.global_batch = batching.global_batch(self.data.num_train, cfg.batch_size, replicas,
