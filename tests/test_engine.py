@@ -238,7 +238,8 @@ def test_cli_cpu_replicas_splits_the_cpu_before_tensorflow_starts(tmp_path, digi
   proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={digits_data_dir}", "--weights=none",
               "--backbone=mobilenet_v3_small", "--image_size=32", "--max_epochs=1",
               "--train_fraction=0.2", "--batch_size=32", "--cpu_replicas=2")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # One epoch of 8 steps from random init may stay at chance: exit 1, "degenerate".
+  assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert "2 replica(s) (MirroredStrategy)" in proc.stdout + proc.stderr
 
 
@@ -283,7 +284,10 @@ def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digi
     runner.train(cfg, hooks=KillAfter(0), log=Quiet())
   log = Quiet()
   result = runner.train(cfg, hooks=Look(), log=log)
-  assert any("resuming" in l for l in log.lines) and result.status == "finished"
+  # 2 epochs of a 6-filter SavedModel may not beat the majority class on digits: then
+  # the run is rightly "degenerate" (tested once, not ranked). Either way it trained.
+  assert any("resuming" in l for l in log.lines)
+  assert result.status in ("finished", "degenerate") and result.test is not None
   assert seen["vars"] and len(seen["vars"]) == len(before)
   assert [a.shape for a in seen["vars"]] == [b.shape for b in before]
   assert all(not np.allclose(a, b) for a, b in zip(seen["vars"], before))  # they trained
