@@ -125,8 +125,8 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
       raise DataNotAvailableError(
           f"could not prepare the image folder {spec.name[len(catalog.FOLDER_PREFIX):]} "
           f"into {where}: {type(e).__name__}: {e}. Fix the folder (one sub-folder of "
-          "images per class, or train/ and test/ folders of class folders; README.md, "
-          "\"Your own data\") and rerun.") from e
+          "images per class, or train/ and test/ folders of class folders; see "
+          "tfds_builders/image_folder/README.md) and rerun.") from e
     raise DataNotAvailableError(
         f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
         f"{type(e).__name__}: {e}. Offline? Prepare it where the network works "
