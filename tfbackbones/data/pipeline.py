@@ -30,8 +30,7 @@ import tensorflow_datasets as tfds
 from tfbackbones import imagesize
 from tfbackbones.config import ConfigError
 from tfbackbones.data import augment as augment_lib
-from tfbackbones.data import catalog
-from tfbackbones.data import checks
+from tfbackbones.data import catalog, checks
 from tfbackbones.data import splits as splits_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
