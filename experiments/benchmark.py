@@ -334,7 +334,7 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
 
   def run_loop(n):
     t = time.perf_counter()
-    loss, _ = train_fn(iterator, tf.constant(n))
+    loss = train_fn(iterator, tf.constant(n))[0]
     loss.numpy()
     return n * batch / (time.perf_counter() - t)
 

@@ -150,7 +150,8 @@ def test_select_on_test_is_marked_everywhere(tmp_path, digits_data_dir):
 
 
 def test_failed_run_leaves_its_error_in_result_json(tmp_path, digits_data_dir):
-  cfg = tiny_config(tmp_path / "run", digits_data_dir, batch_size=4096)
+  # A batch the user fixed (min_steps_per_epoch=0) is not lowered to fit the data.
+  cfg = tiny_config(tmp_path / "run", digits_data_dir, batch_size=4096, min_steps_per_epoch=0)
   with pytest.raises(ValueError, match="fewer than one global batch"):
     runner.train(cfg, log=Quiet())
   result = results.read(os.path.join(cfg.workdir, wd.RESULT))
@@ -191,7 +192,7 @@ def _one_step(strategy, init_weights, images, labels):
   fn = steps_lib.make_train_fn(model, opt, strategy, len(labels), steps_lib.cross_entropy(5))
   ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(labels))
   it = iter(strategy.experimental_distribute_dataset(ds))
-  loss_sum, _ = fn(it, tf.constant(1))
+  loss_sum = fn(it, tf.constant(1))[0]
   grads = [w0 - w for w0, w in zip(init_weights, model.get_weights())]  # lr = 1
   return float(loss_sum.numpy()), grads
 
@@ -241,7 +242,8 @@ def test_cli_cpu_replicas_splits_the_cpu_before_tensorflow_starts(tmp_path, digi
   proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={digits_data_dir}", "--weights=none",
               "--backbone=mobilenet_v3_small", "--image_size=32", "--max_epochs=1",
               "--train_fraction=0.2", "--batch_size=32", "--cpu_replicas=2")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # One epoch of 8 steps from random init may stay at chance: exit 1, "degenerate".
+  assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert "MirroredStrategy over 2 CPUs" in proc.stdout + proc.stderr
 
 
@@ -286,7 +288,10 @@ def test_exported_savedmodel_fine_tunes_and_resumes_in_the_engine(tmp_path, digi
     runner.train(cfg, hooks=KillAfter(0), log=Quiet())
   log = Quiet()
   result = runner.train(cfg, hooks=Look(), log=log)
-  assert any("resuming" in l for l in log.lines) and result.status == "finished"
+  # 2 epochs of a 6-filter SavedModel may not beat the majority class on digits: then
+  # the run is rightly "degenerate" (tested once, not ranked). Either way it trained.
+  assert any("resuming" in l for l in log.lines)
+  assert result.status in ("finished", "degenerate") and result.test is not None
   assert seen["vars"] and len(seen["vars"]) == len(before)
   assert [a.shape for a in seen["vars"]] == [b.shape for b in before]
   assert all(not np.allclose(a, b) for a, b in zip(seen["vars"], before))  # they trained

@@ -1,12 +1,13 @@
 """`--dataset=folder:/path`: the user's own photos, mixed sizes and formats, end to end."""
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from tfbackbones import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 skimage_data = pytest.importorskip("skimage.data")
@@ -54,9 +55,13 @@ def test_folder_of_real_mixed_photos_trains_end_to_end(tmp_path):
        "--batch_size=4", "--max_epochs=2", "--val_fraction=0.2",
        f"--data_dir={tmp_path}/tfds", f"--workdir={tmp_path}/run"],
       cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.load(open(tmp_path / "run" / "result.json"))
-  assert result.status == "finished" and result.num_classes == 2
+  result = results.read(str(tmp_path / "run" / "result.json"))
+  assert result is not None, proc.stderr[-3000:]
+  # Two epochs from random init may not beat the majority class: then the run is
+  # (rightly) degenerate and the CLI exits 1. Either way it trained end to end.
+  assert result.status in ("finished", "degenerate"), proc.stderr[-3000:]
+  assert proc.returncode == (0 if result.status == "finished" else 1), proc.stderr[-3000:]
+  assert result.num_classes == 2 and result.data["skipped_files"] == 0
   counts = result.split_counts
   assert counts["train"] + counts["val"] + counts["test"] == 24
   assert result.test["count"] == counts["test"] > 0

@@ -29,7 +29,11 @@ _EXPERIMENT_FIELDS = (
     "train_fraction", "val_fraction", "select_on", "adamw_patience", "sgd_patience",
     "max_epochs", "adamw_lr", "adamw_weight_decay", "sgd_lr", "sgd_momentum", "dropout",
     "freeze_backbone", "augment", "augment_at", "bn_momentum", "label_smoothing",
+    "min_steps_per_epoch", "min_images_per_class", "precise_bn",
 )
+# The largest input side accepted: one float32 input batch of 64 at 4096x4096 is already
+# 12 GiB before any activation. Larger sizes fail in validate() with the estimate.
+MAX_IMAGE_SIDE = 4096
 
 
 class ConfigError(ValueError):
@@ -54,6 +58,13 @@ class TrainConfig:
   weights: str = "imagenet"
   image_size: Union[int, str] = 0
   batch_size: int = 64
+  # Lower the batch so an epoch has at least this many steps (small data; 0 = keep
+  # batch_size as given). protocols.resolve sets 0 when the user gives --batch_size.
+  # See tfbackbones/training/batching.py.
+  min_steps_per_epoch: int = 10
+  # 0: a class without a train or validation image is an error. N: drop classes with
+  # fewer than N images (tfbackbones/data/checks.py).
+  min_images_per_class: int = 0
   seed: int = 0
   split_seed: int = 42
   train_fraction: float = 1.0
@@ -72,6 +83,10 @@ class TrainConfig:
   augment: str = "auto"
   augment_at: str = "cached"
   bn_momentum: Optional[float] = None
+  # Re-estimate BatchNorm statistics on training images before every evaluation
+  # (tfbackbones/training/precise_bn.py). None = auto: on when an epoch has fewer than
+  # batching.FEW_STEPS steps (measured to lift such runs off chance, docs/results.md).
+  precise_bn: Optional[bool] = None
   strategy: str = "auto"
   tpu: Optional[str] = None
   cpu_replicas: int = 1
@@ -97,6 +112,9 @@ class TrainConfig:
     for name in ("adamw_patience", "sgd_patience"):
       if getattr(self, name) < 1:
         bad(name, getattr(self, name), "patience counts epochs without improvement; use >= 1.")
+    for name in ("min_steps_per_epoch", "min_images_per_class"):
+      if getattr(self, name) < 0:
+        bad(name, getattr(self, name), "use 0 (off) or a positive number.")
     if self.max_epochs < 1:
       bad("max_epochs", self.max_epochs, "use >= 1.")
     if self.batch_size < 1:
@@ -108,6 +126,14 @@ class TrainConfig:
     if size is not None and min(size) < 32:
       bad("image_size", self.image_size, "use 0 (the dataset's protocol size), a side "
           ">= 32 (`224`), or WIDTHxHEIGHT with both >= 32 (`672x448`).")
+    if size is not None and max(size) > MAX_IMAGE_SIDE:
+      batch_gib = self.batch_size * size[0] * size[1] * 3 * 4 / 2**30
+      image_mib = size[0] * size[1] * 3 / 2**20
+      bad("image_size", self.image_size,
+          f"the largest side accepted is {MAX_IMAGE_SIDE}: at this size one float32 input "
+          f"batch of {self.batch_size} takes {batch_gib:.1f} GiB before any activation, "
+          f"and each cached image {image_mib:.0f} MiB. Use 0 (the dataset's protocol "
+          "size) or e.g. 224.")
     self.image_size = imagesize.canonical(size)
     if self.strategy not in STRATEGIES:
       bad("strategy", self.strategy, f"choose one of {', '.join(STRATEGIES)}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tfbackbones import backbones
 from tfbackbones.backbones import keras_hub_presets, savedmodel, weights
 from tfbackbones.config import ConfigError, TrainConfig
-from tfbackbones.data import catalog, pipeline
+from tfbackbones.data import catalog, checks, pipeline
 from tfbackbones.results import ResultError, RunResult
 from tfbackbones.training import distribute, workdir
 
@@ -18,7 +18,7 @@ USER_ERRORS = (ConfigError, backbones.UnknownBackboneError, catalog.UnknownDatas
                pipeline.DataNotAvailableError, backbones.WeightsNotAvailableError,
                weights.WeightsMismatchError, savedmodel.SavedModelError,
                keras_hub_presets.KerasHubError,
-               distribute.CpuReplicasError, ResultError)
+               distribute.CpuReplicasError, ResultError, checks.DataError)
 
 
 def check(config: TrainConfig) -> TrainConfig:

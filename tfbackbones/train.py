@@ -48,7 +48,14 @@ flags.DEFINE_string("weights", None, "imagenet | none | PATH (.weights.h5 or .ke
 flags.DEFINE_string("image_size", None, "Input size: one number for a "
                     "square (`224`), WIDTHxHEIGHT otherwise (`672x448`, the paper's BreakHis "
                     "size); 0 = the dataset's protocol size.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (over all replicas). "
+                     "Unset, the protocol's batch is lowered so that an epoch has at least "
+                     "--min_steps_per_epoch steps (small data); set, it is used as given.")
+flags.DEFINE_integer("min_steps_per_epoch", None, "With the protocol's batch: lower it so "
+                     "an epoch has at least this many steps (default 10; 0 = never).")
+flags.DEFINE_integer("min_images_per_class", None, "0 (default): a class without a train "
+                     "or validation image is an error. N: drop classes with fewer than N "
+                     "images, with a warning.")
 flags.DEFINE_integer("seed", _D.seed, "Training seed (init, shuffling, augmentation).")
 flags.DEFINE_integer("split_seed", None, "Seed of the validation split and the "
                      "training-fraction subset: keep it fixed to compare backbones and seeds "
@@ -80,6 +87,10 @@ flags.DEFINE_enum("augment_at", None, AUGMENT_AT, "cached: augment images "
                   "pixels). Needs a dataset whose images share one size.")
 flags.DEFINE_float("bn_momentum", None, "Override BatchNorm momentum (useful "
                    "from random init on small data, e.g. 0.9).")
+flags.DEFINE_bool("precise_bn", None, "Re-estimate BatchNorm statistics on up to 4096 "
+                  "training images before each evaluation (\"precise BN\", as pycls and "
+                  "detectron2 do). Unset: on only when an epoch has fewer than 8 steps; "
+                  "see docs/results.md.")
 flags.DEFINE_enum("strategy", None, STRATEGIES, "tf.distribute strategy; auto = TPU "
                   "if --tpu, mirrored over GPUs if any, else default.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc address; 'local' on a TPU VM.")

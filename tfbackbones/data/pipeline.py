@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 from tfbackbones import imagesize
 from tfbackbones.config import ConfigError
 from tfbackbones.data import augment as augment_lib
-from tfbackbones.data import catalog
+from tfbackbones.data import catalog, checks
 from tfbackbones.data import splits as splits_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -50,6 +50,9 @@ class SplitIds:
   test: Optional[list]          # None: the dataset's own test split is used as a whole
   val_from: str                 # "train" (held out) or "test" (selection on test)
   counts: dict
+  # {"train"|"val"|"test": [images per class]} (None where not read): the data checks
+  # and the degenerate rule (majority-class rate of the selection split) use them.
+  class_counts: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -67,6 +70,9 @@ class PreparedData:
   # "cached": `train` holds images at `image_size`; "native": at their native size, and
   # `train_dataset_fn` resizes each one after augmenting it.
   augment_at: str = "cached"
+  # Facts for result.json's `data` and the start line: skipped/ignored files, dropped
+  # classes, images per class and split.
+  facts: dict = dataclasses.field(default_factory=dict)
 
   @property
   def num_train(self) -> int:
@@ -87,7 +93,7 @@ def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
   if spec.builder_factory is not None:
     try:
       return spec.builder_factory(data_dir)
-    except (FileNotFoundError, RuntimeError) as e:  # missing or changed folder
+    except (FileNotFoundError, RuntimeError, ValueError) as e:  # missing, changed, unusable
       raise DataNotAvailableError(str(e)) from e
   return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
@@ -114,6 +120,12 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # pylint: disable=broad-except
+    if spec.builder_factory is not None:  # the user's folder: no network involved
+      raise DataNotAvailableError(
+          f"could not prepare the image folder {spec.name[len(catalog.FOLDER_PREFIX):]} "
+          f"into {where}: {type(e).__name__}: {e}. Fix the folder (one sub-folder of "
+          "images per class, or train/ and test/ folders of class folders; see "
+          "tfds_builders/image_folder/README.md) and rerun.") from e
     raise DataNotAvailableError(
         f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
         f"{type(e).__name__}: {e}. Offline? Prepare it where the network works "
@@ -206,8 +218,20 @@ def draw_split_ids(spec, builder, *, val_fraction: float, train_fraction: float,
             "val": len(val_ids) if val_ids is not None else None}
   if test_ids is not None:
     counts["test"] = len(test_ids)
+  num_classes = int(builder.info.features[spec.label_key].num_classes)
+
+  def per_class(split_ids):
+    return None if split_ids is None else _per_class([label_of[i] for i in split_ids],
+                                                     num_classes)
+
+  class_counts = {"train": per_class(train_ids), "val": per_class(val_ids),
+                  "test": per_class(test_ids)}
   return SplitIds(train=train_ids, val=val_ids, test=test_ids, val_from=val_from,
-                  counts=counts)
+                  counts=counts, class_counts=class_counts)
+
+
+def _per_class(labels, num_classes: int) -> list:
+  return np.bincount(np.asarray(labels, np.int64), minlength=num_classes).tolist()
 
 
 def _filter_ids(ds, id_key: str, keep: list):
@@ -241,11 +265,19 @@ def resize_uint8(image: tf.Tensor, size) -> tf.Tensor:
 
 
 def _decoded(builder, spec, split: str, keep_ids: Optional[list], size,
-             resize: bool = True):
-  """(uint8 image, int32 label): resized to `size`, or (resize=False) checked to be it."""
+             resize: bool = True, label_map: Optional[list] = None):
+  """(uint8 image, int32 label): resized to `size`, or (resize=False) checked to be it.
+
+  `label_map[old label]` is the new label, or -1 to drop the example (dropped classes).
+  """
   ds = _as_dataset(builder, split, spec)
   if keep_ids is not None:
     ds = _filter_ids(ds, _id_key(spec), keep_ids)
+  if label_map is not None:
+    table = tf.constant(label_map, tf.int64)
+    ds = ds.filter(lambda ex: tf.gather(table, tf.cast(ex[spec.label_key], tf.int64)) >= 0)
+    ds = ds.map(lambda ex: {**ex, spec.label_key: tf.gather(
+        table, tf.cast(ex[spec.label_key], tf.int64))})
   if not resize:  # native size: every image has it (see native_size)
     image_fn = lambda encoded: tf.ensure_shape(decode_image(encoded), (*size, 3))  # noqa: E731
   else:
@@ -304,7 +336,8 @@ def _maybe_cache(ds, count: int, size, mode: str):
 def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
             val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
             cache: str = "auto", download: bool = True,
-            manual_dir: Optional[str] = None, augment_at: str = "cached") -> PreparedData:
+            manual_dir: Optional[str] = None, augment_at: str = "cached",
+            min_images_per_class: int = 0) -> PreparedData:
   """Builds the cached, unbatched train/val/test datasets of one run.
 
   `image_size` is 0 for the dataset's protocol size, an int, or any form
@@ -318,6 +351,9 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
   after the resize to 256 px the same shift moves it by an eighth. Only datasets whose
   images share one size support "native" (static shapes); validation and test are
   always resized once and cached.
+
+  Before any image is decoded, every class must have a train and a validation image
+  (`checks.plan_classes`; `min_images_per_class` drops the ones that do not).
   """
   if augment_at not in AUGMENT_AT:
     raise ValueError(f"augment_at must be one of {AUGMENT_AT}, got {augment_at!r}")
@@ -330,29 +366,94 @@ def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
   ids = draw_split_ids(spec, builder, val_fraction=val_fraction,
                        train_fraction=train_fraction, split_seed=split_seed,
                        select_on=select_on)
+  class_names = list(label_feature.names)
+  test_labels = None
+  if spec.test_split is not None and (select_on == "test" or spec.builder_factory
+                                      or min_images_per_class > 0):
+    # The dataset's own test split, read without decoding images: its per-class counts
+    # are the majority-class rate under selection on test, and facts for folders.
+    test_labels = _read_index(builder, spec.test_split, spec)[1]
+    ids.class_counts["test"] = _per_class(test_labels, num_classes)
+  if ids.val is None:
+    ids.class_counts["val"] = ids.class_counts["test"]
+  plan = checks.plan_classes(spec.name, class_names, ids.class_counts,
+                             needs_val=ids.val is not None,
+                             min_images_per_class=min_images_per_class)
+  label_map = None
+  if plan.changed:
+    ids, label_map, class_names, num_classes = _drop_classes(
+        builder, spec, ids, plan, class_names, test_labels)
   size = imagesize.resolve(image_size, spec.image_size)
   train_keep = None if (train_fraction >= 1.0 and ids.val is None
-                        and spec.test_split is not None) else ids.train
+                        and spec.test_split is not None and not plan.changed) else ids.train
   native = augment_at == "native"
   train_cached_size = native_size(builder, spec) if native else size
   train = _decoded(builder, spec, spec.train_split, train_keep, train_cached_size,
-                   resize=not native)
+                   resize=not native, label_map=label_map)
   if spec.test_split is None:
-    test = _decoded(builder, spec, spec.train_split, ids.test, size)
+    test = _decoded(builder, spec, spec.train_split, ids.test, size, label_map=label_map)
   else:
-    test = _decoded(builder, spec, spec.test_split, None, size)
-    ids.counts["test"] = _split_size(builder, spec, spec.test_split)
+    test = _decoded(builder, spec, spec.test_split, None, size, label_map=label_map)
+    ids.counts["test"] = (sum(ids.class_counts["test"]) if ids.class_counts.get("test")
+                          is not None else _split_size(builder, spec, spec.test_split))
   if ids.val is None:  # selection on test: the test set is read every epoch, cache it
     test = val = _maybe_cache(test, ids.counts["test"], size, cache)
     ids.counts["val"] = ids.counts["test"]
   else:
-    val = _maybe_cache(_decoded(builder, spec, spec.train_split, ids.val, size),
+    val = _maybe_cache(_decoded(builder, spec, spec.train_split, ids.val, size,
+                                label_map=label_map),
                        len(ids.val), size, cache)
   return PreparedData(
-      spec=spec, num_classes=num_classes, class_names=list(label_feature.names),
+      spec=spec, num_classes=num_classes, class_names=class_names,
       image_size=size, ids=ids,
       train=_maybe_cache(train, ids.counts["train"], train_cached_size, cache), val=val,
-      test=test, augment_at=augment_at)
+      test=test, augment_at=augment_at,
+      facts=_facts(builder, ids, class_names, plan))
+
+
+def _drop_classes(builder, spec, ids: SplitIds, plan: checks.ClassPlan, class_names: list,
+                  test_labels):
+  """The split ids, label map, class names and count without the dropped classes."""
+  num_old = len(class_names)
+  label_map = [plan.keep.get(i, -1) for i in range(num_old)]
+  label_of = dict(zip(*_read_index(builder, spec.train_split, spec)[:2], strict=True))
+
+  def kept(split_ids):
+    return None if split_ids is None else [i for i in split_ids if label_map[label_of[i]] >= 0]
+
+  new_names = [class_names[old] for old in sorted(plan.keep)]
+
+  def remap(counts):
+    return None if counts is None else [counts[old] for old in sorted(plan.keep)]
+
+  train, val, test = kept(ids.train), kept(ids.val), kept(ids.test)
+  counts = dict(ids.counts, train=len(train))
+  if val is not None:
+    counts["val"] = len(val)
+  if test is not None:
+    counts["test"] = len(test)
+  class_counts = {k: remap(v) for k, v in ids.class_counts.items()}
+  if test_labels is not None:
+    class_counts["test"] = remap(_per_class(test_labels, num_old))
+  ids = SplitIds(train=train, val=val, test=test, val_from=ids.val_from, counts=counts,
+                 class_counts=class_counts)
+  return ids, label_map, new_names, len(new_names)
+
+
+def _facts(builder, ids: SplitIds, class_names: list, plan: checks.ClassPlan) -> dict:
+  """What result.json's `data` records about the data this run saw."""
+  metadata = builder.info.metadata or {}
+  facts = {
+      "skipped_files": int(metadata.get("num_skipped", 0)),
+      "ignored_files": int(metadata.get("num_ignored_files", 0)),
+      "broken_links": int(metadata.get("num_broken_links", 0)),
+      "images_per_class": {
+          split: dict(zip(class_names, counts, strict=True))
+          for split, counts in ids.class_counts.items() if counts is not None},
+  }
+  if plan.dropped:
+    facts["dropped_classes"] = plan.dropped
+  return facts
 
 
 # ----------------------------------------------------------------------------------------
@@ -454,7 +555,7 @@ def eval_dataset_fn(dataset: tf.data.Dataset, count: int, *, global_batch: int,
 
 def steps_per_epoch(num_train: int, global_batch: int) -> int:
   if num_train < global_batch:
-    raise ValueError(
+    raise checks.DataError(
         f"the training split has {num_train} examples, fewer than one global batch "
         f"({global_batch}); lower --batch_size or raise --train_fraction")
   return num_train // global_batch

@@ -81,7 +81,12 @@ def resolve(name: str, given: dict, assignments=()) -> TrainConfig:
   defaults = TrainConfig()
   cell = {k: given.get(k, getattr(defaults, k)) for k in CELL}
   rest = {k: v for k, v in given.items() if k not in CELL}
-  return build(name, **cell).replace(**{**rest, **parse_assignments(assignments)})
+  overrides = {**rest, **parse_assignments(assignments)}
+  if "batch_size" in overrides and "min_steps_per_epoch" not in overrides:
+    # A batch the user chose is kept as it is; only the protocol's default batch is
+    # lowered for small data (tfbackbones/training/batching.py).
+    overrides["min_steps_per_epoch"] = 0
+  return build(name, **cell).replace(**overrides)
 
 
 # Registration: importing the modules registers their protocols.

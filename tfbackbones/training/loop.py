@@ -34,9 +34,15 @@ from tfbackbones import results
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
-from tfbackbones.training import distribute, dualopt, fused_bn, metrics as metrics_lib
-from tfbackbones.training import lock as lock_lib, optimizers, progress, resume
+from tfbackbones.training import batching, distribute, dualopt, fused_bn, health
+from tfbackbones.training import lock as lock_lib
+from tfbackbones.training import metrics as metrics_lib
+from tfbackbones.training import optimizers, precise_bn, progress, resume
 from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
+
+
+# Precise BN averages the batch statistics of this many training images (pycls: 8192).
+PRECISE_BN_IMAGES = 4096
 
 
 class Hooks:
@@ -170,9 +176,28 @@ class Trainer:
         self.dataset_spec, data_dir=cfg.data_dir, image_size=size,
         val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
         split_seed=cfg.split_seed, select_on=cfg.select_on, cache=cfg.cache,
-        download=cfg.download, manual_dir=cfg.manual_dir, augment_at=cfg.augment_at)
+        download=cfg.download, manual_dir=cfg.manual_dir, augment_at=cfg.augment_at,
+        min_images_per_class=cfg.min_images_per_class)
+    # TFDS preparation draws from Python's global `random` (measured, docs/results.md),
+    # which Keras initialisers seed from, and only the run that prepares does: seed
+    # again so the head's initialisation, and every number after it, is the same in
+    # every run of this seed, whether or not this process prepared the data (issue 19,
+    # case 5).
+    keras.utils.set_random_seed(cfg.seed)
     self.image_size = self.data.image_size
+    self.global_batch = batching.global_batch(self.data.num_train, cfg.batch_size, replicas,
+                                              cfg.min_steps_per_epoch)
     self.steps_per_epoch = pipeline.steps_per_epoch(self.data.num_train, self.global_batch)
+    self.data.facts.update(steps_per_epoch=self.steps_per_epoch,
+                           global_batch_requested=cfg.batch_size)
+    self.few_steps = batching.few_steps_warning(self.data.num_train, self.global_batch,
+                                                self.steps_per_epoch,
+                                                user_batch=cfg.min_steps_per_epoch == 0)
+    if self.few_steps:
+      self.data.facts["warning"] = self.few_steps
+    self.use_precise_bn = (cfg.precise_bn if cfg.precise_bn is not None
+                           else self.steps_per_epoch < batching.FEW_STEPS)
+    self.data.facts["precise_bn"] = self.use_precise_bn
     with self.strategy.scope():
       self.model = model_lib.build_classifier(
           backbone, self.data.num_classes, self.image_size, dropout=cfg.dropout,
@@ -244,8 +269,14 @@ class Trainer:
 
   # ------------------------------------------------------------------ steps
   def _make_train_fn(self, optimizer):
+    # A loss-scaled optimizer skips overflow steps itself; anywhere else a non-finite
+    # loss is divergence and the call stops right after it (health.py).
     return steps_lib.make_train_fn(self.model, optimizer, self.strategy, self.global_batch,
-                                   self.loss_fn)
+                                   self.loss_fn, stop_on_nonfinite=not self._loss_scaled)
+
+  @property
+  def _loss_scaled(self) -> bool:
+    return self.precision == "mixed_float16"
 
   def _distributed_eval(self, dataset, count):
     fn, steps = pipeline.eval_dataset_fn(dataset, count, global_batch=self.global_batch,
@@ -336,11 +367,19 @@ class Trainer:
     if not resumed:
       self.writer.hparams(summaries.hparams_of(self))
     self.log(summaries.start_line(self))
+    if self.few_steps:
+      self.log(self.few_steps)
     self._run_started = time.time()
+    self.weights_finite = health.make_weights_check(self.model.trainable_variables)
     while not self.schedule.done:
       epoch = self.schedule.epoch
       t0 = time.time()
-      loss_sum, hits, train_seconds = self._train_epoch(epoch)
+      loss_sum, hits, train_seconds, diverged = self._train_epoch(epoch)
+      if diverged:
+        self.log(f"epoch {epoch + 1:3d} DIVERGED: {diverged}")
+        return self._finish(diverged=diverged)
+      if self.use_precise_bn:
+        self._reestimate_batchnorm(epoch)
       val = self.evaluate(val_ds, val_steps)
       self._end_epoch(epoch, t0, loss_sum, hits, train_seconds, val)
     return self._finish()
@@ -364,25 +403,54 @@ class Trainer:
     return True
 
   def _train_epoch(self, epoch: int):
-    """Runs one epoch's steps, `steps_per_execution` per call; returns sums and time."""
+    """Runs one epoch's steps, `steps_per_execution` per call.
+
+    Returns (loss sum, correct count, seconds, why the run diverged or None). The health
+    check runs once per call (not per step): one reduction over the weights per host trip.
+    """
     cfg = self.config
     t0 = time.time()
     train_iter = iter(self.strategy.distribute_datasets_from_function(
         pipeline.train_dataset_fn(
             self.data, global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch,
             epoch=epoch, seed=cfg.seed, preprocess=self.preprocess, augment=self.augment)))
-    loss_sum = hits = 0.0
+    loss_sum = hits = nonfinite = 0.0
     remaining = self.steps_per_epoch
     bar = progress.EpochBar(epoch, self.steps_per_epoch, self.train_fn)  # terminals only
     while remaining > 0:
       n = min(remaining, cfg.steps_per_execution)
-      loss, correct = self.train_fn(train_iter, tf.constant(n))
+      loss, correct, bad = self.train_fn(train_iter, tf.constant(n))
       loss_sum += float(loss.numpy())
       hits += float(correct.numpy())
+      nonfinite += float(bad.numpy())
       remaining -= n
       bar.update(self.steps_per_epoch - remaining)
+      diverged = health.divergence_reason(
+          epoch=epoch, phase=self.schedule.phase,
+          learning_rate=summaries.learning_rate(self.optimizer),
+          steps_done=self.steps_per_epoch - remaining, nonfinite_steps=int(nonfinite),
+          weights_finite=bool(self.weights_finite().numpy()), loss_scaled=self._loss_scaled)
+      if diverged:
+        bar.close()
+        return loss_sum, hits, time.time() - t0, diverged
     bar.close()
-    return loss_sum, hits, time.time() - t0
+    return loss_sum, hits, time.time() - t0, None
+
+  def _reestimate_batchnorm(self, epoch: int) -> None:
+    """Precise BN (precise_bn.py) on up to PRECISE_BN_IMAGES training images.
+
+    The batches are a seeded permutation of their own (seed + 1), so they are the same
+    on resume and draw nothing from the training stream.
+    """
+    if not hasattr(self, "_precise_bn"):
+      self._precise_bn = precise_bn.PreciseBN(self.model, self.strategy)
+    batches = min(self.steps_per_epoch, max(1, PRECISE_BN_IMAGES // self.global_batch))
+    iterator = iter(self.strategy.distribute_datasets_from_function(
+        pipeline.train_dataset_fn(
+            self.data, global_batch=self.global_batch, steps_per_epoch=batches,
+            epoch=epoch, seed=self.config.seed + 1, preprocess=self.preprocess,
+            augment=self.augment)))
+    self._precise_bn(iterator, batches)
 
   def _end_epoch(self, epoch, t0, loss_sum, hits, train_seconds, val) -> None:
     """Selection, DualOpt decision, best weights, summaries, checkpoint, state, log."""
@@ -420,17 +488,37 @@ class Trainer:
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
 
-  def _finish(self) -> RunResult:
-    """Best weights back, the one test evaluation, result.json."""
+  def _finish(self, diverged: Optional[str] = None) -> RunResult:
+    """Best weights back, the one test evaluation, the health verdict, result.json.
+
+    A diverged run still reports the test metrics of its best weights, if an epoch ended
+    before it diverged (they are facts about those weights), but it is never a result.
+    """
     sched = self.schedule
-    self._restore_best(self.best_path)
-    test_ds, test_steps = self._distributed_eval(self.data.test, self.data.ids.counts["test"])
-    test = self.evaluate(test_ds, test_steps)
-    artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
-    result = summaries.build_result(self, sched, self.history,
-                                    self.history[sched.best_epoch]["val"], test,
+    val = test = None
+    if self.best_path is not None:
+      self._restore_best(self.best_path)
+      test_ds, test_steps = self._distributed_eval(self.data.test,
+                                                   self.data.ids.counts["test"])
+      test = self.evaluate(test_ds, test_steps)
+      val = self.history[sched.best_epoch]["val"]
+      artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
+    result = summaries.build_result(self, sched, self.history, val, test,
                                     wall_time=self._elapsed(), peak_rss_mb=_peak_rss_mb())
-    self.writer.final(result, self.steps_per_epoch * sched.epoch)
+    if diverged:
+      kept = (f"; the test split was evaluated once on the best weights (epoch "
+              f"{sched.best_epoch + 1})" if test is not None else
+              "; no epoch finished before it, so there are no metrics")
+      result.status, result.reason = results.DIVERGED, diverged + kept
+    elif val is not None:
+      counts = self.data.ids.class_counts.get("val") or []
+      reason = health.degenerate_reason(
+          val["top1"], counts, "test (selection)" if self.config.selected_on_test
+          else "validation")
+      if reason:
+        result.status, result.reason = results.DEGENERATE, reason
+    if result.val is not None and result.test is not None:
+      self.writer.final(result, self.steps_per_epoch * sched.epoch)
     self.writer.close()
     if self.is_chief:
       results.write(wd.path(self.workdir, wd.RESULT), result)

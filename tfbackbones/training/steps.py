@@ -26,12 +26,19 @@ def cross_entropy(num_classes: int, label_smoothing: float = 0.0) -> LossFn:
 
 
 def make_train_fn(model: keras.Model, optimizer, strategy: tf.distribute.Strategy,
-                  global_batch: int, loss_fn: LossFn):
-  """Returns train_steps(iterator, num_steps) -> (loss_sum, correct_count).
+                  global_batch: int, loss_fn: LossFn, stop_on_nonfinite: bool = False):
+  """Returns train_steps(iterator, num_steps) -> (loss_sum, correct_count, nonfinite_steps).
 
   One call runs `num_steps` steps in a `tf.while_loop` (like `steps_per_execution`), so
   the host is reached once per call, not per step. The loss is averaged over the global
   batch, and the per-replica gradients are summed by `apply_gradients`' all-reduce.
+
+  A step whose loss is not finite adds nothing to `loss_sum` and is counted in
+  `nonfinite_steps` instead, so one bad step cannot hide the others' loss. With
+  `stop_on_nonfinite` the call returns right after such a step: in float32 a NaN/inf loss
+  means the run has diverged (tfbackbones/training/health.py), and the steps after it
+  would only spread NaN through the weights. Under a loss-scaled mixed_float16 optimizer
+  the trainer leaves it off: an overflow step is skipped by the optimizer, not fatal.
   """
   variables = model.trainable_variables
   global_batch = float(global_batch)
@@ -51,13 +58,19 @@ def make_train_fn(model: keras.Model, optimizer, strategy: tf.distribute.Strateg
 
   @tf.function
   def train_steps(iterator, num_steps):
-    loss_sum, hits = tf.constant(0.0), tf.constant(0.0)
+    loss_sum, hits, nonfinite = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
       per_replica = strategy.run(step, args=(images, labels))
-      loss_sum += strategy.reduce("SUM", per_replica[0], axis=None)
+      step_loss = strategy.reduce("SUM", per_replica[0], axis=None)
+      finite = tf.math.is_finite(step_loss)
+      loss_sum += tf.where(finite, step_loss, 0.0)
+      nonfinite += 1.0 - tf.cast(finite, tf.float32)
       hits += strategy.reduce("SUM", per_replica[1], axis=None)
-    return loss_sum, hits
+      if stop_on_nonfinite:
+        if tf.logical_not(finite):
+          break
+    return loss_sum, hits, nonfinite
 
   return train_steps
 

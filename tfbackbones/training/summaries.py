@@ -125,6 +125,15 @@ def _markdown_row(result: RunResult) -> str:
 
 def start_line(trainer) -> str:
   d = trainer.data
+  facts = getattr(d, "facts", None) or {}
+  notes = [f"{facts[k]} {label}" for k, label in (
+      ("skipped_files", "unreadable files skipped"), ("ignored_files", "non-image files "
+       "ignored"), ("broken_links", "broken links skipped")) if facts.get(k)]
+  if facts.get("dropped_classes"):
+    notes.append(f"classes dropped: {', '.join(facts['dropped_classes'])}")
+  if trainer.global_batch != trainer.config.batch_size:
+    notes.append(f"batch lowered from {trainer.config.batch_size} for >= "
+                 f"{trainer.config.min_steps_per_epoch} steps/epoch")
   return (f"training {trainer.config.backbone} on {trainer.config.dataset}: "
           f"{d.ids.counts['train']} train / {d.ids.counts['val']} "
           f"{'val' if d.ids.val_from == 'train' else 'test (SELECTED ON TEST)'} / "
@@ -132,7 +141,7 @@ def start_line(trainer) -> str:
           f"{d.num_classes} classes; {distribute.describe(trainer.strategy)}, "
           f"{trainer.precision}, global batch "
           f"{trainer.global_batch}, {trainer.steps_per_epoch} steps/epoch, "
-          f"weights={trainer.config.weights}")
+          f"weights={trainer.config.weights}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def progress_line(record: dict, sched, history: list, max_epochs: int, decision) -> str:
@@ -176,6 +185,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
   cfg, spec = trainer.config, trainer.spec
   speeds = [h["images_per_sec"] for h in history]
   steady = speeds[1:] if len(speeds) > 1 else speeds  # epoch 1 includes tracing
+  data = getattr(trainer.data, "facts", None) or {}
   return RunResult.for_config(
       cfg, status=results.FINISHED,
       backbone_info={"source": spec.source, "published_params_m": spec.params_m,
@@ -200,7 +210,8 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
       switch_epoch=sched.switch_epoch,
       stop_reason=sched.stop_reason,
       wall_time_sec=wall_time,
-      train_images_per_sec=float(np.median(steady)),
+      train_images_per_sec=float(np.median(steady)) if steady else None,
+      data=dict(data), class_names=list(trainer.data.class_names),
       peak_host_memory_mb=peak_rss_mb,
       strategy=type(trainer.strategy).__name__,
       replicas=trainer.strategy.num_replicas_in_sync,

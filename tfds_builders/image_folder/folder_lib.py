@@ -14,7 +14,9 @@ code reads PlantCLEF as `train/` + `val/` and tests on `val/`).
 
 File paths are relative to `root`, with "/" separators, and are the examples' ids: they
 are stable across machines, unlike read order. Hidden files and folders (".", "__MACOSX")
-are ignored; so are files whose extension is not an image's (they are counted).
+are ignored; so are files whose extension is not an image's (they are counted), and
+symbolic links whose target is gone (counted as broken links: one stale link must not
+fail a whole dataset).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FolderScan:
     split_dirs: {TFDS split name: folder name}, for the split layout; {} for flat.
     ignored: relative paths of files skipped for their extension.
     fingerprint: sha256 of every image file's relative path and size (see `fingerprint`).
+    broken_links: relative paths of symbolic links whose target does not exist (skipped).
   """
   layout: str
   class_names: list[str]
@@ -52,6 +55,7 @@ class FolderScan:
   split_dirs: dict[str, str]
   ignored: list[str]
   fingerprint: str
+  broken_links: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def num_files(self) -> int:
@@ -132,10 +136,15 @@ def scan(root: epath.PathLike) -> FolderScan:
   class_names = sorted(set().union(*per_top_classes.values()))
   if not class_names:
     raise ValueError(f"{root} has no class folders: expected {root}/<class>/<image>")
+  if len(class_names) < 2:
+    raise ValueError(f"{root} has one class folder ({class_names[0]!r}): a classifier needs "
+                     f"at least two; put each class's images in its own folder, "
+                     f"{root}/<class>/<image>")
   class_index = {name: i for i, name in enumerate(class_names)}
 
   files: dict[str, list[tuple[str, int]]] = {}
   ignored: list[str] = []
+  broken: list[str] = []
   digest = hashlib.sha256()
   for key, top in tops.items():
     entries = []
@@ -144,6 +153,9 @@ def scan(root: epath.PathLike) -> FolderScan:
       for rel, path in _walk_files(top / name, rel_top):
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
           ignored.append(rel)
+          continue
+        if not path.exists():  # a symbolic link whose target is gone
+          broken.append(rel)
           continue
         entries.append((rel, class_index[name]))
         digest.update(f"{rel}\t{path.stat().length}\n".encode("utf-8"))
@@ -163,7 +175,8 @@ def scan(root: epath.PathLike) -> FolderScan:
       raise ValueError(f"{root}: class folders without any image file: {empty}")
   return FolderScan(
       layout="split" if split_dirs else "flat", class_names=class_names, files=files,
-      split_dirs=split_dirs, ignored=sorted(ignored), fingerprint=digest.hexdigest())
+      split_dirs=split_dirs, ignored=sorted(ignored), fingerprint=digest.hexdigest(),
+      broken_links=sorted(broken))
 
 
 def fingerprint(root: epath.PathLike) -> str:

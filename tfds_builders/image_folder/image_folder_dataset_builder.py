@@ -95,10 +95,15 @@ class FolderBasedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         "layout": folder.layout,
         "fingerprint": folder.fingerprint,
         "num_ignored_files": len(folder.ignored),
+        "num_broken_links": len(folder.broken_links),
         "split_rule": (f"folders {folder.split_dirs}" if folder.layout == "split" else
                        f"stratified_split(relative paths, fraction={self.TEST_FRACTION}, "
                        f"seed={self.SPLIT_SEED}) -> test"),
     })
+    if folder.broken_links:
+      logging.warning("%s: skipped %d symbolic links whose target is gone, e.g. %s",
+                      self.name, len(folder.broken_links),
+                      ", ".join(folder.broken_links[:5]))
     if folder.ignored:
       logging.warning("%s: ignored %d files that are not images (by extension), e.g. %s",
                       self.name, len(folder.ignored), ", ".join(folder.ignored[:5]))
@@ -184,6 +189,8 @@ def make_builder(path: str, data_dir: Optional[str] = None) -> Builder:
 
   Raises:
     FileNotFoundError: `path` is not a folder and was not prepared before.
+    ValueError: `path` cannot make a dataset (fewer than two class folders, a class
+      folder without images, an ambiguous layout); the message says why.
     StaleFolderError: `path` was prepared, but images were added, removed, renamed or
       changed size since then.
   """
@@ -194,6 +201,11 @@ def make_builder(path: str, data_dir: Optional[str] = None) -> Builder:
     _check_fresh(builder, root)
   elif not root.is_dir():
     raise FileNotFoundError(builder._missing_message(root))  # pylint: disable=protected-access
+  else:
+    # Checked before preparing, so a folder that cannot make a dataset (no or one
+    # class, an empty class, an ambiguous layout) fails in a second, not after every
+    # image was read.
+    folder_lib.scan(root)
   return builder
 
 
