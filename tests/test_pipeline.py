@@ -91,7 +91,8 @@ def test_resize_uint8_gives_rgb_eagerly_and_in_tf_data(channels):
 
 
 def test_missing_dataset_without_download_names_the_fix(tmp_path):
-  with pytest.raises(pipeline.DataNotAvailableError, match="not prepared.*tfbackbones.datasets --prepare=sklearn_digits"):
+  with pytest.raises(pipeline.DataNotAvailableError,
+                     match="not prepared.*tfbackbones.datasets --prepare=sklearn_digits"):
     pipeline.get_builder(catalog.get("sklearn_digits"), str(tmp_path), download=False)
 
 

@@ -71,7 +71,8 @@ def main(argv):
                     for image in decoded])
   probabilities = predictor.predict(batch)
   k = min(FLAGS.top_k, probabilities.shape[1])
-  rows = [(path, top_k(p, predictor.class_names, k)) for path, p in zip(files, probabilities, strict=True)]
+  rows = [(path, top_k(p, predictor.class_names, k))
+          for path, p in zip(files, probabilities, strict=True)]
   for path, ranked in rows:
     print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for _, name, p in ranked))
   if FLAGS.out:

@@ -312,11 +312,16 @@ def build_swin(version: int, image_size, *, include_top: bool = False,
       mlp = [keras.layers.Dense(4 * dim, activation="gelu",
                                 name=f"{prefix}.mlp.0", **dense_init),
              keras.layers.Dense(dim, name=f"{prefix}.mlp.3", **dense_init)]
-      mlp_fn = lambda t, mlp=mlp: mlp[1](mlp[0](t))
+      # The branches are applied right below, in this iteration; defaults bind the
+      # iteration's layers all the same.
+      def mlp_fn(t, mlp=mlp):
+        return mlp[1](mlp[0](t))
       if version == 1:
-        branches = (lambda t: attn(norm1(t)), lambda t: mlp_fn(norm2(t)))
+        branches = (lambda t, a=attn, n=norm1: a(n(t)),
+                    lambda t, m=mlp_fn, n=norm2: m(n(t)))
       else:  # res-post-norm
-        branches = (lambda t: norm1(attn(t)), lambda t: norm2(mlp_fn(t)))
+        branches = (lambda t, a=attn, n=norm1: n(a(t)),
+                    lambda t, m=mlp_fn, n=norm2: n(m(t)))
       for j, branch in enumerate(branches):
         y = branch(x)
         if rate > 0:

@@ -235,7 +235,8 @@ def resources_table(records: Sequence[rec.Record]) -> Table:
   rows = []
   for (backbone, size), group in sorted(groups.items(),
                                         key=lambda kv: (kv[0][0], _pixels(kv[0][1]))):
-    get = lambda k: _median(r.resources.get(k) for r in group)  # noqa: E731
+    def get(k, group=group):
+      return _median(r.resources.get(k) for r in group)
     params = get("params")
     rows.append({
         "backbone": backbone, "image_size": size, "runs": len(group),

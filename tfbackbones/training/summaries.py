@@ -211,7 +211,7 @@ def build_result(trainer, sched, history, val: dict, test: dict, *, wall_time: f
       stop_reason=sched.stop_reason,
       wall_time_sec=wall_time,
       train_images_per_sec=float(np.median(steady)) if steady else None,
-      data=dict(data), class_names=list(trainer.data.class_names),
+      data=dict(data),
       peak_host_memory_mb=peak_rss_mb,
       strategy=type(trainer.strategy).__name__,
       replicas=trainer.strategy.num_replicas_in_sync,

@@ -56,7 +56,7 @@ BLOCK_ROWS = 64
 
 def example_id(index: int) -> str:
   """The stable id of the `index`-th galaxy of the file."""
-  return "galaxy-%05d" % index
+  return f"galaxy-{index:05d}"
 
 
 def sha256_of(path: epath.Path, block_size: int = 1 << 23) -> str:

@@ -70,7 +70,7 @@ class Galaxy10DecalsContentTest(tfds.testing.TestCase):
         self.assertEqual(ex["label"], self.labels[index])
 
   def test_split_is_the_id_keyed_stratified_split(self):
-    ids = ["galaxy-%05d" % i for i in range(len(self.labels))]
+    ids = [f"galaxy-{i:05d}" for i in range(len(self.labels))]
     test_ids, train_ids = stratified_split(ids, self.labels.tolist(), 0.1, seed=0)
     got = {split: sorted(ex["id"].decode() for ex in examples)
            for split, examples in self.examples.items()}

@@ -21,7 +21,7 @@ MAX_INTENSITY = 16  # sklearn's digits are counts of "on" pixels in 4x4 blocks: 
 
 def example_id(index: int) -> str:
   """The stable id of the `index`-th example of `load_digits()`."""
-  return "digit-%04d" % index
+  return f"digit-{index:04d}"
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

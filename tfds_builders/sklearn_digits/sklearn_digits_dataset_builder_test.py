@@ -63,7 +63,7 @@ class SklearnDigitsTest(tfds.testing.DatasetBuilderTestCase):
 
     ids = assignment(first)
     self.assertLen(ids, NUM_TRAIN + NUM_TEST)  # disjoint and complete
-    self.assertEqual(set(ids), {"digit-%04d" % i for i in range(NUM_TRAIN + NUM_TEST)})
+    self.assertEqual(set(ids), {f"digit-{i:04d}" for i in range(NUM_TRAIN + NUM_TEST)})
     self.assertEqual(ids, assignment(second))
 
   def test_intensity_mapping(self):
