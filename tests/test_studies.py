@@ -89,7 +89,11 @@ def test_data_fraction_adhoc_and_quickstart_studies():
   digits = [c for c in adhoc if c.dataset == "sklearn_digits"]
   assert {(c.image_size, c.augment) for c in digits} == {(0, "auto")}   # not a paper dataset
   quick = studies.build("quickstart", "w", data_dir="/data")
-  assert [c.backbone for c in quick] == sorted(quickstart.BACKBONES)
+  assert sorted((c.backbone, c.weights) for c in quick) == sorted(
+      (b, w) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS)
+  assert {studies.run_id(c) for c in quick} == {
+      "lfw_subset/efficientnet_lite0/frac0.25/seed0",
+      "lfw_subset/efficientnet_lite0-scratch/frac0.25/seed0"}
   for key, value in quickstart.PROTOCOL.items():
     assert {getattr(c, key) for c in quick} == {value}, key
   assert {c.data_dir for c in quick} == {"/data"}
@@ -260,7 +264,7 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
     assert failure["selection_protocol"] == "val-split" and failure["domain"] == "handwriting"
   summary = run.summary(outcomes1)
   assert "3 trained, 1 already finished, 2 failed" in summary
-  assert "FAILED sklearn_digits/no_such_backbone/frac" in summary
+  assert "FAILED sklearn_digits/no_such_backbone-scratch/frac" in summary
 
   # The command line over the whole study: nothing left to train but the failed runs,
   # which fail again, so the exit code says so.

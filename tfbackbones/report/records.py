@@ -95,6 +95,11 @@ def _read_json(path: str) -> Optional[dict]:
     return None
 
 
+def _with_init(backbone: str, config: dict) -> str:
+  """Marks random-init runs (`<backbone>-scratch`) so they never pool with pretrained ones."""
+  return f"{backbone}-scratch" if str(config.get("weights", "")).lower() == "none" else backbone
+
+
 def from_result(result: dict, path: str) -> Record:
   """A Record from a result.json (finished, or failed as the engine or runner wrote it)."""
   config = result.get("config") or {}
@@ -110,7 +115,8 @@ def from_result(result: dict, path: str) -> Record:
     if latency is not None:
       resources.setdefault("inference_latency_ms", latency)
   return Record(
-      backbone=result.get("backbone") or config.get("backbone", "unknown"),
+      backbone=_with_init(result.get("backbone") or config.get("backbone", "unknown"),
+                          config),
       dataset=dataset, domain=result.get("domain") or catalog_domain(dataset),
       train_fraction=float(result.get("train_fraction", config.get("train_fraction", 1.0))),
       seed=result.get("seed", config.get("seed")),
@@ -125,7 +131,7 @@ def from_result(result: dict, path: str) -> Record:
 def _incomplete(config: dict, path: str, status: str = INCOMPLETE) -> Record:
   dataset = config.get("dataset", "unknown")
   return Record(
-      backbone=config.get("backbone", "unknown"), dataset=dataset,
+      backbone=_with_init(config.get("backbone", "unknown"), config), dataset=dataset,
       domain=catalog_domain(dataset),
       train_fraction=float(config.get("train_fraction", 1.0)), seed=config.get("seed"),
       status=status,
