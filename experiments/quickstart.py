@@ -14,8 +14,10 @@ curves. Rerunning skips finished runs.
 
 The protocol trains on a 25% subset of the training pool (30 images, 15 per class): the
 few-labels regime this project is about, where pretraining should matter. On the full
-pool (120 images) both reach 100% test top-1 (measured, docs/pretrained-offline.md), so
-that comparison shows nothing.
+pool (120 images) both reach 100% test top-1 (measured), so that comparison shows nothing.
+Measured with this protocol (seed 0, 2 loaded CPU cores, 5 min 18 s with the conversion):
+ImageNet 100% (94% in an earlier run) vs random init 50%, which is chance: the random-init
+net fits its 30 images (train loss < 0.1) but its eval-mode predictions stay constant.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ WEIGHTS = ("imagenet", "none")
 INIT_LABEL = {"imagenet": "ImageNet", "none": "random init"}
 
 # The protocol, shared with flags/quickstart.flags (a test checks they agree). Batch 8
-# so that 30 training images still make 4 steps an epoch (BatchNorm statistics need
+# so that 30 training images still make 3 steps an epoch (BatchNorm statistics need
 # steps, STACK-NOTES); BatchNorm momentum 0.9 so the random-init net's moving statistics
 # keep up; 96 px so the ImageNet stem sees more than a 25 px thumbnail.
 PROTOCOL = dict(
