@@ -17,7 +17,8 @@ few-labels regime this project is about, where pretraining should matter. On the
 pool (120 images) both reach 100% test top-1 (measured), so that comparison shows nothing.
 Measured with this protocol (seed 0, 2 loaded CPU cores, 5 min 18 s with the conversion):
 ImageNet 100% (94% in an earlier run) vs random init 50%, which is chance: the random-init
-net fits its 30 images (train loss < 0.1) but its eval-mode predictions stay constant.
+net's training loss falls (0.02-0.5 per epoch) but in eval mode its output is the same for
+every image (val and test loss both 0.7135, macro-F1 0.33).
 """
 
 from __future__ import annotations
