@@ -61,6 +61,10 @@ def test_registry_entries_and_structure_without_weights():
   # 32 px input, random init: a (1, 1, 1280) map, five stride-2 stages.
   model = backbones.get("efficientnet_lite0").build(32, weights="none")
   assert model.output_shape == (None, 1, 1, 1280)
+  # Random init as the TF release (std sqrt(2 / fan_out)), not Keras's glorot: a 3x3
+  # depthwise kernel has fan_out 9, so std 0.47 (glorot would give 0.05 for 96 channels).
+  std = float(np.std(model.get_layer("_blocks.1._depthwise_conv").kernel.numpy()))
+  assert abs(std - np.sqrt(2 / 9)) < 0.05, std
   # Stage plans of the reference (utils.efficientnet_lite + round_filters/round_repeats).
   repeats = [sum(p[0] for p in lite.stage_plan(lite.VARIANTS[n])) for n in NAMES]
   assert repeats == [16, 21, 21]  # depth 1.1 and 1.2 both round up to 21
