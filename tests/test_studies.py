@@ -286,10 +286,10 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
   assert {f"{n}.{e}" for n in generate.TABLE_FILES for e in ("csv", "md")} | {
       "report.html"} <= set(os.listdir(out))
   rows = list(csv.DictReader(open(paths["datasets.csv"])))
-  ok = [r for r in rows if r["backbone"] in tiny]
+  ok = [r for r in rows if r["backbone"] in {f"{t}-scratch" for t in tiny}]  # weights=none
   assert len(ok) == 4 and {r["n"] for r in ok} == {"2"} and {r["status"] for r in ok} == {"ok"}
   assert {r["train_fraction"] for r in ok} == {"0.5", "1"}
-  failed = [r for r in rows if r["backbone"] == "no_such_backbone"]   # shown, not dropped
+  failed = [r for r in rows if r["backbone"] == "no_such_backbone-scratch"]  # shown, kept
   assert [(r["status"], r["failed"]) for r in failed] == [("failed", "2")] * 2
   assert len(list(csv.DictReader(open(paths["fractions.csv"])))) == 6
   assert len(list(csv.DictReader(open(paths["significance.csv"])))) == 2
