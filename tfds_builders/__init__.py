@@ -20,3 +20,4 @@ from tfds_builders.rsna_pneumonia import rsna_pneumonia_dataset_builder  # noqa:
 from tfds_builders.image_folder import image_folder_dataset_builder  # noqa: F401
 from tfds_builders.plantclef import plantclef_dataset_builder  # noqa: F401
 from tfds_builders.cars196_manual import cars196_manual_dataset_builder  # noqa: F401
+from tfds_builders.lfw_subset import lfw_subset_dataset_builder  # noqa: F401

@@ -14,6 +14,7 @@ import TensorFlow; building a model or preprocessing does.
 from __future__ import annotations
 
 from tfbackbones.backbones import cnn_ports  # noqa: F401
+from tfbackbones.backbones import efficientnet_lite  # noqa: F401
 from tfbackbones.backbones import hub  # registers hub specs and `hub:`
 from tfbackbones.backbones import keras_apps  # registers keras.applications
 from tfbackbones.backbones import keras_hub_presets  # registers presets and `keras_hub:`

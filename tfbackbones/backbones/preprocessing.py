@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 #           ports of PyTorch models such as Swin on TF Hub).
 #   tf:     scale to [-1, 1] (ResNetV2, ViT feature vectors on TF Hub).
 #   unit:   scale to [0, 1] (the TF Hub image convention, e.g. BiT).
-PREPROCESSING_KINDS = ("raw255", "caffe", "torch", "tf", "unit")
+#   lite:   (x - 127) / 128 (EfficientNet-Lite: the TF builder's MEAN_RGB 127 and
+#           STDDEV_RGB 128, chosen for post-training quantization).
+PREPROCESSING_KINDS = ("raw255", "caffe", "torch", "tf", "unit", "lite")
 
 # Constants as written in keras/src/applications/imagenet_utils.py.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -76,6 +78,8 @@ def preprocess_images(images: tf.Tensor, kind: str) -> tf.Tensor:
     return x
   if kind == "unit":
     return x / 255.0
+  if kind == "lite":
+    return (x - 127.0) / 128.0
   if kind == "tf":
     # keras: x /= 127.5; x -= 1.0
     return x / 127.5 - 1.0

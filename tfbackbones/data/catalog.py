@@ -123,6 +123,13 @@ register(DatasetSpec(
     name="sklearn_digits", tfds_name="sklearn_digits", domain="handwriting",
     num_classes=10, image_size=32, augment="none", id_key="id",
     citation="Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits"))
+# Offline real photographs (tfds_builders/lfw_subset): scikit-image's 200 25x25 grayscale
+# LFW crops, 100 faces / 100 non-faces; 150 train / 50 test. Default 96 px: the
+# pretrained EfficientNet-Lite's stem needs more than 25 px to see a face (quickstart).
+register(DatasetSpec(
+    name="lfw_subset", tfds_name="lfw_subset", domain="faces (real photos)",
+    num_classes=2, image_size=96, augment="flip", id_key="id",
+    citation="Huang et al. 2012 (LFW, Huang et al. 2007); scikit-image data.lfw_subset"))
 
 # Catalog datasets of the paper that TFDS already builds (docs/protocol.md, "Datasets").
 register(DatasetSpec("cifar10", "cifar10", "natural", 10, augment="trivial",

@@ -100,6 +100,11 @@ def _read_json(path: str) -> Optional[dict]:
     return None
 
 
+def _with_init(backbone: str, config: dict) -> str:
+  """Marks random-init runs (`<backbone>-scratch`) so they never pool with pretrained ones."""
+  return f"{backbone}-scratch" if str(config.get("weights", "")).lower() == "none" else backbone
+
+
 def from_result(result: RunResult, path: str) -> Record:
   """A Record from a RunResult: ranked (finished) or not (failed, diverged, degenerate)."""
   resources = {}
@@ -111,7 +116,7 @@ def from_result(result: RunResult, path: str) -> Record:
     if latency is not None:
       resources.setdefault("inference_latency_ms", latency)
   return Record(
-      backbone=result.backbone, dataset=result.dataset,
+      backbone=_with_init(result.backbone, result.config), dataset=result.dataset,
       domain=result.domain or catalog_domain(result.dataset),
       train_fraction=float(result.train_fraction), seed=result.seed,
       status=FINISHED if result.ranked else (
@@ -142,7 +147,7 @@ def _relative_parts(path: str) -> list[str]:
 def _incomplete(config: dict, path: str, status: str = INCOMPLETE) -> Record:
   dataset = config.get("dataset", "unknown")
   return Record(
-      backbone=config.get("backbone", "unknown"), dataset=dataset,
+      backbone=_with_init(config.get("backbone", "unknown"), config), dataset=dataset,
       domain=catalog_domain(dataset),
       train_fraction=float(config.get("train_fraction", 1.0)), seed=config.get("seed"),
       status=status,
