@@ -54,9 +54,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
+from tfbackbones import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train",
@@ -111,9 +111,10 @@ def _spread(xs):
 
 
 def _keras_setup(backbone: str, size: int, num_classes: int):
-  # pylint: disable=import-outside-toplevel
   import keras
-  from tfbackbones import backbones, model as model_lib
+
+  from tfbackbones import backbones
+  from tfbackbones import model as model_lib
   keras.utils.set_random_seed(0)
   spec = backbones.get(backbone)
   model = model_lib.build_classifier(spec.build(size, "none"), num_classes, size)
@@ -121,8 +122,8 @@ def _keras_setup(backbone: str, size: int, num_classes: int):
 
 
 def _synthetic(batch: int, size: int, num_classes: int, preprocess):
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import numpy as np
+  import tensorflow as tf
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (batch * 4, size, size, 3), dtype=np.uint8)
   labels = rng.integers(0, num_classes, (batch * 4,), dtype=np.int32)
@@ -133,7 +134,6 @@ def _synthetic(batch: int, size: int, num_classes: int, preprocess):
 
 def forward_flops(model, size: int) -> float:
   """Forward FLOPs per image (a multiply-add counts 2), from TF's graph profiler."""
-  # pylint: disable=import-outside-toplevel
   import tensorflow as tf
   from tensorflow.python.profiler import model_analyzer, option_builder
   fn = tf.function(lambda x: model(x, training=False))
@@ -145,7 +145,7 @@ def forward_flops(model, size: int) -> float:
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
   """The machine's float32 FLOP/s on a large matmul: the practical peak."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   a = tf.random.normal((n, n))
   b = tf.random.normal((n, n))
   mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
@@ -231,9 +231,9 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
   `cpu_kernels` names the `tfbackbones.kernels` substitutions to apply (CPU only), for
   A/B runs; the engine applies all of them.
   """
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import kernels
-  from tfbackbones.training import fused_bn, optimizers, steps as steps_lib
+  from tfbackbones.training import fused_bn, optimizers
+  from tfbackbones.training import steps as steps_lib
   with strategy.scope():
     if fused_kernels:
       fused_bn.fuse_batchnorm(model)
@@ -250,7 +250,6 @@ def _engine_train_fn(model, batch: int, num_classes: int, fused_kernels: bool, s
 def _engine_setup(backbone: str, size: int, batch: int, num_classes: int, strategy,
                   fused_kernels: bool, cpu_kernels: tuple):
   """The engine's step on a fresh model under `strategy`, and an iterator of its data."""
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import backbones
   with strategy.scope():
     spec, model = _keras_setup(backbone, size, num_classes)
@@ -264,7 +263,6 @@ def _engine_setup(backbone: str, size: int, batch: int, num_classes: int, strate
 def loop_child(backbone: str, size: int, batch: int, num_classes: int, steps: int,
                replicas: int, fused_kernels: bool, cpu_kernels: tuple = CPU_KERNELS) -> list:
   """Times the engine loop with the CPU split into `replicas` (run in its own process)."""
-  # pylint: disable=import-outside-toplevel
   from tfbackbones.training import distribute
   distribute.configure_cpu_replicas(replicas)
   import tensorflow as tf
@@ -305,9 +303,9 @@ def measure_train(backbone: str, size: int, batch: int, num_classes: int, steps:
                   flops: bool = True, cpu_replicas: int = 0,
                   cpu_kernels: tuple = CPU_KERNELS) -> dict:
   """Returns img/s lists per method, interleaved, plus FLOP utilisation."""
-  # pylint: disable=import-outside-toplevel
   import keras
   import tensorflow as tf
+
   from tfbackbones import backbones
 
   spec, model = _keras_setup(backbone, size, num_classes)
@@ -398,8 +396,8 @@ def print_train(r: dict) -> None:
 # ---------------------------------------------------------------------------- input
 def _write_jpegs(folder: str, count: int) -> list:
   """Photo-like JPEGs (smooth gradients + texture), 500x375 like typical datasets."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  import numpy as np
+  from PIL import Image
   rng = np.random.default_rng(0)
   paths = []
   yy, xx = np.mgrid[0:375, 0:500]
@@ -443,10 +441,10 @@ print("RESULT " + json.dumps(run()))
 def measure_input(size: int, batch: int, workers: int, num_images: int,
                   consumer: str) -> dict:
   """tf.data vs torchvision DataLoader on the same JPEGs; and vs a training consumer."""
-  # pylint: disable=import-outside-toplevel
   import tensorflow as tf
-  from tfbackbones.data import augment
+
   from tfbackbones.backbones import preprocess_images
+  from tfbackbones.data import augment
   folder = tempfile.mkdtemp(prefix="tfbackbones_jpegs_")
   paths = _write_jpegs(folder, num_images)
 
@@ -545,7 +543,6 @@ def litert_latencies(spec, model, size: int) -> dict:
   inside, on all cores like the Keras number. Random init and random calibration pixels:
   latency does not depend on the weights' values.
   """
-  # pylint: disable=import-outside-toplevel
   import numpy as np
 
   from tfbackbones import artifacts
@@ -617,10 +614,10 @@ def int8_speedup_line(rows: list) -> str | None:
 def measure_depthwise(backbone: str, size: int, batch: int, repeats: int) -> list:
   """Per depthwise layer: ms of the forward convolution and of the filter gradient,
   TensorFlow's kernel vs ours (the forward has the same FLOPs: the yardstick)."""
-  # pylint: disable=import-outside-toplevel,protected-access
   import keras
   import numpy as np
   import tensorflow as tf
+
   from tfbackbones import kernels
   _, model = _keras_setup(backbone, size, 10)
   lib = kernels.load()
@@ -692,9 +689,9 @@ def print_depthwise(rows: list, backbone: str, size: int, batch: int) -> None:
 def measure_profile(backbone: str, size: int, batch: int, num_classes: int, steps: int,
                     fused_kernels: bool, cpu_kernels: tuple) -> dict:
   """Thread time per op type over `steps` engine steps (TF profiler, framework_op_stats)."""
-  # pylint: disable=import-outside-toplevel
   import collections
   import glob
+
   import tensorflow as tf
   try:  # TensorBoard's profile plugin reads the same data; this is its converter.
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
@@ -743,7 +740,7 @@ def print_profile(r: dict, top: int = 20) -> None:
 # ---------------------------------------------------------------------------- main
 def _litert_available() -> bool:
   """LiteRT columns need the export extra (ai-edge-litert); without it, Keras only."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
+  import importlib.util
   return importlib.util.find_spec("ai_edge_litert") is not None
 
 
@@ -771,7 +768,7 @@ def main(argv):
                                         _cpu_kernels())
     print_profile(report["profile"])
   if FLAGS.what == "recommend":
-    from experiments import benchmark_recommend  # pylint: disable=import-outside-toplevel
+    from experiments import benchmark_recommend
     report["recommend"] = benchmark_recommend.measure_recommend(
         FLAGS.backbones, FLAGS.num_images, FLAGS.image_size, FLAGS.batch_size)
     benchmark_recommend.print_recommend(report["recommend"])
@@ -781,7 +778,7 @@ def main(argv):
                                     FLAGS.consumer)
     print_input(report["input"])
   if FLAGS.what in ("inference", "all"):
-    from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+    from tfbackbones import backbones
     names = FLAGS.backbones or [s.name for s in backbones.registry.specs()
                                 if s.source == "keras.applications"]
     report["inference"] = measure_inference(names, FLAGS.inference_size, _litert_available())

@@ -28,7 +28,7 @@ def _log(line: str) -> None:
 
 
 def default_candidates() -> list:
-  from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
   if all(name in backbones.names() for name in LITE):
     return [c for name in LITE for c in (name, f"{name}@none")]
   return list(FALLBACK)
@@ -36,7 +36,6 @@ def default_candidates() -> list:
 
 def write_class_jpegs(root: str, count: int, classes: int = 4, seed: int = 0) -> str:
   """`count` JPEGs in `classes` folders; class c has its own hue and stripe frequency."""
-  # pylint: disable=import-outside-toplevel
   import numpy as np
   from PIL import Image
   rng = np.random.default_rng(seed)
@@ -62,7 +61,6 @@ def _extract_vs_predict(candidate_label: str, sample, batch: int, repeats: int =
   times, medians. The recommender's pass starts from uint8 images (its preprocessing is
   timed); predict gets them already preprocessed.
   """
-  # pylint: disable=import-outside-toplevel
   import statistics
 
   import keras
@@ -113,7 +111,7 @@ print("RESULT " + json.dumps(n / (time.perf_counter() - t)))
 
 def _torch_first_pass(folder: str, rel_paths: list, size: int):
   """torchvision's first pass over the same files: PIL decode + resize, 2 workers."""
-  import subprocess  # pylint: disable=import-outside-toplevel
+  import subprocess
   listing = os.path.join(os.path.dirname(folder), "sampled.txt")
   with open(listing, "w") as f:
     f.write("\n".join(rel_paths))
@@ -125,7 +123,6 @@ def _torch_first_pass(folder: str, rel_paths: list, size: int):
 
 def measure_recommend(names: list, num_images: int, size: int, batch: int) -> dict:
   """Times recommend cold and warm on a new JPEG folder; extraction vs predict."""
-  # pylint: disable=import-outside-toplevel
   from tfbackbones.recommend import RecommendConfig, run
   from tfbackbones.recommend import sample as sample_lib
   names = names or default_candidates()

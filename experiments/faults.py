@@ -40,7 +40,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("kills", 5, "SIGKILLs to deliver.")
@@ -209,7 +209,7 @@ def check_round(workdir: str, reference: dict, tally: Tally) -> dict:
   """Counts lost and duplicated epochs of a completed study; returns {run: {status,
   top1}}. A run counts as lost unless it finished (or ended as the reference did: a
   run at chance is `degenerate` in both)."""
-  from tfbackbones.training import events  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import events
   tops = {}
   for rid, path in run_dirs(workdir).items():
     try:

@@ -32,7 +32,7 @@ def install(target: int) -> None:
 
 if __name__ == "__main__":
   if os.environ.get("TFBACKBONES_FAULTS_REGISTER"):   # module:function, e.g. a test backbone
-    import importlib  # pylint: disable=import-outside-toplevel
+    import importlib
     module, function = os.environ["TFBACKBONES_FAULTS_REGISTER"].split(":")
     getattr(importlib.import_module(module), function)()
   if os.environ.get(KILL_ENV):

@@ -123,7 +123,7 @@ def differences(results: list) -> list[str]:
 def main(argv):
   del argv
   cli.quiet_logs()  # before TensorFlow is imported
-  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  from tfbackbones import runner
   overrides = {"max_epochs": FLAGS.max_epochs} if FLAGS.max_epochs else {}
   runs = configs(FLAGS.workdir, FLAGS.data_dir, tuple(FLAGS.backbones or BACKBONES),
                  **overrides)

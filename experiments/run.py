@@ -27,14 +27,14 @@ import os
 import sys
 import time
 import traceback
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from experiments import studies  # noqa: E402
-from tfbackbones import cli, nextsteps, results  # noqa: E402
-from tfbackbones.config import ConfigError, TrainConfig, parse_assignments  # noqa: E402
-from tfbackbones.deploy import exporters  # noqa: E402
+from experiments import studies
+from tfbackbones import cli, nextsteps, results
+from tfbackbones.config import ConfigError, TrainConfig, parse_assignments
+from tfbackbones.deploy import exporters
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, f"Study name: {', '.join(studies.names())}.")
@@ -85,8 +85,9 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
   The report reads it to show runs that never started as missing, not silently absent.
   Every shard writes the same content, each through its own temporary file.
   """
-  import json  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import json
+
+  import tensorflow as tf
   directory = os.path.join(workdir, "studies")
   tf.io.gfile.makedirs(directory)
   path = os.path.join(directory, f"{name}.json")
@@ -103,16 +104,16 @@ def write_manifest(workdir: str, name: str, configs: Sequence[TrainConfig]) -> s
 
 
 # ---------------------------------------------------------------------------- running
-def run_state(config: TrainConfig) -> tuple[str, Optional[results.RunResult]]:
+def run_state(config: TrainConfig) -> tuple[str, results.RunResult | None]:
   """(state, result) of a run's workdir; state is a result status (`results.STATUSES`),
   'unreadable' (a damaged result.json, or config.json without a result), 'interrupted'
   (state.json, even a damaged one: the engine falls back past it) or 'todo'."""
   return _state_and_problem(config)[:2]
 
 
-def _state_and_problem(config: TrainConfig) -> tuple[str, Optional[results.RunResult], str]:
+def _state_and_problem(config: TrainConfig) -> tuple[str, results.RunResult | None, str]:
   """run_state, and for an unreadable run the one line that says which file and why."""
-  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import workdir as wd
   try:
     result = results.read(wd.path(config.workdir, wd.RESULT))
   except results.ResultError as e:
@@ -132,13 +133,13 @@ def _state_and_problem(config: TrainConfig) -> tuple[str, Optional[results.RunRe
   return ("interrupted" if state is not None else "todo"), None, ""
 
 
-def _first_line(text: Optional[str]) -> str:
+def _first_line(text: str | None) -> str:
   """Errors such as an unknown backbone list every valid name: result.json keeps them."""
   lines = (text or "").splitlines()
   return lines[0] + (" (...; see its result.json)" if len(lines) > 1 else "") if lines else ""
 
 
-def _duration(seconds: Optional[float]) -> str:
+def _duration(seconds: float | None) -> str:
   if seconds is None:
     return "?"
   seconds = int(max(0, seconds))
@@ -146,7 +147,7 @@ def _duration(seconds: Optional[float]) -> str:
           else f"{seconds // 60}m{seconds % 60:02d}s")
 
 
-def estimate_remaining(pending: Sequence[TrainConfig], walls: dict) -> Optional[float]:
+def estimate_remaining(pending: Sequence[TrainConfig], walls: dict) -> float | None:
   """Seconds left: each pending run costs the mean wall time of finished runs of the same
   (dataset, backbone), else of the same dataset, else of all; None before any finished.
 
@@ -173,9 +174,10 @@ def _record_failure(config: TrainConfig, error: Exception, seconds: float) -> No
   (unknown backbone or dataset, a workdir holding another experiment). A result that is
   not a failure is never overwritten.
   """
-  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
-  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
+
+  from tfbackbones.data import catalog
+  from tfbackbones.training import workdir as wd
   path = wd.path(config.workdir, wd.RESULT)
   try:
     domain = catalog.get(config.dataset).domain
@@ -191,7 +193,7 @@ def _record_failure(config: TrainConfig, error: Exception, seconds: float) -> No
       return
     tf.io.gfile.makedirs(config.workdir)
     results.write(path, failure)
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     logging.exception("could not write the failure of %s", config.workdir)
 
 
@@ -202,14 +204,14 @@ IN_USE = "in use"
 class Outcome:
   run_id: str
   status: str          # finished | skipped | failed | in use (another process trains it)
-  top1: Optional[float] = None
+  top1: float | None = None
   seconds: float = 0.0
-  error: Optional[str] = None
+  error: str | None = None
 
 
 def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shards: int = 1,
               log: Callable[[str], None] = print,
-              train_fn: Optional[Callable[..., dict]] = None,
+              train_fn: Callable[..., dict] | None = None,
               **trainer_kwargs) -> list[Outcome]:
   """Trains this shard's runs one after another; returns one Outcome per run.
 
@@ -223,8 +225,8 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
   Exceptions other than `Exception` (KeyboardInterrupt, SystemExit) stop the shard, as a
   kill would; the interrupted run resumes on the next invocation.
   """
-  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
-  from tfbackbones.training import lock  # pylint: disable=import-outside-toplevel
+  from tfbackbones import runner
+  from tfbackbones.training import lock
   train_fn = train_fn or runner.train
   mine = studies.shard(configs, shard_index, num_shards)
   tag = f"[study shard {shard_index + 1}/{num_shards}]"
@@ -280,7 +282,7 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
       outcomes.append(Outcome(rid, IN_USE, seconds=time.time() - t0, error=str(e)))
       log(f"{tag} {rid}: skipped: {_first_line(str(e))}")
       continue
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       seconds = time.time() - t0
       _record_failure(cfg, e, seconds)
       outcomes.append(Outcome(rid, "failed", seconds=seconds,
@@ -329,7 +331,7 @@ def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
 
   Returns 2 if any run names an unknown backbone or dataset (each is listed), else 0.
   """
-  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  from tfbackbones import runner
   invalid = unreadable = 0
   for cfg in mine:
     try:
@@ -362,13 +364,13 @@ def main(argv):
   if FLAGS.dry_run:
     return dry_run(configs, mine)
   if mine:  # --set cpu_replicas=N: the CPU is split before TensorFlow starts
-    from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+    from tfbackbones.training import distribute
     distribute.configure_cpu_replicas(max(c.cpu_replicas for c in mine))
   write_manifest(FLAGS.workdir, FLAGS.study, configs)
   outcomes = run_shard(configs, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
   print("\n" + summary(outcomes))
   if FLAGS.export:  # deployment artifacts and their accuracy/latency (tfbackbones/deploy)
-    from tfbackbones.deploy import evaluation  # pylint: disable=import-outside-toplevel
+    from tfbackbones.deploy import evaluation
     evaluation.export_finished([c.workdir for c in mine], FLAGS.export)
   print("\n" + nextsteps.text(FLAGS.workdir))  # TensorBoard and the report, runnable as printed
   return 1 if any(o.status == "failed" for o in outcomes) else 0

@@ -25,7 +25,7 @@ import difflib
 import inspect
 import os
 import re
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from experiments import quickstart
 from tfbackbones import protocols
@@ -58,8 +58,8 @@ class UnknownStudyError(ValueError):
   """Raised for a study name that is not registered."""
 
 
-def register(fn: Optional[Callable[..., list[TrainConfig]]] = None, *,
-             name: Optional[str] = None):
+def register(fn: Callable[..., list[TrainConfig]] | None = None, *,
+             name: str | None = None):
   """Registers a study under `name` (default: the function's name); a decorator."""
   def add(f):
     key = name or f.__name__
@@ -117,7 +117,7 @@ def paper(backbones: Sequence[str] = PAPER_BACKBONES,
 
 @register
 def data_fraction(backbones: Sequence[str] = PAPER_BACKBONES,
-                  datasets: Optional[Sequence[str]] = None,
+                  datasets: Sequence[str] | None = None,
                   seeds: int = 3) -> list[TrainConfig]:
   """The paper's Tables 7-8: 1% and 10% of the training data (100% is in `paper`).
 
@@ -197,8 +197,8 @@ def _init_suffix(config: TrainConfig) -> str:
   return "-scratch" if weights.lower() == "none" else "-" + _slug(os.path.basename(weights))
 
 
-def build(name: str, workdir: str, *, data_dir: Optional[str] = None,
-          overrides: Optional[dict] = None, **study_args) -> list[TrainConfig]:
+def build(name: str, workdir: str, *, data_dir: str | None = None,
+          overrides: dict | None = None, **study_args) -> list[TrainConfig]:
   """Resolves a study into validated configs, each in its own sub-workdir, sorted by id.
 
   Args:

@@ -19,10 +19,10 @@ import json
 import os
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
-from tfbackbones.recommend.validation import ValidateConfig  # noqa: E402
+from tfbackbones import cli
+from tfbackbones.recommend.validation import ValidateConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study", None, "Workdir of a finished study (result.json per run).")
@@ -39,7 +39,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_logs()  # before TensorFlow is imported
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import runner
   from tfbackbones.config import ConfigError
   from tfbackbones.recommend import validation

@@ -13,21 +13,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # fresh cache, so the suite exercises the build, not a library left by an earlier run;
 # subprocesses (CLI tests) inherit it.
 if "TFBACKBONES_CACHE" not in os.environ:
-  import tempfile  # pylint: disable=g-import-not-at-top
+  import tempfile
   os.environ["TFBACKBONES_CACHE"] = tempfile.mkdtemp(prefix="tfbackbones-cache-")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pytest  # noqa: E402
+import pytest
 
 # torch (parity tests, benchmarks) must be imported before TensorFlow: importing
 # torchvision after TF segfaults in triton's C extension (torch 2.14 CUDA build).
 try:
-  import torch  # noqa: F401,E402  pylint: disable=unused-import
-  import torchvision  # noqa: F401,E402  pylint: disable=unused-import
+  import torch  # noqa: F401
+  import torchvision  # noqa: F401
 except ImportError:
   pass
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 try:
@@ -40,8 +40,9 @@ except RuntimeError:  # already initialised by another conftest import
 @pytest.fixture(scope="session")
 def digits_data_dir(tmp_path_factory):
   """A TFDS data_dir with sklearn_digits prepared (offline: the data ships in sklearn)."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import tfds_builders  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  import tensorflow_datasets as tfds
+
+  import tfds_builders  # noqa: F401
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   tfds.builder("sklearn_digits", data_dir=data_dir).download_and_prepare()
   return data_dir

@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = ("tfbackbones", "experiments", "tfds_builders")
@@ -79,7 +79,7 @@ def _skipped(lines: list[str], index: int) -> bool:
   return any(SKIP.search(lines[i]) for i in (index, index - 1) if 0 <= i < len(lines))
 
 
-def extract(path: str, label: Optional[str] = None) -> tuple[list, list, list, list]:
+def extract(path: str, label: str | None = None) -> tuple[list, list, list, list]:
   """(commands, make targets, paths, problems) named by one file."""
   label = label or os.path.relpath(path, ROOT)
   text = _text_of(path)
@@ -136,7 +136,7 @@ def module_exists(module: str) -> bool:
 _HELP_CACHE: dict = {}
 
 
-def module_flags(module: str) -> Optional[set]:
+def module_flags(module: str) -> set | None:
   """The flags of `python -m module --helpfull`, None if it does not answer with help."""
   if module not in _HELP_CACHE:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -105,10 +105,10 @@ class Cluster:
     cpus = _cpus()
     self.procs, self._logs = [], []
     for i in range(self.workers):
-      out = open(self.log_path(i), "w")  # pylint: disable=consider-using-with
+      out = open(self.log_path(i), "w")
       self._logs.append(out)
       env = single_thread_env(TF_CONFIG=tf_config(self.ports, i))
-      proc = subprocess.Popen(  # pylint: disable=consider-using-with
+      proc = subprocess.Popen(
           [sys.executable, "-m", self.module, *args], cwd=ROOT, env=env, stdout=out,
           stderr=subprocess.STDOUT, preexec_fn=_pin_to(cpus[i % len(cpus)]),
           start_new_session=True)
@@ -200,7 +200,7 @@ def _group_members(pgids: set) -> list:
 def run_single(args: Sequence[str], log: str, timeout: float = 120) -> int:
   """Runs the CLI once in one process pinned to one CPU; returns its exit code."""
   with open(log, "w") as out:
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tfbackbones.train", *args], cwd=ROOT,
         env=single_thread_env(), stdout=out, stderr=subprocess.STDOUT,
         preexec_fn=_pin_to(_cpus()[-1]), start_new_session=True)

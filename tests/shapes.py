@@ -18,7 +18,7 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
 
 def draw(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
   """One (size, size, 3) uint8 image of `shape`."""
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  from PIL import Image, ImageDraw
   background = rng.integers(0, 256, 3)
   noise = rng.normal(0, 20, (size, size, 3))
   image = Image.fromarray(np.clip(background + noise, 0, 255).astype(np.uint8))
@@ -55,7 +55,7 @@ def write_folder(root, counts: dict, size: int = 48, seed: int = 0, fmt: str = "
     seed: the generator's seed (the same seed writes the same files).
     fmt: file extension.
   """
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   rng = np.random.default_rng(seed)
   for split, classes in counts.items():
     for index, (name, n) in enumerate(sorted(classes.items())):

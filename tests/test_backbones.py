@@ -25,9 +25,7 @@ import pytest
 import tensorflow as tf
 
 from tfbackbones import backbones
-from tfbackbones.backbones import keras_apps
-from tfbackbones.backbones import registry
-from tfbackbones.backbones import savedmodel
+from tfbackbones.backbones import keras_apps, registry, savedmodel
 from tfbackbones.backbones import weights as weights_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +85,6 @@ def _export_tiny_savedmodel(path, size=SIZE, width=8):
 
 def _save_legacy_h5(model, path):
   """Writes weights in the legacy .h5 layout Keras's ImageNet files use."""
-  # pylint: disable=g-import-not-at-top
   from keras.src.legacy.saving import legacy_h5_format
 
   with h5py.File(path, "w") as f:
@@ -157,7 +154,6 @@ class _Intercepted(Exception):
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
 @pytest.mark.parametrize("name", _keras_app_params())
 def test_weights_file_matches_what_keras_requests(name, monkeypatch):
-  # pylint: disable=g-import-not-at-top
   from keras.src.utils import file_utils
 
   requested = {}

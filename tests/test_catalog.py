@@ -71,7 +71,7 @@ def test_catalog_dataset_flows_through_the_pipeline_on_mock_data(name, tmp_path)
 
 
 def test_datasets_table_lists_every_dataset_and_the_folder_form(tmp_path):
-  from tfbackbones import datasets  # pylint: disable=import-outside-toplevel
+  from tfbackbones import datasets
   text = datasets.table(str(tmp_path))
   for name in catalog.names():
     assert name in text

@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
+import docs_check
 import pytest
 
-import docs_check
 from experiments import studies
 
 ROOT = docs_check.ROOT

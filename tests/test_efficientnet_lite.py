@@ -73,7 +73,7 @@ def test_registry_entries_and_structure_without_weights():
 
 
 def test_lite_preprocessing_eager_and_in_tf_data():
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   raw = np.array([[[0, 127, 255]]], np.uint8)
   expected = (raw.astype(np.float32) - 127) / 128
   np.testing.assert_allclose(backbones.preprocess_images(raw, "lite").numpy(), expected)
@@ -84,7 +84,7 @@ def test_lite_preprocessing_eager_and_in_tf_data():
 def _legacy_file(path, obj_pickle: bytes):
   """A legacy-format torch file around a hand-made pickle (no torch needed)."""
   with open(path, "wb") as f:
-    for header in (pth_numpy._LEGACY_MAGIC, 1001, {"little_endian": True}):  # pylint: disable=protected-access
+    for header in (pth_numpy._LEGACY_MAGIC, 1001, {"little_endian": True}):
       pickle.dump(header, f, protocol=2)
     f.write(obj_pickle)
     pickle.dump([], f, protocol=2)
@@ -165,7 +165,7 @@ def _reference():
 
 def _photos(size: int) -> np.ndarray:
   """chelsea and coffee, RGB uint8, bicubic-resized to size x size (as a user would)."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   skimage_data = pytest.importorskip("skimage.data", reason="needs scikit-image (photos)")
   return np.stack([
       np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))

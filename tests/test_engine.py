@@ -9,11 +9,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import Quiet, register_tiny, tiny_config
+
 from tfbackbones import results, runner
 from tfbackbones.config import ConfigError
-from tfbackbones.training import distribute, loop, steps as steps_lib, workdir as wd
+from tfbackbones.training import distribute, loop
+from tfbackbones.training import steps as steps_lib
+from tfbackbones.training import workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

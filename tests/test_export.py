@@ -45,7 +45,7 @@ def exported(run):
 def test_images(run):
   """(uint8 test images, labels) of the run's test split, as the pipeline reads them."""
   workdir, result = run
-  images_, labels, _ = evaluation._test_and_calibration(result, 1)  # pylint: disable=protected-access
+  images_, labels, _ = evaluation._test_and_calibration(result, 1)
   return images_, labels
 
 
@@ -96,7 +96,7 @@ def test_preprocess_layer_matches_preprocess_images(kind):
 
 def test_numpy_resize_matches_the_pipeline():
   """images.resize (no TF) vs pipeline.resize_uint8: at most 1 grey level, rarely."""
-  from skimage import data  # pylint: disable=import-outside-toplevel
+  from skimage import data
   rng = np.random.default_rng(0)
   for image in (data.chelsea(), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
                 rng.integers(0, 256, (37, 91, 3), dtype=np.uint8)):
@@ -108,8 +108,8 @@ def test_numpy_resize_matches_the_pipeline():
 
 
 def test_image_files_load_as_the_pipeline_decodes_them(tmp_path):
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  from skimage import data  # pylint: disable=import-outside-toplevel
+  from PIL import Image
+  from skimage import data
   gray = data.camera()[::4, ::4]
   path = str(tmp_path / "gray.png")
   Image.fromarray(gray).save(path)
@@ -141,7 +141,7 @@ def test_int8_litert_is_really_integer(run, exported):
   row = {r["format"]: r for r in exported["artifacts"]}["litert_int8"]
   dtypes = row["tensor_dtypes"]
   assert "float32" not in dtypes and "float16" not in dtypes and dtypes.get("int8", 0) > 5
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  from ai_edge_litert.interpreter import Interpreter
   interpreter = Interpreter(model_path=os.path.join(workdir, row["path"]))
   assert interpreter.get_input_details()[0]["dtype"] == np.uint8
   assert interpreter.get_output_details()[0]["dtype"] == np.uint8
@@ -172,7 +172,7 @@ def test_latency_in_a_fresh_process(run, exported):
 
 
 def _digit_pngs(folder, test_images, count=6):
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   os.makedirs(folder, exist_ok=True)
   for i in range(count):
     Image.fromarray(test_images[0][i]).save(os.path.join(folder, f"digit{i}.png"))
@@ -260,7 +260,7 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
 @pytest.mark.heavy
 def test_report_shows_the_deployment_table(run, exported, tmp_path):
   pytest.importorskip("matplotlib")
-  from tfbackbones.report import deployment, generate  # pylint: disable=import-outside-toplevel
+  from tfbackbones.report import deployment, generate
   workdir, _ = run
   study = os.path.dirname(workdir)
   table = deployment.table(deployment.load(study))

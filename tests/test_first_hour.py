@@ -67,8 +67,8 @@ def _shell(activate: str, command: str):
 
 def _digit_png(path) -> str:
   """A real handwritten digit (sklearn's, label 3) as a 32x32 PNG."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  from PIL import Image
+  from sklearn.datasets import load_digits
   digits = load_digits()
   image = digits.images[digits.target == 3][0] * (255.0 / 16.0)
   Image.fromarray(image.astype("uint8")).resize((32, 32)).convert("RGB").save(path)

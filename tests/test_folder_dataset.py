@@ -16,7 +16,7 @@ skimage_data = pytest.importorskip("skimage.data")
 def _write_photo_folder(root):
   """Two classes of real photos (scikit-image) as JPEG, PNG (8/16-bit, palette), BMP,
   grayscale and CMYK JPEG, in mixed sizes: what a user's folder looks like."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   sources = {"animal": [skimage_data.chelsea(), skimage_data.cat()],
              "scene": [skimage_data.astronaut(), skimage_data.coffee()]}
   rng = np.random.default_rng(0)

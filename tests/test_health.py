@@ -323,9 +323,9 @@ def test_small_folder_gets_a_smaller_batch_and_a_warning_unless_the_user_set_one
 
 
 def test_precise_bn_sets_the_average_of_the_batch_statistics_and_keeps_momentum():
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
 
-  from tfbackbones.training import precise_bn  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import precise_bn
   inputs = keras.Input((4, 4, 3))
   bn = keras.layers.BatchNormalization(momentum=0.99)
   model = keras.Model(inputs, bn(keras.layers.Conv2D(3, 1, use_bias=False,

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import Quiet, tiny_config
+
 from tfbackbones import imagesize, runner
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
@@ -87,7 +87,7 @@ def test_engine_trains_non_square_and_records_width_x_height(tmp_path, digits_da
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "shufflenet_v2_x2_0", "swin_t"])
 def test_registered_backbones_build_and_run_non_square(name):
-  from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
   model = backbones.get(name).build("96x64", "none")
   assert tuple(model.input_shape[1:3]) == (64, 96)
   out = model(np.zeros((1, 64, 96, 3), np.float32))
@@ -95,7 +95,7 @@ def test_registered_backbones_build_and_run_non_square(name):
 
 
 def test_vit_and_wavemix_non_square_grids():
-  from tfbackbones.backbones import transformer_ports, wavemix  # pylint: disable=import-outside-toplevel
+  from tfbackbones.backbones import transformer_ports, wavemix
   vit = transformer_ports.build_vit((32, 64), num_layers=1, num_heads=2, hidden_dim=16,
                                     mlp_dim=32)
   assert vit.get_layer("encoder.pos_embedding").weights[0].shape == (1, 1 + 2 * 4, 16)
@@ -110,7 +110,7 @@ def test_vit_and_wavemix_non_square_grids():
 
 
 def test_vit_weights_move_to_a_non_square_grid():
-  from tfbackbones.backbones import transformer_ports  # pylint: disable=import-outside-toplevel
+  from tfbackbones.backbones import transformer_ports
   small = dict(num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
   source = transformer_ports.build_vit(64, **small)
   target = transformer_ports.build_vit((32, 96), **small)
@@ -128,7 +128,7 @@ def test_vit_weights_move_to_a_non_square_grid():
 
 
 def test_savedmodel_traced_non_square_is_fixed_at_its_size(tmp_path):
-  from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
   inputs = keras.Input((32, 48, 3))
   x = keras.layers.Conv2D(4, 3)(inputs)
   x = keras.layers.GlobalAveragePooling2D()(x)

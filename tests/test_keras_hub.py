@@ -77,12 +77,12 @@ def presets(tmp_path_factory):
 
 
 def _image():
-  from skimage import data  # pylint: disable=import-outside-toplevel
+  from skimage import data
   return tf.image.resize(data.astronaut()[None].astype("float32"), (32, 32)).numpy()
 
 
 def test_named_presets_are_keras_hubs_own():
-  from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
+  from keras_hub.src.utils import preset_utils
   for preset in khp.PRESETS:
     entry = preset_utils.BUILTIN_PRESETS[preset.name]
     assert entry["kaggle_handle"] == preset.handle, preset.name
@@ -218,7 +218,7 @@ def test_a_local_preset_fine_tunes_and_resumes_in_the_engine(
              if a.shape == b.shape and a.size > 1]
   assert changed and sum(changed) >= len(changed) // 2          # the backbone trained
   # The run's usable model (the export path's input) loads and is the best checkpoint.
-  x, labels, _ = evaluation._test_and_calibration(result, 1)  # pylint: disable=protected-access
+  x, labels, _ = evaluation._test_and_calibration(result, 1)
   probs = runtimes.open_model(cfg.workdir).predict(x)
   assert np.mean(probs.argmax(1) == labels) == pytest.approx(result.test["top1"], abs=1e-9)
   # ONNX is left out: tf2onnx has no Erfc (exact GELU of the ViT-like towers, docs/keras_hub.md).

@@ -78,10 +78,10 @@ def test_fused_model_trains_like_the_original(name, expected):
 
 
 def test_without_a_compiler_the_models_keep_tensorflow_ops(monkeypatch, tmp_path, caplog):
-  saved = dict(kernels._STATE)  # pylint: disable=protected-access
+  saved = dict(kernels._STATE)
   monkeypatch.setenv("TFBACKBONES_CACHE", str(tmp_path))
   monkeypatch.setattr(kernels.shutil, "which", lambda name: None)
-  kernels._STATE.clear()  # pylint: disable=protected-access
+  kernels._STATE.clear()
   try:
     with caplog.at_level(logging.WARNING):
       assert kernels.load() is None
@@ -95,8 +95,8 @@ def test_without_a_compiler_the_models_keep_tensorflow_ops(monkeypatch, tmp_path
     np.testing.assert_allclose(kernels.depthwise_conv2d(x, k, (1, 1), "same"),
                                tf.nn.depthwise_conv2d(x, k, [1, 1, 1, 1], "SAME"))
   finally:
-    kernels._STATE.clear()  # pylint: disable=protected-access
-    kernels._STATE.update(saved)  # pylint: disable=protected-access
+    kernels._STATE.clear()
+    kernels._STATE.update(saved)
 
 
 def test_library_is_cached_by_source_and_tensorflow_version():
@@ -190,5 +190,5 @@ def test_fuse_depthwise_leaves_3x3_dilated_and_multiplier_layers_alone():
 def test_fuse_changes_nothing_for_a_model_that_will_not_run_on_cpu():
   model = backbones.get("mobilenet_v3_small").build(32, "none")
   assert kernels.fuse(model, on_cpu=False) == {"activations": 0, "depthwise": 0}
-  assert not any("call" in vars(layer) for layer in kernels._all_layers(model))  # pylint: disable=protected-access
+  assert not any("call" in vars(layer) for layer in kernels._all_layers(model))
   assert kernels.fuse(model, on_cpu=True) == {"activations": 18, "depthwise": 8}

@@ -51,7 +51,7 @@ PROGRESS = re.compile(r"epoch +(\d+) \[(\w+)\] loss (\S+) val top1 (\S+) best (\
 @pytest.fixture(scope="module", autouse=True)
 def prebuilt_kernels():
   """Compiles the fused CPU kernels once, here, so N workers do not each run g++ at once."""
-  from tfbackbones import kernels  # pylint: disable=import-outside-toplevel
+  from tfbackbones import kernels
   try:
     kernels.build()       # into $TFBACKBONES_CACHE, which the workers inherit
   except kernels.KernelBuildError:
@@ -61,7 +61,7 @@ def prebuilt_kernels():
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
   """`savedmodel:PATH` of a tiny exported conv net (weights=imagenet: its own)."""
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   keras.utils.set_random_seed(0)
   inputs = keras.Input((32, 32, 3))
   x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)

@@ -27,13 +27,18 @@ tv_models = pytest.importorskip(
     "torchvision.models",
     reason="parity tests need torch + torchvision: pip install -e '.[parity]'")
 
-from helpers import tiny_config  # noqa: E402  pylint: disable=g-import-not-at-top
-from tfbackbones import backbones  # noqa: E402
-from tfbackbones import runner  # noqa: E402
-from tfbackbones.backbones import cnn_ports  # noqa: E402
-from tfbackbones.convert import common  # noqa: E402
-from tfbackbones.convert import registry as convert_registry  # noqa: E402
-from tfbackbones.convert import torchvision_cnn  # noqa: E402,F401
+from helpers import tiny_config
+
+from tfbackbones import (
+  backbones,
+  runner,
+)
+from tfbackbones.backbones import cnn_ports
+from tfbackbones.convert import (
+  common,
+  torchvision_cnn,  # noqa: F401
+)
+from tfbackbones.convert import registry as convert_registry
 
 pytestmark = pytest.mark.parity
 
@@ -181,9 +186,9 @@ def test_converted_file_loads_into_registered_backbone_with_parity(arch, tmp_pat
 
 
 def test_regnet_stage_plan_matches_torchvision():
-  from torchvision.models.regnet import BlockParams  # pylint: disable=g-import-not-at-top
+  from torchvision.models.regnet import BlockParams
   params = BlockParams.from_init_params(**cnn_ports.REGNETY_032, se_ratio=0.25)
-  expected = [(w, d, g, s) for w, s, d, g, _ in params._get_expanded_params()]  # pylint: disable=protected-access
+  expected = [(w, d, g, s) for w, s, d, g, _ in params._get_expanded_params()]
   assert cnn_ports.regnet_block_params(**cnn_ports.REGNETY_032) == expected
 
 
@@ -234,8 +239,9 @@ def test_command_line_converts_a_checkpoint(tmp_path):
 @pytest.mark.parametrize("name", PORTS)
 def test_port_takes_a_training_step_with_gradients_everywhere(name):
   """Cheap stand-in for an engine run: every weight of the classifier gets a gradient."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfbackbones.model import build_classifier  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from tfbackbones.model import build_classifier
 
   classifier = build_classifier(backbones.get(name).build(32, "none"), 10, 32)
   x = _keras_input(_images(2, 32), name)

@@ -21,23 +21,23 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torchvision")
-import torch  # noqa: E402  pylint: disable=g-import-not-at-top
-import torchvision  # noqa: E402  pylint: disable=g-import-not-at-top
+import keras
+import torch
+import torchvision
+from helpers import tiny_config
+from torch import nn
+from torch.nn import functional as F
 
-import keras  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from helpers import tiny_config  # noqa: E402
-from tfbackbones import runner  # noqa: E402
-from tfbackbones.backbones import registry  # noqa: E402
-from tfbackbones.backbones import transformer_ports  # noqa: E402
-from tfbackbones.backbones import weights as weights_lib  # noqa: E402
-from tfbackbones.convert import common  # noqa: E402
-from tfbackbones.convert import registry as convert_registry  # noqa: E402
-from tfbackbones.convert import (  # noqa: E402
-    torchvision_transformers as converters)
-from tfbackbones.convert.registry import ConversionError  # noqa: E402
+from tfbackbones import runner
+from tfbackbones.backbones import (
+  registry,
+  transformer_ports,
+)
+from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.convert import common
+from tfbackbones.convert import registry as convert_registry
+from tfbackbones.convert import torchvision_transformers as converters
+from tfbackbones.convert.registry import ConversionError
 
 pytestmark = pytest.mark.parity
 
@@ -235,7 +235,7 @@ def references():
 
 
 def _head(state, arch):
-  prefix = converters._HEADS[arch]  # pylint: disable=protected-access
+  prefix = converters._HEADS[arch]
   return state[f"{prefix}.weight"], state[f"{prefix}.bias"]
 
 

@@ -102,7 +102,7 @@ def test_unknown_dataset_lists_the_valid_ones():
 
 
 def test_breakhis_validation_split_keeps_patients_on_one_side(tmp_path):
-  import os  # pylint: disable=import-outside-toplevel
+  import os
   manual = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "tfds_builders", "breakhis", "dummy_data")
   spec = catalog.get("breakhis_40x")
@@ -110,7 +110,7 @@ def test_breakhis_validation_split_keeps_patients_on_one_side(tmp_path):
                           train_fraction=1.0, split_seed=0, select_on="val",
                           manual_dir=manual)
   builder = pipeline.get_builder(spec, str(tmp_path), download=False)
-  ids, _, groups = pipeline._read_index(builder, spec.train_split, spec)  # pylint: disable=protected-access
+  ids, _, groups = pipeline._read_index(builder, spec.train_split, spec)
   group_of = dict(zip(ids, groups))
   val_groups = {group_of[i] for i in data.ids.val}
   train_groups = {group_of[i] for i in data.ids.train}
@@ -153,10 +153,10 @@ def test_native_augmentation_runs_before_the_resize(digits_data_dir):
 
 
 def test_native_augmentation_needs_one_native_size(tmp_path):
-  from tfbackbones.config import ConfigError  # pylint: disable=import-outside-toplevel
+  from tfbackbones.config import ConfigError
 
   class Builder:  # a TFDS builder's info of a dataset with images of varying size
-    class info:  # pylint: disable=invalid-name
+    class info:
       features = {"image": tfds.features.Image(shape=(None, None, 3))}
   with pytest.raises(ConfigError, match="augment_at=native needs images of one native "
                                         "size.*--augment_at=cached"):

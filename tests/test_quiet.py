@@ -15,14 +15,14 @@ NOISE = ("Variant folder", "cuInit", "InitializeLog", "oneDNN", "custom data con
 
 def test_filter_drops_only_the_known_noise(caplog):
   logger = logging.getLogger("absl")
-  logger.addFilter(quiet._FILTER)  # pylint: disable=protected-access
+  logger.addFilter(quiet._FILTER)
   try:
     with caplog.at_level(logging.WARNING, logger="absl"):
       logger.warning("Variant folder %s has no %s", "/x/1.0.0", "dataset_info.json")
       logger.warning("Using custom data configuration: %s", "FolderConfig(...)")
       logger.warning("checkpoint %s is damaged", "/x/ckpt-3")
   finally:
-    logger.removeFilter(quiet._FILTER)  # pylint: disable=protected-access
+    logger.removeFilter(quiet._FILTER)
   assert [r.getMessage() for r in caplog.records] == ["checkpoint /x/ckpt-3 is damaged"]
 
 
@@ -52,7 +52,7 @@ def test_installing_the_package_prints_no_setuptools_warning(tmp_path):
   Declared package data (no include_package_data) and an explicit package_dir keep
   setuptools from warning about every dummy_data folder and about its editable finder.
   """
-  import shutil  # pylint: disable=import-outside-toplevel
+  import shutil
   src = tmp_path / "src"
   shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
       ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
@@ -65,7 +65,7 @@ def test_installing_the_package_prints_no_setuptools_warning(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   output = proc.stdout + proc.stderr
   assert "Warning" not in output, [line for line in output.splitlines() if "Warning" in line]
-  import zipfile  # pylint: disable=import-outside-toplevel
+  import zipfile
   wheel = [p for p in out.iterdir() if p.name.endswith(".whl") and "editable" not in p.name]
   names = zipfile.ZipFile(wheel[0]).namelist()
   assert sum("dummy_data" in n for n in names) > 100  # package data still ships

@@ -17,7 +17,7 @@ TINY_MODEL = "mobilenet_v3_small"
 
 def write_folder(root, classes=3, per_class=16, seed=0):
   """Class folders of 40x48 PNGs: each class a colour plus noise (easy to tell apart)."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   rng = np.random.default_rng(seed)
   colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
   for c in range(classes):
@@ -37,9 +37,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):
   """A weights file saved from the 32-px backbone (a 'pretrained' candidate's file)."""
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
 
-  from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
   keras.utils.set_random_seed(7)
   model = backbones.get(TINY_MODEL).build(32, "none")
   path = str(tmp_path_factory.mktemp("weights") / "tiny.weights.h5")
@@ -94,7 +94,6 @@ def test_ranks_caches_and_skips(folder, weights_file, tmp_path, monkeypatch):
 
 def test_features_are_the_backbone_pooled_output(folder, weights_file, tmp_path):
   """The cached features are exactly the pooled output of a plain Keras forward pass."""
-  # pylint: disable=import-outside-toplevel
   import keras
 
   from tfbackbones import backbones
@@ -169,7 +168,7 @@ def test_cli_all_candidates_skipped_exits_2(folder, tmp_path):
 
 @pytest.mark.heavy
 def test_finetune_top_trains_the_picks_and_reports_predicted_vs_actual(folder, tmp_path):
-  from tfbackbones.recommend import finetune  # pylint: disable=import-outside-toplevel
+  from tfbackbones.recommend import finetune
   tiny = register_tiny()
   config = _config(folder, tmp_path / "rec", tmp_path / "tfds",
                    [f"{tiny}@none", f"{TINY_MODEL}@none"], finetune_top=1,

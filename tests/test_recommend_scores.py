@@ -39,7 +39,7 @@ def _evidence(f, y, alpha, beta):
 def test_logme_column_maximises_the_evidence():
   # Independent of the reference code: with N > D and full rank the solver's evidence is
   # the exact Gaussian evidence, and its (alpha, beta) is the maximum over a grid.
-  u, s, _ = scores._thin_svd(F3)  # pylint: disable=protected-access
+  u, s, _ = scores._thin_svd(F3)
   y = (Y3 == 1).astype(float)
   best = scores.logme_column(u, s, y, F3.shape[1])
   assert best.evidence == pytest.approx(_evidence(F3, y, best.alpha, best.beta), abs=2e-3)

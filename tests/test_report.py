@@ -18,7 +18,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfbackbones.report import generate, records as rec, render, significance, tables
+from tfbackbones.report import generate, render, significance, tables
+from tfbackbones.report import records as rec
 from tfbackbones.results import RunResult
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,17 +11,18 @@ import random
 
 import keras
 import pytest
+from helpers import register_tiny
 
 from experiments import quickstart, run, studies
-from helpers import register_tiny
+from tfbackbones import results
 from tfbackbones.backbones import registry
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog
 from tfbackbones.protocols import paper as paper_protocol
-from tfbackbones import results
 from tfbackbones.report import generate
 from tfbackbones.results import RunResult
-from tfbackbones.training import loop, workdir as wd
+from tfbackbones.training import loop
+from tfbackbones.training import workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_B = "test_tiny_mlp"
@@ -111,7 +112,7 @@ def test_paper_rules_agree_with_the_catalog_where_it_has_the_dataset():
 
 
 def test_paper_study_names_match_the_published_numbers():
-  from tfbackbones.report import records  # pylint: disable=import-outside-toplevel
+  from tfbackbones.report import records
   published = records.read_csv(records.PAPER)
   assert {r.backbone for r in published} == set(studies.PAPER_BACKBONES)
   assert {r.dataset for r in published} == set(studies.PAPER_DATASETS) - {"neu_surface_defects"}
@@ -178,7 +179,7 @@ class Recorder:
   """train_fn that counts engine calls per run and keeps every log line."""
 
   def __init__(self):
-    from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+    from tfbackbones import runner
     self.runner, self.calls, self.lines = runner, [], []
 
   def __call__(self, config, **kwargs):
@@ -287,7 +288,7 @@ def _fake_finished(config):
 
 def test_failures_are_recorded_once_and_a_finished_run_is_never_overwritten(tmp_path):
   """The runner's bookkeeping around the engine, with a fake engine (no training)."""
-  from tfbackbones import backbones  # pylint: disable=import-outside-toplevel
+  from tfbackbones import backbones
   base = TrainConfig(dataset="sklearn_digits", **TINY)
   configs = [base.replace(backbone=b) for b in ("a_engine_failure", "b_unknown", "c_fine")]
   configs = [c.replace(workdir=str(tmp_path / studies.run_id(c))) for c in configs]

@@ -82,7 +82,7 @@ def test_dualopt_state_round_trips():
 
 # ----------------------------------------------------------------------------- metrics
 def test_metrics_match_sklearn_per_sample():
-  from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
+  from sklearn import metrics as skm
   rng = np.random.default_rng(0)
   y = rng.integers(0, 7, 500)
   p = np.where(rng.random(500) < 0.6, y, rng.integers(0, 7, 500))
@@ -156,7 +156,7 @@ def test_group_split_keeps_every_group_on_one_side_and_is_stratified():
 ])
 def test_only_the_chief_by_tf_config_writes_before_the_strategy_exists(monkeypatch, tf_config,
                                                                        chief):
-  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import distribute
   if tf_config is None:
     monkeypatch.delenv("TF_CONFIG", raising=False)
   else:
@@ -165,9 +165,9 @@ def test_only_the_chief_by_tf_config_writes_before_the_strategy_exists(monkeypat
 
 
 def test_a_lost_peer_is_only_diagnosed_in_a_multi_worker_job():
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
 
-  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import distribute
   error = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: x")
   assert distribute.worker_lost(error, tf.distribute.get_strategy(), 2, "w") is None
   assert distribute.worker_lost(error, None, 2, "w") is None

@@ -70,7 +70,7 @@ def _synthetic_study(tmp_path):
 def test_validate_on_a_synthetic_study(tmp_path):
   _, study = _synthetic_study(tmp_path)
   # The folder is prepared by the first recommend run (validation never downloads).
-  from tfbackbones.data import catalog, pipeline  # pylint: disable=import-outside-toplevel
+  from tfbackbones.data import catalog, pipeline
   spec = catalog.get(json.load(open(os.path.join(
       study, "mobilenet_v3_small", "s0", "result.json")))["dataset"])
   pipeline.get_builder(spec, str(tmp_path / "tfds"), download=True)
@@ -98,7 +98,7 @@ def test_validate_on_a_synthetic_study(tmp_path):
   assert "| combined |" in text and "mobilenet_v3_small@none" in text
 
   # The study's report shows both rankings side by side (recommend.json in <study>/recommend).
-  from tfbackbones import report  # pylint: disable=import-outside-toplevel
+  from tfbackbones import report
   paths = report.build(study, str(tmp_path / "report"), log=lambda _: None)
   page = open(paths["report.html"]).read()
   assert "Recommender vs fine-tuning" in page

@@ -172,7 +172,7 @@ def test_damage_falls_back_to_the_newest_intact_checkpoint(tmp_path, interrupted
   damage(workdir)
   log = Quiet()
   trainer = h.bare_trainer(workdir, log=log)
-  assert trainer._start_or_resume() is (not restarts)  # pylint: disable=protected-access
+  assert trainer._start_or_resume() is (not restarts)
   assert trainer.schedule.epoch == expected_epoch
   warnings = [line for line in log.lines if line.startswith("warning:")]
   if restarts:
@@ -198,16 +198,16 @@ def test_a_kill_while_healing_heals_on_the_next_resume(tmp_path, interrupted, st
   counter = h.KillAt(10**9)
   workdir = damaged("count")
   wd.FAULT_HOOK = counter
-  h.bare_trainer(workdir)._start_or_resume()  # pylint: disable=protected-access
+  h.bare_trainer(workdir)._start_or_resume()
   assert {p for _, p, _ in counter.seen} >= {"move", "write", "rename", "delete"}
   for n in range(len(counter.seen)):
     workdir = damaged(f"kill{n}")
     wd.FAULT_HOOK = h.KillAt(n)
     with pytest.raises(h.Kill):
-      h.bare_trainer(workdir)._start_or_resume()  # pylint: disable=protected-access
+      h.bare_trainer(workdir)._start_or_resume()
     wd.FAULT_HOOK = None
     trainer = h.bare_trainer(workdir)
-    assert trainer._start_or_resume() and trainer.schedule.epoch == 4  # pylint: disable=protected-access
+    assert trainer._start_or_resume() and trainer.schedule.epoch == 4
   _assert_like_straight(h.run(workdir), straight, 2)
 
 
@@ -221,7 +221,7 @@ def test_leftovers_of_killed_writers_are_removed_on_resume(tmp_path, interrupted
   for path in leftovers:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("x")
-  h.bare_trainer(workdir)._start_or_resume()  # pylint: disable=protected-access
+  h.bare_trainer(workdir)._start_or_resume()
   assert not any(path.exists() for path in leftovers)
   assert not (workdir / wd.BEST / "weights-7_temp").exists()
 
@@ -260,7 +260,7 @@ def test_damaged_config_json_heals_from_the_copy_in_state(tmp_path, interrupted,
   (workdir / wd.CONFIG).write_bytes(content.encode("latin-1"))
   log = Quiet()
   trainer = h.bare_trainer(workdir, log=log)
-  assert trainer._check_workdir() is None  # pylint: disable=protected-access
+  assert trainer._check_workdir() is None
   assert any("config.json" in line and "copy in state.json" in line for line in log.lines)
   assert (workdir / (wd.CONFIG + wd.DAMAGED)).exists()
   # ...and the copy still refuses another experiment.
@@ -268,7 +268,7 @@ def test_damaged_config_json_heals_from_the_copy_in_state(tmp_path, interrupted,
   other = h.bare_trainer(workdir)
   other.config = other.config.replace(seed=3)
   with pytest.raises(ConfigError, match="seed: now 3"):
-    other._check_workdir()  # pylint: disable=protected-access
+    other._check_workdir()
 
 
 @pytest.mark.parametrize("content", ["", "{\"status\": \"fin", "[]", "{}",
@@ -282,7 +282,7 @@ def test_damaged_result_json_is_moved_aside_and_the_run_resumed(tmp_path, interr
   shutil.copytree(interrupted, workdir)
   (workdir / wd.RESULT).write_text(content)
   log = Quiet()
-  assert h.bare_trainer(workdir, log=log)._check_workdir() is None  # pylint: disable=protected-access
+  assert h.bare_trainer(workdir, log=log)._check_workdir() is None
   assert len(log.lines) == 1 and "result.json" in log.lines[0] and "resuming" in log.lines[0]
   assert not (workdir / wd.RESULT).exists() and (workdir / (wd.RESULT + wd.DAMAGED)).exists()
 
@@ -292,7 +292,7 @@ def test_a_config_json_of_unknown_keys_is_one_clear_error(tmp_path, interrupted)
   shutil.copytree(interrupted, workdir)
   (workdir / wd.CONFIG).write_text(json.dumps({"backbone": "bare", "colour": "red"}))
   with pytest.raises(wd.WorkdirError, match="config.json does not hold a TrainConfig"):
-    h.bare_trainer(workdir)._check_workdir()  # pylint: disable=protected-access
+    h.bare_trainer(workdir)._check_workdir()
 
 
 @pytest.mark.heavy
@@ -351,7 +351,7 @@ def test_purge_drops_final_summaries_and_a_record_cut_short(tmp_path):
 def test_a_second_live_run_is_refused(tmp_path):
   cfg = TrainConfig(workdir=str(tmp_path / "run"), weights="none")
   with lock_lib.WorkdirLock(cfg.workdir):
-    from tfbackbones.training.loop import Trainer  # pylint: disable=import-outside-toplevel
+    from tfbackbones.training.loop import Trainer
     with pytest.raises(lock_lib.LockError, match=f"in use by pid {os.getpid()}"):
       Trainer(cfg, log=Quiet()).run()
   assert not os.path.exists(os.path.join(cfg.workdir, wd.LOCK))   # released
@@ -379,7 +379,7 @@ def _write_lock(workdir, info, age=0.0):
     ("{\"host\": ", 0, True),                         # killed while writing the lock
 ])
 def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path, info, age, taken):
-  import socket  # pylint: disable=import-outside-toplevel
+  import socket
   if isinstance(info, dict):
     info = {k: {"HOST": socket.gethostname(), "DEAD": _dead_pid()}.get(v, v)
             for k, v in info.items()}
@@ -467,7 +467,7 @@ def _study_configs(root):
 
 
 def test_a_study_names_unreadable_runs_and_never_stops(tmp_path):
-  from experiments import run  # pylint: disable=import-outside-toplevel
+  from experiments import run
   configs = _study_configs(tmp_path)
   for cfg, (name, text) in zip(configs, [(wd.RESULT, "{\"status\": \"fin"),
                                          (wd.RESULT, "[]"), (wd.CONFIG, "\x00"),
@@ -493,7 +493,7 @@ def test_a_study_names_unreadable_runs_and_never_stops(tmp_path):
 
 
 def test_the_report_counts_every_run_directory(tmp_path):
-  from tfbackbones.report import records  # pylint: disable=import-outside-toplevel
+  from tfbackbones.report import records
   cases = {"seed0": {wd.RESULT: "{\"status\": \"fin"}, "seed1": {wd.RESULT: "[]"},
            "seed2": {wd.CONFIG: "\x00\xff"}, "seed3": {wd.STATE: "{}"},
            "seed4": {wd.CONFIG: json.dumps(TrainConfig(backbone="bare").to_dict())},

@@ -54,7 +54,7 @@ def fake_epoch(trainer: loop.Trainer) -> None:
     v.assign(v * 0.5 + float(epoch + 1))
   trainer.optimizer.apply_gradients(
       [(tf.ones_like(v), v) for v in trainer.model.trainable_variables])
-  trainer._end_epoch(epoch, time.time(), 1.0, 2.0, 0.01,  # pylint: disable=protected-access
+  trainer._end_epoch(epoch, time.time(), 1.0, 2.0, 0.01,
                      {"top1": METRICS[epoch], "loss": 1.0, "count": 4})
 
 
@@ -62,9 +62,9 @@ def run(workdir, *, stop_after=None, log=None, **kwargs) -> loop.Trainer:
   """Resumes (or starts) a bare run and trains to the end, or `stop_after` epochs done."""
   trainer = bare_trainer(workdir, log=log, **kwargs)
   EPOCH[0] = None
-  trainer._start_or_resume()  # pylint: disable=protected-access
+  trainer._start_or_resume()
   trainer.writer = summaries.RunWriter(trainer.workdir)
-  trainer._run_started = time.time()  # pylint: disable=protected-access
+  trainer._run_started = time.time()
   try:
     while not trainer.schedule.done and trainer.schedule.epoch != stop_after:
       fake_epoch(trainer)
@@ -78,7 +78,7 @@ def weights(trainer) -> list:
 
 
 def best_weights(trainer) -> list:
-  trainer._restore_best(trainer.best_path)  # pylint: disable=protected-access
+  trainer._restore_best(trainer.best_path)
   return weights(trainer)
 
 

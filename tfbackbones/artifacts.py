@@ -43,9 +43,9 @@ PREPROCESS_LAYER = "preprocess"
 PROBABILITIES_LAYER = "probabilities"
 
 # Constants of `tfbackbones/backbones/preprocessing.py`, where they are documented.
-_CAFFE_MEAN_BGR = preprocessing._CAFFE_MEAN_BGR  # pylint: disable=protected-access
-_TORCH_MEAN_RGB = preprocessing._TORCH_MEAN_RGB  # pylint: disable=protected-access
-_TORCH_STD_RGB = preprocessing._TORCH_STD_RGB  # pylint: disable=protected-access
+_CAFFE_MEAN_BGR = preprocessing._CAFFE_MEAN_BGR
+_TORCH_MEAN_RGB = preprocessing._TORCH_MEAN_RGB
+_TORCH_STD_RGB = preprocessing._TORCH_STD_RGB
 
 
 @keras.saving.register_keras_serializable(package="tfbackbones")
@@ -155,7 +155,7 @@ def save_usable_model(trainer) -> str | None:
     _save(model, path)
     write_labels(wd.path(cfg.workdir, LABELS_FILE), trainer.data.class_names)
     return path
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     logging.warning("%s: could not write %s (%s: %s); the results are unaffected",
                     cfg.workdir, MODEL_FILE, type(e).__name__, e)
     return None
@@ -172,5 +172,5 @@ def _save(model: keras.Model, path: str) -> None:
 
 def load_model(path: str) -> keras.Model:
   """Loads a model.keras written by `save_usable_model` (registers its layers first)."""
-  import tfbackbones.backbones  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  import tfbackbones.backbones  # noqa: F401
   return keras.saving.load_model(path, compile=False)

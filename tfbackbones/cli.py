@@ -29,7 +29,7 @@ def quiet_logs() -> None:
     return
   absl_logging.set_verbosity(absl_logging.WARNING)
   quiet.quiet()
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds
   tfds.disable_progress_bar()
 
 

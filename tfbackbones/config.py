@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, Optional, Union
+from typing import Any
 
 from tfbackbones import imagesize
 
@@ -53,10 +53,10 @@ class TrainConfig:
   backbone: str = "efficientnetv2_b0"
   dataset: str = "sklearn_digits"
   workdir: str = "runs/default"
-  data_dir: Optional[str] = None
-  manual_dir: Optional[str] = None
+  data_dir: str | None = None
+  manual_dir: str | None = None
   weights: str = "imagenet"
-  image_size: Union[int, str] = 0
+  image_size: int | str = 0
   batch_size: int = 64
   # Lower the batch so an epoch has at least this many steps (small data; 0 = keep
   # batch_size as given). protocols.resolve sets 0 when the user gives --batch_size.
@@ -82,13 +82,13 @@ class TrainConfig:
   freeze_backbone: bool = False
   augment: str = "auto"
   augment_at: str = "cached"
-  bn_momentum: Optional[float] = None
+  bn_momentum: float | None = None
   # Re-estimate BatchNorm statistics on training images before every evaluation
   # (tfbackbones/training/precise_bn.py). None = auto: on when an epoch has fewer than
   # batching.FEW_STEPS steps (measured to lift such runs off chance, docs/results.md).
-  precise_bn: Optional[bool] = None
+  precise_bn: bool | None = None
   strategy: str = "auto"
-  tpu: Optional[str] = None
+  tpu: str | None = None
   cpu_replicas: int = 1
   precision: str = "auto"
   steps_per_execution: int = 32
@@ -97,7 +97,7 @@ class TrainConfig:
   download: bool = True
   keep_checkpoints: int = 2
 
-  def validate(self) -> "TrainConfig":
+  def validate(self) -> TrainConfig:
     """Raises ConfigError naming the first bad value and the fix; returns self."""
     def bad(name: str, value: Any, fix: str):
       raise ConfigError(f"--{name}={value!r} is invalid: {fix}")
@@ -179,17 +179,17 @@ class TrainConfig:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
-  def from_dict(cls, values: dict) -> "TrainConfig":
+  def from_dict(cls, values: dict) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
       raise ConfigError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
     return cls(**values)
 
-  def replace(self, **changes) -> "TrainConfig":
+  def replace(self, **changes) -> TrainConfig:
     return dataclasses.replace(self, **changes)
 
-  def experiment_diff(self, other: "TrainConfig") -> dict:
+  def experiment_diff(self, other: TrainConfig) -> dict:
     """Returns {field: (self_value, other_value)} for fields that define the experiment."""
     return {f: (getattr(self, f), getattr(other, f)) for f in _EXPERIMENT_FIELDS
             if getattr(self, f) != getattr(other, f)}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli, imagesize  # noqa: E402
-from tfbackbones.data import catalog  # noqa: E402
+from tfbackbones import cli, imagesize
+from tfbackbones.data import catalog
 
 FLAGS = flags.FLAGS
 
@@ -30,10 +30,10 @@ def _define_flags():
 
 def presence(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
   """'yes' if prepared under data_dir, else a short reason."""
-  from tfbackbones.data import pipeline  # pylint: disable=import-outside-toplevel
+  from tfbackbones.data import pipeline
   try:
     builder = pipeline.tfds_builder(spec, data_dir)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     return f"no ({type(e).__name__})"
   return "yes" if builder.is_prepared() else "no"
 
@@ -57,7 +57,7 @@ def table(data_dir: str | None) -> str:
 def main(argv):
   del argv
   cli.quiet_logs()  # before TensorFlow is imported
-  from tfbackbones.data import pipeline  # pylint: disable=import-outside-toplevel
+  from tfbackbones.data import pipeline
   for name in FLAGS.prepare:
     try:
       builder = pipeline.get_builder(catalog.get(name), FLAGS.data_dir, download=True,

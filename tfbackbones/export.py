@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
-from tfbackbones.deploy import evaluation, exporters  # noqa: E402
+from tfbackbones import cli
+from tfbackbones.deploy import evaluation, exporters
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a finished training run.")
@@ -50,7 +50,6 @@ def main(argv):
   except (evaluation.WorkdirError, exporters.ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  # pylint: disable=import-outside-toplevel
   cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner
   from tfbackbones.deploy import runtimes

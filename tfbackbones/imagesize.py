@@ -17,10 +17,9 @@ Conventions:
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
 
 Size = tuple  # (height, width), both ints
-SizeLike = Union[int, str, tuple, list, None]
+SizeLike = int | str | tuple | list | None
 
 _TEXT = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
 
@@ -29,7 +28,7 @@ class SizeError(ValueError):
   """A size could not be parsed; the message shows the accepted forms."""
 
 
-def parse(value: SizeLike) -> Optional[Size]:
+def parse(value: SizeLike) -> Size | None:
   """Returns `(height, width)`, or None for 0/None/"" (the protocol size).
 
   Accepts an int (square), a string `"448"` or `"WIDTHxHEIGHT"` (`"672x448"`), or a
@@ -92,7 +91,7 @@ def text(value: SizeLike, both_sides: bool = False) -> str:
   return str(height) if height == width and not both_sides else f"{width}x{height}"
 
 
-def canonical(value: SizeLike) -> Union[int, str]:
+def canonical(value: SizeLike) -> int | str:
   """The config/JSON form: an int when square (or 0), else the `WIDTHxHEIGHT` string."""
   size = parse(value)
   if size is None:

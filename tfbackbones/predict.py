@@ -19,9 +19,9 @@ import csv
 import sys
 
 import numpy as np
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
+from tfbackbones import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A finished run's workdir, a .keras/.tflite/.onnx file "
@@ -49,7 +49,6 @@ def write_csv(path: str, rows: list) -> None:
 
 def main(argv):
   cli.quiet_logs()  # before TensorFlow is imported
-  # pylint: disable=import-outside-toplevel
   from tfbackbones.deploy import images as images_lib
   from tfbackbones.deploy import runtimes
   paths = argv[1:]

@@ -74,7 +74,7 @@ def import_tensorflow_quietly() -> None:
   with tempfile.TemporaryFile() as captured:
     try:
       with _stderr_to(captured):
-        import tensorflow  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+        import tensorflow  # noqa: F401
     except BaseException:
       captured.seek(0)
       sys.stderr.write(captured.read().decode("utf-8", "replace"))

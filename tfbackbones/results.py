@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
 from tfbackbones.config import TrainConfig
 
@@ -69,35 +69,35 @@ class RunResult:
   train_fraction: float
   config: dict
   selection_protocol: str = VAL_SPLIT
-  error: Optional[str] = None
-  reason: Optional[str] = None
-  domain: Optional[str] = None
-  num_classes: Optional[int] = None
-  class_names: Optional[list] = None
+  error: str | None = None
+  reason: str | None = None
+  domain: str | None = None
+  num_classes: int | None = None
+  class_names: list | None = None
   image_size: Any = None
-  split_seed: Optional[int] = None
-  split_counts: Optional[dict] = None
+  split_seed: int | None = None
+  split_counts: dict | None = None
   data: dict = dataclasses.field(default_factory=dict)
-  augmentation: Optional[dict] = None
-  backbone_info: Optional[dict] = None
-  selection: Optional[dict] = None
-  val: Optional[dict] = None
-  test: Optional[dict] = None
-  epochs: Optional[dict] = None
-  switch_epoch: Optional[int] = None
-  stop_reason: Optional[str] = None
+  augmentation: dict | None = None
+  backbone_info: dict | None = None
+  selection: dict | None = None
+  val: dict | None = None
+  test: dict | None = None
+  epochs: dict | None = None
+  switch_epoch: int | None = None
+  stop_reason: str | None = None
   wall_time_sec: float = 0.0
-  params: Optional[int] = None
-  trainable_params: Optional[int] = None
-  model_size_mb: Optional[float] = None
-  train_images_per_sec: Optional[float] = None
-  peak_host_memory_mb: Optional[float] = None
-  strategy: Optional[str] = None
-  replicas: Optional[int] = None
-  precision: Optional[str] = None
-  global_batch: Optional[int] = None
-  versions: Optional[dict] = None
-  finished_at: Optional[str] = None
+  params: int | None = None
+  trainable_params: int | None = None
+  model_size_mb: float | None = None
+  train_images_per_sec: float | None = None
+  peak_host_memory_mb: float | None = None
+  strategy: str | None = None
+  replicas: int | None = None
+  precision: str | None = None
+  global_batch: int | None = None
+  versions: dict | None = None
+  finished_at: str | None = None
   schema_version: int = SCHEMA_VERSION
   extra: dict = dataclasses.field(default_factory=dict)
 
@@ -113,20 +113,20 @@ class RunResult:
     return self.selection_protocol == ON_TEST
 
   @property
-  def test_top1(self) -> Optional[float]:
+  def test_top1(self) -> float | None:
     return self.test.get("top1") if self.test else None
 
   # ------------------------------------------------------------------ building
   @classmethod
   def failure(cls, config: TrainConfig, error: BaseException | str, *, seconds: float,
-              domain: Optional[str] = None) -> "RunResult":
+              domain: str | None = None) -> RunResult:
     """The result of a run that an error stopped."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return cls.for_config(config, status=FAILED, error=message, wall_time_sec=seconds,
                           domain=domain)
 
   @classmethod
-  def for_config(cls, config: TrainConfig, **fields) -> "RunResult":
+  def for_config(cls, config: TrainConfig, **fields) -> RunResult:
     """A result whose cell and protocol come from `config`; `fields` set the rest."""
     return cls(backbone=config.backbone, dataset=config.dataset, seed=config.seed,
                train_fraction=config.train_fraction, config=config.to_dict(),
@@ -143,7 +143,7 @@ class RunResult:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_jsonable)
 
   @classmethod
-  def from_dict(cls, values: Any, source: str = "result.json") -> "RunResult":
+  def from_dict(cls, values: Any, source: str = "result.json") -> RunResult:
     """Parses a result dict; raises ResultError naming `source` and what is wrong."""
     if not isinstance(values, dict):
       raise ResultError(f"{source}: expected a JSON object, found "
@@ -183,7 +183,7 @@ class RunResult:
     return cls(**known, extra=extra)
 
   @classmethod
-  def from_json(cls, text: str, source: str = "result.json") -> "RunResult":
+  def from_json(cls, text: str, source: str = "result.json") -> RunResult:
     try:
       values = json.loads(text)
     except json.JSONDecodeError as e:
@@ -192,9 +192,9 @@ class RunResult:
     return cls.from_dict(values, source)
 
 
-def read(path: str) -> Optional[RunResult]:
+def read(path: str) -> RunResult | None:
   """The RunResult at `path` (local or gs://), None if there is none; ResultError if bad."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   if not tf.io.gfile.exists(path):
     return None
   try:
@@ -208,7 +208,7 @@ def read(path: str) -> Optional[RunResult]:
 
 def write(path: str, result: RunResult) -> None:
   """Writes atomically (temporary file, then rename)."""
-  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import workdir as wd
   wd.write_text(path, result.to_json())
 
 

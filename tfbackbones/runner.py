@@ -31,5 +31,5 @@ def check(config: TrainConfig) -> TrainConfig:
 
 def train(config: TrainConfig, **trainer_kwargs) -> RunResult:
   """Runs (or resumes) `config` to completion and returns its result."""
-  from tfbackbones.training.loop import Trainer  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training.loop import Trainer
   return Trainer(check(config), **trainer_kwargs).run()

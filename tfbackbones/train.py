@@ -23,12 +23,17 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli, nextsteps, protocols  # noqa: E402
-
-from tfbackbones.config import (AUGMENT_AT, CACHE_MODES, PRECISIONS, SELECT_ON, STRATEGIES,  # noqa: E402
-                                TrainConfig)
+from tfbackbones import cli, nextsteps, protocols
+from tfbackbones.config import (
+  AUGMENT_AT,
+  CACHE_MODES,
+  PRECISIONS,
+  SELECT_ON,
+  STRATEGIES,
+  TrainConfig,
+)
 
 _D = TrainConfig()
 FLAGS = flags.FLAGS
@@ -138,8 +143,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_logs()  # before TensorFlow is imported
-  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
-  from tfbackbones.training import distribute  # pylint: disable=import-outside-toplevel
+  from tfbackbones import runner
+  from tfbackbones.training import distribute
   try:
     config = config_from_flags().validate()
     if FLAGS.dry_run:  # names are checked as a real run would, nothing is touched

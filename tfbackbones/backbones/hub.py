@@ -23,8 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from tfbackbones.backbones import preprocessing as preprocessing_lib
-from tfbackbones.backbones import registry
-from tfbackbones.backbones import savedmodel
+from tfbackbones.backbones import registry, savedmodel
 from tfbackbones.backbones import weights as weights_lib
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ def resolve_handle(spec: registry.BackboneSpec) -> str:
         spec, f"not cached and {weights_lib.OFFLINE_ENV}=1 forbids "
         "downloading"))
   try:
-    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+    import tensorflow_hub as hub
   except ImportError as e:
     # tensorflow-hub 0.16.1 imports pkg_resources, which setuptools >= 81
     # no longer ships.
@@ -101,7 +100,7 @@ def resolve_handle(spec: registry.BackboneSpec) -> str:
   try:
     with weights_lib.socket_timeout(weights_lib.DOWNLOAD_SOCKET_TIMEOUT_S):
       return hub.resolve(handle)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise weights_lib.WeightsNotAvailableError(_unavailable_message(
         spec, f"download failed: {type(e).__name__}: {e}")) from e
 

@@ -24,7 +24,8 @@ in a functional model named after the backbone.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
@@ -74,7 +75,7 @@ def keras_constructor(name: str) -> Callable[..., keras.Model]:
   Returns:
     A callable building the raw Keras model.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   constructor, extra = _CONSTRUCTORS[name]
   return functools.partial(getattr(keras.applications, constructor), **extra)
@@ -98,7 +99,7 @@ def build_keras_app(spec: registry.BackboneSpec, image_size: tuple,
   Returns:
     Functional model named `spec.name`: (B, H, W, 3) -> (B, h, w, C).
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   choice = weights_lib.parse_weights_arg(weights)
   imagenet_path = None

@@ -348,7 +348,7 @@ def missing_message(spec: registry.BackboneSpec, reason: str) -> str:
 
 def _import_keras_hub():
   try:
-    import keras_hub  # pylint: disable=import-outside-toplevel
+    import keras_hub
   except ImportError as e:
     raise KerasHubError(f"keras-hub is not installed: {INSTALL_HINT}.") from e
   return keras_hub
@@ -369,14 +369,14 @@ def locate(spec: registry.BackboneSpec) -> str:
     raise weights_lib.WeightsNotAvailableError(missing_message(
         spec, f"{weights_lib.OFFLINE_ENV}=1 forbids downloading"))
   keras_hub = _import_keras_hub()
-  from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
+  from keras_hub.src.utils import preset_utils
   try:
     with weights_lib.socket_timeout(weights_lib.DOWNLOAD_SOCKET_TIMEOUT_S):
       config = preset_utils.get_file(spec.handle, weights_lib.PRESET_CONFIG)
       keras_hub.models.Backbone.from_preset(spec.handle)  # fetches the weights too
       if preset_utils.check_file_exists(spec.handle, CONVERTER_FILE):
         preset_utils.get_file(spec.handle, CONVERTER_FILE)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise weights_lib.WeightsNotAvailableError(missing_message(
         spec, f"download failed: {type(e).__name__}: {str(e)[:300]}")) from e
   return os.path.dirname(config)
@@ -384,7 +384,7 @@ def locate(spec: registry.BackboneSpec) -> str:
 
 def converter_layer(scale, offset, name: str = CONVERTER_LAYER) -> keras.layers.Layer:
   """The preset ImageConverter's `x * scale + offset` (scalar or per channel)."""
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   return keras.layers.Rescaling(scale=1.0 if scale is None else scale,
                                 offset=0.0 if offset is None else offset, name=name)
 
@@ -397,7 +397,7 @@ def select_features(features, facts: PresetFacts, where: str):
   CLS token; (B, D) vectors (SigLIP's attention pooling) and (B, h, w, C) CNN maps
   (pooled by the head) pass through.
   """
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   if isinstance(features, dict):
     for key in ("pooled_output", "sequence_output"):
       if key in features:
@@ -435,7 +435,7 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
     KerasHubError: For a preset without image_converter.json, a size a fixed-size
       preset cannot take, or keras-hub missing.
   """
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   keras_hub = _import_keras_hub()
   facts = read_preset(path)
   if not facts.has_converter:
@@ -486,7 +486,7 @@ def track_for_checkpoints(model: keras.Model, backbone: keras.Model) -> None:
   dependency, in the backbone's own (deterministic) order. A variable already
   reachable is still saved once: checkpoints key values by object, not by path.
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   holder = tf.Module(name="keras_hub_variables")
   holder.variables_in_order = [v.value if hasattr(v, "value") else v for v in backbone.weights]
   # A tf.Module is no Keras layer or variable: Keras ignores it (weights are not

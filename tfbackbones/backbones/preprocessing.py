@@ -70,7 +70,7 @@ def preprocess_images(images: tf.Tensor, kind: str) -> tf.Tensor:
   Raises:
     ValueError: If `kind` is unknown.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   check_kind(kind)
   x = tf.cast(images, tf.float32)

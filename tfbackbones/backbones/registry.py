@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import TYPE_CHECKING, Callable, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tfbackbones import imagesize
 from tfbackbones.backbones import preprocessing
@@ -88,7 +89,7 @@ class BackboneSpec:
 
   name: str
   source: str
-  default_size: Union[int, str]
+  default_size: int | str
   preprocessing: str
   params_m: float | None
   imagenet_top1: float | None
@@ -154,7 +155,7 @@ class BackboneSpec:
 _REGISTRY: dict[str, BackboneSpec] = {}
 _DYNAMIC: dict[str, Callable[[str], BackboneSpec]] = {}
 
-SpecOrFactory = Union[BackboneSpec, Callable[[], BackboneSpec]]
+SpecOrFactory = BackboneSpec | Callable[[], BackboneSpec]
 
 
 def register(spec: SpecOrFactory) -> SpecOrFactory:

@@ -122,7 +122,6 @@ def inspect_saved_model(path: str) -> SavedModelInfo:
   Raises:
     SavedModelError: If the directory holds no saved_model.pb.
   """
-  # pylint: disable=g-import-not-at-top
   from tensorflow.core.protobuf import saved_model_pb2
 
   pb_path = os.path.join(path, "saved_model.pb")
@@ -276,7 +275,7 @@ def build_savedmodel_model(path: str, *, name: str, image_size,
   Raises:
     SavedModelError: If the SavedModel does not fit (see messages).
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   info = inspect_saved_model(path)
   endpoint = choose_endpoint(info, endpoint)

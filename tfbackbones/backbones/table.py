@@ -6,7 +6,7 @@ builds no model and imports no TensorFlow, so it runs in well under a second.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import types
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,7 +136,6 @@ def build_backbone(name: str, image_size, *, include_top: bool = False,
     return build_vit(image_size, include_top=include_top,
                      num_classes=num_classes, name=model_name)
   if name == "wavemix_192_16":
-    # pylint: disable-next=g-import-not-at-top
     from tfbackbones.backbones import wavemix
     return wavemix.build_wavemix(image_size, include_top=include_top,
                                  num_classes=num_classes, name=model_name)
@@ -282,7 +281,7 @@ def build_swin(version: int, image_size, *, include_top: bool = False,
   Returns:
     Model (B, H, W, 3) -> (B, h, w, 768) normed features, or logits.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   layers_ = layer_classes()
   window = 7 if version == 1 else 8
@@ -372,7 +371,7 @@ def build_vit(image_size, *, include_top: bool = False,
     Model (B, H, W, 3) -> (B, hidden_dim) class token after the final
     LayerNorm, or logits.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   height, width = imagesize.require(image_size)
   if height % patch_size or width % patch_size:
@@ -468,7 +467,7 @@ def shifted_window_mask(height: int, width: int, window: int,
 
 
 def _ops():
-  from keras import ops  # pylint: disable=g-import-not-at-top
+  from keras import ops
   return ops
 
 
@@ -480,14 +479,14 @@ class _StochasticDepthMixin:
   """
 
   def __init__(self, rate: float, seed: int | None = None, **kwargs):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     super().__init__(**kwargs)
     self.rate = float(rate)
     self.seed = seed
     self.seed_generator = keras.random.SeedGenerator(seed)
 
   def call(self, x, training=None):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     if not training or self.rate <= 0:
       return x
     ops = _ops()
@@ -536,7 +535,7 @@ class _SwinWindowAttentionMixin:
 
   def __init__(self, dim: int, num_heads: int, window_size: int,
                shift_size: int, version: int = 1, **kwargs):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     super().__init__(**kwargs)
     self.dim, self.num_heads = int(dim), int(num_heads)
     self.window_size, self.shift_size = int(window_size), int(shift_size)
@@ -552,7 +551,7 @@ class _SwinWindowAttentionMixin:
                                           name="cpb_mlp.2", **init)
 
   def build(self, input_shape):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     _, h, w, c = input_shape
     if c != self.dim:
       raise ValueError(f"{self.name}: expected {self.dim} channels, got {c}.")
@@ -672,7 +671,7 @@ class _SelfAttentionMixin:
     self.num_heads = int(num_heads)
 
   def build(self, input_shape):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     dim = input_shape[-1]
     if dim % self.num_heads:
       raise ValueError(f"{self.name}: {dim} channels, {self.num_heads} heads.")
@@ -730,7 +729,7 @@ class _PositionEmbeddingMixin:
   """Adds torchvision's `encoder.pos_embedding` (1, L, D), sized at build."""
 
   def build(self, input_shape):
-    import keras  # pylint: disable=g-import-not-at-top
+    import keras
     self.pos_embedding = self.add_weight(
         shape=(1, input_shape[1], input_shape[2]),
         initializer=keras.initializers.RandomNormal(stddev=0.02),
@@ -776,7 +775,7 @@ def layer_classes() -> types.SimpleNamespace:
   Returns:
     Namespace with one attribute per class name in `_MIXINS`.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   classes = {}
   for cls_name, mixin in _MIXINS.items():

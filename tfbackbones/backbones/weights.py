@@ -29,7 +29,8 @@ import os
 import socket
 import tempfile
 import warnings
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
   import keras
@@ -376,7 +377,7 @@ def fetch_imagenet_weights(spec: BackboneSpec) -> str:
     raise WeightsNotAvailableError(_missing_weights_message(
         spec, f"{spec.weights_file} is not cached and {OFFLINE_ENV}=1 "
         "forbids downloading"))
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   cache_dir = keras_cache_dir()
   try:
@@ -390,6 +391,6 @@ def fetch_imagenet_weights(spec: BackboneSpec) -> str:
           file_hash=spec.weights_hash,
           cache_dir=cache_dir,
       )
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise WeightsNotAvailableError(_missing_weights_message(
         spec, f"download failed: {type(e).__name__}: {e}")) from e

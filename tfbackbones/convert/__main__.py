@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _ARCH = flags.DEFINE_string(
     "arch", None, "Converter name, e.g. regnety_032, convnext_tiny (--list "
@@ -47,8 +46,10 @@ def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   # Imported here so that --help is instant.
-  from tfbackbones.convert import common  # pylint: disable=g-import-not-at-top
-  from tfbackbones.convert import registry  # pylint: disable=g-import-not-at-top
+  from tfbackbones.convert import (
+    common,
+    registry,
+  )
 
   if _LIST.value:
     errors = common.load_converter_modules()

@@ -34,7 +34,8 @@ import importlib
 import os
 import pkgutil
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from tfbackbones.convert import registry
 from tfbackbones.convert.registry import ConversionError
 
 if TYPE_CHECKING:
-  import keras
+  pass
 
 # Buffers torch keeps that carry no weights (BatchNorm's step counter).
 IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -59,7 +60,7 @@ PARITY_INSTALL_HINT = "pip install -e '.[parity]'"
 def import_torch():
   """Imports torch, or explains how to get it (it is an optional extra)."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError as e:
     raise ImportError(
         "Converting PyTorch checkpoints needs torch, which is not installed. "
@@ -156,7 +157,7 @@ def load_checkpoint(path: str, *, allow_pickle: bool = False
     raise FileNotFoundError(f"No checkpoint at {path}")
   if path.endswith(".safetensors"):
     try:
-      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+      from safetensors.numpy import load_file
     except ImportError as e:
       raise ImportError(
           f"Reading {path} needs the safetensors package "
@@ -168,11 +169,11 @@ def load_checkpoint(path: str, *, allow_pickle: bool = False
     if allow_pickle:
       raise
     # A plain state_dict reads without torch (the `pretrained` extra has no torch).
-    from tfbackbones.convert import pth_numpy  # pylint: disable=g-import-not-at-top
+    from tfbackbones.convert import pth_numpy
     return unwrap_state_dict(pth_numpy.load_state_dict(path))
   try:
     obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     if not allow_pickle and "weights_only" in str(e):
       raise ConversionError(
           f"{path} holds Python objects besides tensors, which torch refuses "
@@ -362,7 +363,7 @@ def _np_dtype(variable) -> str:
 
 def assign_conv(layer, state: StateDict, prefix: str) -> list:
   """Conv2D / DepthwiseConv2D <- `prefix.weight` (+ `prefix.bias`)."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   key = f"{prefix}.weight"
   weight = state.take(key, context=layer.name)
@@ -497,7 +498,7 @@ Assigner = Callable[[Any, StateDict, str], list]
 
 def default_assigners() -> list[tuple[type, Assigner]]:
   """(Keras layer class, assigner) pairs, most specific class first."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   return [
       (keras.layers.DepthwiseConv2D, assign_conv),
@@ -510,7 +511,7 @@ def default_assigners() -> list[tuple[type, Assigner]]:
 
 def iter_leaf_layers(model) -> Iterator:
   """Yields every non-container layer, recursing into nested models."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   for layer in model.layers:
     if isinstance(layer, keras.Model):  # Functional / Sequential sub-model
@@ -632,7 +633,7 @@ def load_converter_modules() -> dict[str, Exception]:
       continue
     try:
       importlib.import_module(f"tfbackbones.convert.{info.name}")
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       errors[info.name] = e
   return errors
 

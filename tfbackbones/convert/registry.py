@@ -10,7 +10,7 @@ tensor.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _CONVERTERS: dict[str, Callable] = {}
 

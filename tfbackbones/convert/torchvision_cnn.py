@@ -31,14 +31,13 @@ logits.
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from tfbackbones.backbones import cnn_ports
 from tfbackbones.convert import common
-from tfbackbones.convert.registry import ConversionError
-from tfbackbones.convert.registry import register
+from tfbackbones.convert.registry import ConversionError, register
 
 # Head tensors per port (dropped unless keep_head).
 _HEADS: dict[str, tuple[str, ...]] = {
@@ -137,7 +136,7 @@ _CNX_RULES = (
 
 def convnext_torch_prefix(layer) -> str:
   """Keras ConvNeXtTiny layer -> torchvision convnext_tiny module prefix."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   for pattern, make in _CNX_RULES:
     match = pattern.match(layer.name)
@@ -175,9 +174,9 @@ def build_convnext_tiny(keep_head: bool, num_classes: int = 1000):
   output of the include_top=False model, in place of the trailing LayerNorm.
   Linear logits.
   """
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
-  from tfbackbones.backbones import keras_apps  # pylint: disable=g-import-not-at-top
+  from tfbackbones.backbones import keras_apps
 
   base = keras_apps.keras_constructor(_CNX)(
       include_top=False, weights=None, input_shape=(None, None, 3),

@@ -24,14 +24,14 @@ reference classifier, whose width must equal the checkpoint's.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from tfbackbones.backbones import transformer_ports
 from tfbackbones.convert import common
-from tfbackbones.convert.registry import ConversionError
-from tfbackbones.convert.registry import register
+from tfbackbones.convert.registry import ConversionError, register
 
 # Registered name -> torch prefix of the classifier.
 _HEADS = {"swin_t": "head", "swinv2_t": "head", "vit_b_16": "heads.head",
@@ -118,7 +118,7 @@ def _assign_top_level(layer, state: common.StateDict, prefix: str) -> list:
 
 
 def _assigners() -> list[tuple[type, Callable]]:
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
 
   layers = transformer_ports.layer_classes()
   return [

@@ -41,7 +41,7 @@ never the distribution of augmentations):
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -50,7 +50,7 @@ NUM_MAGNITUDE_BINS = 31
 
 # Order and names as in torchvision's TrivialAugmentWide._augmentation_space: the op index
 # drawn from the seed indexes this tuple, so the order is part of the definition.
-OPS: Tuple[str, ...] = (
+OPS: tuple[str, ...] = (
     "Identity",
     "ShearX",
     "ShearY",
@@ -76,12 +76,12 @@ SIGNED_OPS = frozenset({
 # Ops with a single magnitude (torchvision: a 0-d tensor); no bin is drawn for them.
 MAGNITUDE_FREE_OPS = frozenset({"Identity", "AutoContrast", "Equalize"})
 
-Number = Union[int, float]
-TensorLike = Union[tf.Tensor, Number]
+Number = int | float
+TensorLike = tf.Tensor | int | float
 
 
 def magnitude_bins(op_name: str, num_bins: int = NUM_MAGNITUDE_BINS,
-                   image_size: Optional[Sequence[int]] = None) -> np.ndarray:
+                   image_size: Sequence[int] | None = None) -> np.ndarray:
   """The unsigned magnitudes TrivialAugmentWide samples from for one op.
 
   The wide space is image-size independent: translations are absolute pixels (up to 32),
@@ -131,7 +131,7 @@ def _magnitude_table(num_bins: int) -> np.ndarray:
 
 
 def sample_op_and_magnitude(seed: tf.Tensor, num_bins: int = NUM_MAGNITUDE_BINS
-                            ) -> Tuple[tf.Tensor, tf.Tensor]:
+                            ) -> tuple[tf.Tensor, tf.Tensor]:
   """Draws TrivialAugment's (op index, signed magnitude) as a pure function of `seed`.
 
   Separate from `trivial_augment` so the sampling distribution can be tested on
@@ -301,8 +301,8 @@ def _equalize(image: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
 # Geometric ops: torchvision's inverse affine matrix, mapped to pixel indices.
 
 
-def _inverse_affine(center: Tuple[tf.Tensor, tf.Tensor], angle: tf.Tensor,
-                    translate: Tuple[tf.Tensor, tf.Tensor], shear: Tuple[tf.Tensor, tf.Tensor]
+def _inverse_affine(center: tuple[tf.Tensor, tf.Tensor], angle: tf.Tensor,
+                    translate: tuple[tf.Tensor, tf.Tensor], shear: tuple[tf.Tensor, tf.Tensor]
                     ) -> list:
   """torchvision's `_get_inverse_affine_matrix` (scale 1), all angles in radians.
 
@@ -426,7 +426,7 @@ def _check_image(image: tf.Tensor) -> tf.Tensor:
   return image
 
 
-def apply_op(image: tf.Tensor, op_index: Union[int, tf.Tensor],
+def apply_op(image: tf.Tensor, op_index: int | tf.Tensor,
              magnitude: TensorLike) -> tf.Tensor:
   """Applies op `OPS[op_index]` with an already-signed magnitude to a uint8 image.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from tfbackbones import imagesize
 
@@ -40,13 +40,13 @@ class DatasetSpec:
   domain: str
   num_classes: int
   train_split: str = "train"
-  test_split: Optional[str] = "test"
+  test_split: str | None = "test"
   test_fraction: float = 0.0
-  image_size: Union[int, str] = 256
+  image_size: int | str = 256
   augment: str = "none"
   image_key: str = "image"
   label_key: str = "label"
-  id_key: Optional[str] = None
+  id_key: str | None = None
   citation: str = ""
 
   # The seed of the paper-style derived test split is a property of the dataset, not of
@@ -54,9 +54,9 @@ class DatasetSpec:
   test_split_seed: int = 0
   # A feature naming the patient/case of an example: the validation split then keeps
   # every group on one side (no patient in both train and val).
-  group_key: Optional[str] = None
+  group_key: str | None = None
   # fn(data_dir) -> TFDS builder, for builders made at run time (`folder:/path`).
-  builder_factory: Optional[Callable] = dataclasses.field(default=None, compare=False,
+  builder_factory: Callable | None = dataclasses.field(default=None, compare=False,
                                                           repr=False)
 
 
@@ -106,7 +106,6 @@ def get(name: str) -> DatasetSpec:
 def folder_spec(path: str) -> DatasetSpec:
   """The spec of a user's image folder (classes are known once it is prepared)."""
   def factory(data_dir):
-    # pylint: disable=import-outside-toplevel
     from tfds_builders.image_folder import image_folder_dataset_builder
     return image_folder_dataset_builder.make_builder(path, data_dir)
   return DatasetSpec(name=FOLDER_PREFIX + path, tfds_name="image_folder", domain="custom",

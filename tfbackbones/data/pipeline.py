@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -47,7 +47,7 @@ class SplitIds:
   """Which example ids form each split, and how they were drawn (for result.json)."""
   train: list
   val: list
-  test: Optional[list]          # None: the dataset's own test split is used as a whole
+  test: list | None          # None: the dataset's own test split is used as a whole
   val_from: str                 # "train" (held out) or "test" (selection on test)
   counts: dict
   # {"train"|"val"|"test": [images per class]} (None where not read): the data checks
@@ -82,12 +82,12 @@ class PreparedData:
 def _import_builders():
   """Registers the project's own TFDS builders (tfds_builders/) with TFDS."""
   try:
-    import tfds_builders  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    import tfds_builders  # noqa: F401
   except ImportError as e:  # pragma: no cover - only when the package is not installed
     logging.warning("tfds_builders not importable (%s); only TFDS catalog datasets work", e)
 
 
-def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
+def tfds_builder(spec: catalog.DatasetSpec, data_dir: str | None):
   """The TFDS builder of `spec` (our own builders registered first); nothing prepared."""
   _import_builders()
   if spec.builder_factory is not None:
@@ -98,8 +98,8 @@ def tfds_builder(spec: catalog.DatasetSpec, data_dir: Optional[str]):
   return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
 
-def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bool,
-                manual_dir: Optional[str] = None):
+def get_builder(spec: catalog.DatasetSpec, data_dir: str | None, download: bool,
+                manual_dir: str | None = None):
   """Returns a prepared TFDS builder, preparing it if allowed.
 
   Raises:
@@ -119,7 +119,7 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: Optional[str], download: bo
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     if spec.builder_factory is not None:  # the user's folder: no network involved
       raise DataNotAvailableError(
           f"could not prepare the image folder {spec.name[len(catalog.FOLDER_PREFIX):]} "
@@ -264,8 +264,8 @@ def resize_uint8(image: tf.Tensor, size) -> tf.Tensor:
   return tf.ensure_shape(resized, (height, width, 3))
 
 
-def _decoded(builder, spec, split: str, keep_ids: Optional[list], size,
-             resize: bool = True, label_map: Optional[list] = None):
+def _decoded(builder, spec, split: str, keep_ids: list | None, size,
+             resize: bool = True, label_map: list | None = None):
   """(uint8 image, int32 label): resized to `size`, or (resize=False) checked to be it.
 
   `label_map[old label]` is the new label, or -1 to drop the example (dropped classes).
@@ -333,10 +333,10 @@ def _maybe_cache(ds, count: int, size, mode: str):
   return ds
 
 
-def prepare(spec: catalog.DatasetSpec, *, data_dir: Optional[str], image_size,
+def prepare(spec: catalog.DatasetSpec, *, data_dir: str | None, image_size,
             val_fraction: float, train_fraction: float, split_seed: int, select_on: str,
             cache: str = "auto", download: bool = True,
-            manual_dir: Optional[str] = None, augment_at: str = "cached",
+            manual_dir: str | None = None, augment_at: str = "cached",
             min_images_per_class: int = 0) -> PreparedData:
   """Builds the cached, unbatched train/val/test datasets of one run.
 

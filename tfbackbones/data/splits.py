@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from typing import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 
 def _rank_key(seed: int, example_id: str) -> str:
-  return hashlib.sha256(f"{seed}:{example_id}".encode("utf-8")).hexdigest()
+  return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
 
 
 def stratified_split(ids: Sequence[str], labels: Sequence[Hashable], fraction: float,

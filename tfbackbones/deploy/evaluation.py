@@ -55,7 +55,7 @@ class ExportConfig:
 
 def check_workdir(workdir: str):
   """The run's RunResult if the workdir holds a finished (ranked) run with model.keras."""
-  from tfbackbones import results  # pylint: disable=import-outside-toplevel
+  from tfbackbones import results
   if not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir={workdir}: no such folder; pass the workdir of a "
                        "finished training run")
@@ -76,7 +76,6 @@ def check_workdir(workdir: str):
 
 def _test_and_calibration(result, count: int, seed: int = 0):
   """(test images, test labels, calibration images), uint8 at the run's size."""
-  # pylint: disable=import-outside-toplevel
   from tfbackbones.config import TrainConfig
   from tfbackbones.data import catalog, pipeline
   cfg = TrainConfig.from_dict(result.config)
@@ -113,7 +112,6 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   """Exports, evaluates and times every format of `cfg.formats`; writes export.json."""
   cfg.validate()
   result = check_workdir(cfg.workdir)
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import artifacts
   from tfbackbones.training import workdir as wd
   keras_path = os.path.join(cfg.workdir, runtimes.MODEL_FILE)
@@ -134,7 +132,7 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       path = exporters.export(fmt, model, out_dir, calibration)
       predictor = runtimes.open_model(path)
       row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # One format failing (a converter limitation) must not lose the others' results;
       # the row says what failed, and no number stands in for it.
       rows.append({"format": fmt, "error": f"{type(e).__name__}: {_first_line(e)}"})
@@ -200,7 +198,7 @@ def export_finished(workdirs: Sequence[str], formats: Sequence[str],
       continue  # unfinished or failed: nothing to export
     try:
       export_workdir(ExportConfig(workdir=workdir, formats=formats), log=log)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       failures[workdir] = f"{type(e).__name__}: {e}"
       log(f"export of {workdir} FAILED: {failures[workdir]}")
   return failures
@@ -208,5 +206,5 @@ def export_finished(workdirs: Sequence[str], formats: Sequence[str],
 
 def read(workdir: str) -> dict | None:
   """export.json of a workdir, or None."""
-  from tfbackbones.training import workdir as wd  # pylint: disable=import-outside-toplevel
+  from tfbackbones.training import workdir as wd
   return wd.read_json(os.path.join(workdir, EXPORT_JSON))

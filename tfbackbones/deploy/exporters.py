@@ -58,14 +58,14 @@ def _saved_model(model, path, calibration):
 
 def _litert(model, path, calibration):
   del calibration
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   model.export(path, format="litert", verbose=False,
                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
 
 
 def _litert_fp16(model, path, calibration):
   del calibration
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
                             "supported_types": [tf.float16]})
@@ -73,7 +73,6 @@ def _litert_fp16(model, path, calibration):
 
 def _litert_int8(model, path, calibration):
   """Full-integer: the converter calibrates every activation's range on `calibration`."""
-  # pylint: disable=import-outside-toplevel
   import tensorflow as tf
 
   from tfbackbones import artifacts
@@ -100,7 +99,6 @@ def _onnx(model, path, calibration):
   refuses to run the model. Freezing the function first makes them constants.
   """
   del calibration
-  # pylint: disable=import-outside-toplevel
   import tensorflow as tf
   import tf2onnx
   from tensorflow.python.framework import convert_to_constants
@@ -149,7 +147,7 @@ def size_mb(path: str) -> float:
 
 def tensor_dtypes(tflite_path: str) -> dict:
   """How many tensors of each dtype a .tflite holds (int8 models: no float32 ones)."""
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  from ai_edge_litert.interpreter import Interpreter
   counts: dict = {}
   for detail in Interpreter(model_path=tflite_path).get_tensor_details():
     name = np.dtype(detail["dtype"]).name

@@ -58,7 +58,7 @@ def read_rgb(path: str) -> np.ndarray:
   Raises:
     ImageError: the file is not an image Pillow can decode.
   """
-  from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+  from PIL import Image, UnidentifiedImageError
   try:
     with Image.open(path) as image:
       return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -55,9 +55,9 @@ def _main(argv: list) -> None:
   path, threads = argv[1], int(argv[2])
   runs = int(argv[3]) if len(argv) > 3 else 50
   warmup = int(argv[4]) if len(argv) > 4 else 5
-  from tfbackbones.deploy import runtimes  # pylint: disable=import-outside-toplevel
+  from tfbackbones.deploy import runtimes
   if runtimes.detect_format(path) in ("keras", "saved_model"):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
   predictor = runtimes.open_model(path, threads=threads)

@@ -106,7 +106,7 @@ def open_model(path: str, threads: int | None = None) -> Predictor:
 
 
 def _version(package: str) -> str:
-  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  from importlib import metadata
   try:
     return f"{package} {metadata.version(package)}"
   except metadata.PackageNotFoundError:
@@ -120,13 +120,13 @@ def _missing(runtime: str, error: Exception) -> ArtifactError:
 
 def _open_keras(path: str, threads: int) -> Predictor:
   del threads
-  from tfbackbones import artifacts  # pylint: disable=import-outside-toplevel
+  from tfbackbones import artifacts
   try:
     model = artifacts.load_model(path)
   except (ValueError, OSError, TypeError) as e:
     raise ArtifactError(f"{path}: not a loadable Keras model ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from e
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   height, width = model.input_shape[1:3]
   # A traced call, as a served Keras model runs: eager dispatch would add ~30 ms a call.
   call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -138,7 +138,7 @@ def _open_keras(path: str, threads: int) -> Predictor:
 
 def _open_saved_model(path: str, threads: int) -> Predictor:
   del threads
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   try:
     signature = tf.saved_model.load(path).signatures["serving_default"]
     (name, spec), = signature.structured_input_signature[1].items()
@@ -155,7 +155,7 @@ def _open_saved_model(path: str, threads: int) -> Predictor:
 
 def _open_litert(path: str, threads: int) -> Predictor:
   try:
-    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+    from ai_edge_litert.interpreter import Interpreter
   except ImportError as e:
     raise _missing("ai-edge-litert", e) from e
   try:
@@ -202,7 +202,7 @@ def _from_output(tensor: np.ndarray, detail: dict) -> np.ndarray:
 
 def _open_onnx(path: str, threads: int) -> Predictor:
   try:
-    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+    import onnxruntime as ort
   except ImportError as e:
     raise _missing("onnxruntime", e) from e
   options = ort.SessionOptions()

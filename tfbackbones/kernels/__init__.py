@@ -36,7 +36,6 @@ import subprocess
 import tempfile
 import threading
 import types
-from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -91,7 +90,7 @@ def library_path() -> str:
   return os.path.join(cache_dir(), "kernels", key, "tfbackbones_kernels.so")
 
 
-def build(path: Optional[str] = None) -> str:
+def build(path: str | None = None) -> str:
   """Compiles the kernels into `path` (default `library_path()`); returns the path.
 
   Raises:
@@ -138,11 +137,11 @@ def load():
 
 def _register_gradients(lib) -> None:
   @tf.RegisterGradient("TfbHardSwish")
-  def _hard_swish_grad(op, dy):  # pylint: disable=unused-variable
+  def _hard_swish_grad(op, dy):
     return lib.tfb_hard_swish_grad(dy, op.inputs[0])
 
   @tf.RegisterGradient("TfbSwish")
-  def _swish_grad(op, dy):  # pylint: disable=unused-variable
+  def _swish_grad(op, dy):
     return lib.tfb_swish_grad(dy, op.inputs[0])
 
 
@@ -165,7 +164,7 @@ def swish(x):
 _FUNCTIONS = {"hard_swish": hard_swish, "swish": swish}
 
 
-def fuse_activations(model, on_cpu: Optional[bool] = None) -> int:
+def fuse_activations(model, on_cpu: bool | None = None) -> int:
   """Points every float32 hard-swish / swish activation of `model` at the fused kernels.
 
   Layers keep their config (a saved model still says "hard_silu"), their variables and
@@ -242,7 +241,7 @@ def _depthwise_call(self, inputs):
   return outputs
 
 
-def fuse_depthwise(model, on_cpu: Optional[bool] = None) -> int:
+def fuse_depthwise(model, on_cpu: bool | None = None) -> int:
   """Gives `model`'s depthwise convolutions over 3x3 our filter gradient (CPU, float32).
 
   Like `fuse_activations`: config, variables and results are unchanged (gradients to
@@ -259,7 +258,7 @@ def fuse_depthwise(model, on_cpu: Optional[bool] = None) -> int:
   return count
 
 
-def fuse(model, on_cpu: Optional[bool] = None) -> dict:
+def fuse(model, on_cpu: bool | None = None) -> dict:
   """Both substitutions on `model`; returns how many layers each changed.
 
   `on_cpu`: whether the model will run on CPUs. The caller that knows its strategy's
@@ -269,7 +268,7 @@ def fuse(model, on_cpu: Optional[bool] = None) -> dict:
           "depthwise": fuse_depthwise(model, on_cpu)}
 
 
-def _usable(on_cpu: Optional[bool]) -> bool:
+def _usable(on_cpu: bool | None) -> bool:
   """The model runs on CPUs (`on_cpu`, or no GPU/TPU visible) and the kernels load."""
   return (cpu_only() if on_cpu is None else on_cpu) and load() is not None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from tfbackbones.config import ConfigError, TrainConfig, parse_assignments
 
@@ -90,4 +90,4 @@ def resolve(name: str, given: dict, assignments=()) -> TrainConfig:
 
 
 # Registration: importing the modules registers their protocols.
-from tfbackbones.protocols import paper, quickstart  # noqa: E402,F401  pylint: disable=wrong-import-position
+from tfbackbones.protocols import paper, quickstart  # noqa: E402,F401

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
-from tfbackbones.recommend.config import SCORES, RecommendConfig  # noqa: E402
+from tfbackbones import cli
+from tfbackbones.recommend.config import SCORES, RecommendConfig
 
 _D = RecommendConfig()
 FLAGS = flags.FLAGS
@@ -74,7 +74,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_logs()  # before TensorFlow is imported
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import runner
   from tfbackbones.recommend import outputs, recommender
   progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731

@@ -79,7 +79,7 @@ def cache_path(workdir: str, candidate: Candidate, spec, sample) -> str:
 
 def load(path: str, sample) -> Features | None:
   """The cached features at `path`, or None if absent or unreadable (then recomputed)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   if not tf.io.gfile.exists(path):
     return None
   try:
@@ -89,7 +89,7 @@ def load(path: str, sample) -> Features | None:
       features = Features(train=data["train"], val=data["val"], params=int(meta["params"]),
                           img_per_sec=float(meta["img_per_sec"]),
                           seconds=float(meta["seconds"]), cached=True)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     logging.warning("ignoring unreadable feature cache %s (%s); recomputing", path, e)
     return None
   if (features.train.shape[0] != len(sample.train_ids)
@@ -101,7 +101,7 @@ def load(path: str, sample) -> Features | None:
 
 def save(path: str, features: Features) -> None:
   """Writes the features atomically (a crash never leaves a half-written cache file)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   tf.io.gfile.makedirs(os.path.dirname(path))
   buffer = io.BytesIO()
   meta = {"params": features.params, "img_per_sec": features.img_per_sec,
@@ -119,7 +119,7 @@ def feature_model(spec, candidate: Candidate, image_size):
   Raises:
     WeightsNotAvailableError / WeightsMismatchError: from `spec.build`.
   """
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   # Random-init candidates (@none) must give the same features on every run: they are
   # cached and compared, and a baseline that changes with the run is no baseline.
   keras.utils.set_random_seed(0)
@@ -144,7 +144,6 @@ def make_forward(model, image_size, preprocessing: str):
   competes with it for the cores and ran ~25% slower (EfficientNetV2-B2 at 96 px: 37.7
   vs 48.8 img/s; `keras.Model.predict` on preprocessed floats: 40.9).
   """
-  # pylint: disable=import-outside-toplevel
   import tensorflow as tf
 
   from tfbackbones.backbones import preprocess_images
@@ -184,7 +183,7 @@ def extract(spec, candidate: Candidate, sample, batch_size: int,
   Raises:
     WeightsNotAvailableError / WeightsMismatchError: before any image is decoded.
   """
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   started = time.perf_counter()
   model, params = feature_model(spec, candidate, sample.image_size)
   forward = make_forward(model, sample.image_size, spec.preprocessing)

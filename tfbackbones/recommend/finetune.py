@@ -44,7 +44,7 @@ def finetune_top(rec, config, progress=print, **train_overrides) -> dict:
   k = config.finetune_top
   overrides = {"max_epochs": config.finetune_max_epochs,
                "batch_size": config.finetune_batch_size, **train_overrides}
-  from tfbackbones import runner  # pylint: disable=import-outside-toplevel
+  from tfbackbones import runner
   rows = []
   for row in rec.rows[:k]:
     cand = Candidate(row["backbone"], row["weights"])

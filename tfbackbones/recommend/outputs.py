@@ -18,7 +18,7 @@ CSV_COLUMNS = ("rank", "candidate", "backbone", "weights", "mean_rank", "logme",
 
 def write(rec, workdir: str) -> tuple[str, str]:
   """Writes recommend.json (everything) and recommend.csv (one row per candidate)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   tf.io.gfile.makedirs(workdir)
   json_path = os.path.join(workdir, JSON_FILE)
   with tf.io.gfile.GFile(json_path, "w") as f:
@@ -36,7 +36,7 @@ def write(rec, workdir: str) -> tuple[str, str]:
 
 def read(workdir: str) -> dict:
   """The recommend.json of a workdir, as a dict."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   with tf.io.gfile.GFile(os.path.join(workdir, JSON_FILE)) as f:
     return json.loads(f.read())
 

@@ -16,7 +16,6 @@ import numpy as np
 
 def ranks(values) -> np.ndarray:
   """Rank of each value, 1 = largest; ties get the mean of the ranks they span."""
-  # pylint: disable=import-outside-toplevel
   from scipy.stats import rankdata
   return rankdata(-np.asarray(values, np.float64), method="average")
 
@@ -28,7 +27,7 @@ def mean_rank(table: dict) -> np.ndarray:
 
 def kendall_tau(a, b) -> float:
   """Kendall's tau-b between two score lists (nan with < 2 candidates or no variance)."""
-  from scipy.stats import kendalltau  # pylint: disable=import-outside-toplevel
+  from scipy.stats import kendalltau
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
     return float("nan")
@@ -38,7 +37,7 @@ def kendall_tau(a, b) -> float:
 def weighted_tau(truth, predicted) -> float:
   """Weighted Kendall tau (hyperbolic weights, as in the LogME paper): swaps among the
   truly best candidates count more than swaps among the worst."""
-  from scipy.stats import weightedtau  # pylint: disable=import-outside-toplevel
+  from scipy.stats import weightedtau
   truth, predicted = np.asarray(truth, np.float64), np.asarray(predicted, np.float64)
   if len(truth) < 2 or np.all(truth == truth[0]) or np.all(predicted == predicted[0]):
     return float("nan")

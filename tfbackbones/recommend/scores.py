@@ -201,7 +201,6 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
   Returns:
     The best val accuracy, its C, and every C's accuracy.
   """
-  # pylint: disable=import-outside-toplevel
   from sklearn.exceptions import ConvergenceWarning
   from sklearn.linear_model import LogisticRegression
   from sklearn.preprocessing import StandardScaler

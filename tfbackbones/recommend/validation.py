@@ -103,7 +103,6 @@ def ground_truth(study_workdir: str) -> list:
   Candidates are (backbone, weights) as each run's config says; runs of a dataset with
   another train_fraction are left out (they answer another question).
   """
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import results
   from tfbackbones.recommend.candidates import Candidate
   from tfbackbones.report import records
@@ -183,7 +182,6 @@ def validate(config: ValidateConfig, progress=print) -> dict:
     ConfigError: the study has no finished full-data runs, or no dataset with 2+
       candidates the recommender could rank.
   """
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import imagesize
   from tfbackbones.config import ConfigError
   from tfbackbones.recommend import outputs, recommender

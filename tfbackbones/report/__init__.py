@@ -15,5 +15,5 @@ the tables as TensorBoard text summaries. Modules: `records` (reading), `tables`
 
 def build(*args, **kwargs):
   """`generate.build`: imported on use, so `--help` does not wait for TensorFlow."""
-  from tfbackbones.report import generate  # pylint: disable=import-outside-toplevel
+  from tfbackbones.report import generate
   return generate.build(*args, **kwargs)

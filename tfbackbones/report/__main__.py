@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from tfbackbones import cli  # noqa: E402
+from tfbackbones import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Study directory (local or gs://) to read runs from.",
@@ -34,7 +34,7 @@ def main(argv):
     print("error: give --out=DIR and --workdir=DIR (and/or --import_csv=FILE)",
           file=sys.stderr)
     return 2
-  from tfbackbones import report  # pylint: disable=import-outside-toplevel
+  from tfbackbones import report
   cli.quiet_logs()
   try:
     report.build(FLAGS.workdir, FLAGS.out, import_csv=FLAGS.import_csv,

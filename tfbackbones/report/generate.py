@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import statistics
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import tensorflow as tf
 
-from tfbackbones.report import (deployment, page, plots, recommend_section, records as rec,
-                                render, significance, tables)
+from tfbackbones.report import (
+  deployment,
+  page,
+  plots,
+  recommend_section,
+  render,
+  significance,
+  tables,
+)
+from tfbackbones.report import records as rec
 
 TABLE_FILES = ("datasets", "domains", "fractions", "resources", "significance", "deployment")
 
@@ -18,7 +26,7 @@ def _write(path: str, text: str) -> None:
     f.write(text)
 
 
-def _plot_fraction(rows, primary) -> Optional[float]:
+def _plot_fraction(rows, primary) -> float | None:
   """The training fraction the single-fraction plots show: 100% if present, else the most."""
   fractions = {r["train_fraction"] for r in rows
                if (r["source"], r["selection_protocol"]) == primary}
@@ -33,7 +41,7 @@ def _per_backbone(resource_rows, key) -> dict:
   return {b: statistics.median(v) for b, v in values.items()}
 
 
-def _picker(tabs: dict, primary: Optional[tuple]) -> tuple:
+def _picker(tabs: dict, primary: tuple | None) -> tuple:
   """(fraction, pick): pick(rows) keeps the rows of the primary series at that fraction."""
   fraction = _plot_fraction(tabs["datasets"].rows, primary) if primary else None
   def pick(rows):
@@ -42,12 +50,12 @@ def _picker(tabs: dict, primary: Optional[tuple]) -> tuple:
   return fraction, pick
 
 
-def draw(tabs: dict, primary: Optional[tuple]) -> dict:
+def draw(tabs: dict, primary: tuple | None) -> dict:
   """All plots as {name: PNG bytes or None}."""
   if primary is None:
     return {}
   fraction, pick = _picker(tabs, primary)
-  label = plots._series_label(primary)  # pylint: disable=protected-access
+  label = plots._series_label(primary)
   data = f"{fraction:.0%} of the training data" if fraction is not None else ""
   overall = [r for r in pick(tabs["domains"].rows) if r["domain"] == tables.OVERALL]
   accuracy = {r["backbone"]: r["mean_top1"] for r in overall}
@@ -85,8 +93,8 @@ def write_tensorboard(out: str, tabs: dict) -> None:
   writer.close()
 
 
-def build(workdir: Optional[str], out: str, *, import_csv: Iterable[str] = (),
-          reference: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+def build(workdir: str | None, out: str, *, import_csv: Iterable[str] = (),
+          reference: str | None = None, log: Callable[[str], None] = print) -> dict:
   """Writes every report file into `out`; returns {file name: path}.
 
   Args:

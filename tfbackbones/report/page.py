@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from tfbackbones.report import records as rec
 from tfbackbones.report import render
@@ -41,14 +41,14 @@ window.addEventListener('load', function () {
 """
 
 
-def image(png: Optional[bytes], alt: str, missing: str) -> str:
+def image(png: bytes | None, alt: str, missing: str) -> str:
   if png is None:
     return f'<p class="missing-plot">{html.escape(missing)}</p>'
   data = base64.b64encode(png).decode("ascii")
   return f'<img class="plot" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _summary(records: Sequence[rec.Record], workdir: Optional[str],
+def _summary(records: Sequence[rec.Record], workdir: str | None,
              sources: Sequence[str]) -> str:
   runs = [r for r in records if r.source == rec.RUNS]
   counts = {s: sum(r.status == s for r in runs) for s in (rec.FINISHED,) + rec.NOT_RESULTS}
@@ -75,7 +75,7 @@ def _failures(records: Sequence[rec.Record]) -> str:
 
 def top_three(domain_rows: Sequence[dict]) -> str:
   """The paper's Table 1: Best / Better / Good per domain (ties share a label)."""
-  from tfbackbones.report.tables import LABELS, OVERALL  # pylint: disable=import-outside-toplevel
+  from tfbackbones.report.tables import LABELS, OVERALL
   domains = sorted({r["domain"] for r in domain_rows}, key=lambda d: (d == OVERALL, d))
   if not domains:
     return ""
@@ -94,8 +94,8 @@ def top_three(domain_rows: Sequence[dict]) -> str:
 
 
 def build_page(*, tables: dict, plots: dict, records: Sequence[rec.Record],
-               workdir: Optional[str], reference: Optional[str],
-               primary: Optional[tuple], ranking: Sequence[dict] = (),
+               workdir: str | None, reference: str | None,
+               primary: tuple | None, ranking: Sequence[dict] = (),
                extra_html: str = "") -> str:
   """The whole page.
 

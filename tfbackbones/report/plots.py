@@ -9,15 +9,15 @@ from __future__ import annotations
 import io
 import math
 from collections import defaultdict
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+import matplotlib.pyplot as plt
 
-from tfbackbones.report import records as rec  # noqa: E402
-from tfbackbones.report import tables  # noqa: E402
+from tfbackbones.report import records as rec
+from tfbackbones.report import tables
 
 DPI = 90
 
@@ -41,7 +41,7 @@ def _colors(names: Sequence[str]) -> dict:
 
 
 def fractions_plot(fraction_rows: Sequence[dict], primary: tuple,
-                   max_datasets: int = 12) -> Optional[bytes]:
+                   max_datasets: int = 12) -> bytes | None:
   """Accuracy vs training fraction, one panel per dataset, one line per backbone.
 
   The primary series (this project's runs) is solid; other sources (e.g. the paper's
@@ -98,7 +98,7 @@ def pareto_front(points: Sequence[tuple]) -> list[tuple]:
 def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
                 incomplete: Sequence[str] = (),
                 ylabel: str = "mean test top-1 over datasets (%)",
-                xscale: str = "linear") -> Optional[bytes]:
+                xscale: str = "linear") -> bytes | None:
   """Accuracy against a cost (params, latency) with the Pareto front drawn.
 
   Args:
@@ -128,7 +128,7 @@ def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
   return _png(fig)
 
 
-def domain_bars(domain_rows: Sequence[dict], title: str) -> Optional[bytes]:
+def domain_bars(domain_rows: Sequence[dict], title: str) -> bytes | None:
   """Grouped bars: each domain (and overall), one bar per backbone."""
   rows = [r for r in domain_rows if r["mean_top1"] is not None]
   if not rows:
@@ -163,11 +163,11 @@ def domain_bars(domain_rows: Sequence[dict], title: str) -> Optional[bytes]:
   return _png(fig)
 
 
-def heatmap(dataset_rows: Sequence[dict], title: str) -> Optional[bytes]:
+def heatmap(dataset_rows: Sequence[dict], title: str) -> bytes | None:
   """Backbone x dataset mean top-1; failed and missing cells are labelled, not blank."""
   if not dataset_rows:
     return None
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  import numpy as np
   datasets = sorted({r["dataset"] for r in dataset_rows})
   backbones = sorted({r["backbone"] for r in dataset_rows})
   grid = np.full((len(backbones), len(datasets)), np.nan)

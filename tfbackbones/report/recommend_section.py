@@ -58,7 +58,7 @@ def section_html(workdir: str) -> str:
   recs = find(workdir)
   if not recs:
     return ""
-  from tfbackbones.recommend import validation  # pylint: disable=import-outside-toplevel
+  from tfbackbones.recommend import validation
   truth = {g.dataset: g.runs for g in validation.ground_truth(workdir)}
   parts = ["<h2>Recommender vs fine-tuning</h2><p>Left: <code>python -m "
            "tfbackbones.recommend</code> from frozen features (rank 1 = recommended). Right: "

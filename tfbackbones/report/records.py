@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
 
 import tensorflow as tf
 
@@ -67,13 +67,13 @@ class Record:
   dataset: str
   domain: str = "unknown"
   train_fraction: float = 1.0
-  seed: Optional[int] = None
+  seed: int | None = None
   status: str = FINISHED
-  top1: Optional[float] = None
+  top1: float | None = None
   selection_protocol: str = "unknown"
   source: str = RUNS
-  image_size: Optional[Union[int, str]] = None  # 448, or "672x448" (W x H)
-  error: Optional[str] = None
+  image_size: int | str | None = None  # 448, or "672x448" (W x H)
+  error: str | None = None
   path: str = ""
   resources: dict = dataclasses.field(default_factory=dict)
 
@@ -84,14 +84,14 @@ class Record:
 
 def catalog_domain(dataset: str) -> str:
   """The catalog's domain of a dataset, or "unknown" for names the catalog lacks."""
-  from tfbackbones.data import catalog  # pylint: disable=import-outside-toplevel
+  from tfbackbones.data import catalog
   try:
     return catalog.get(dataset).domain
   except catalog.UnknownDatasetError:
     return "unknown"
 
 
-def _read_json(path: str) -> Optional[dict]:
+def _read_json(path: str) -> dict | None:
   try:
     with tf.io.gfile.GFile(path, "r") as f:
       return json.loads(f.read())
@@ -195,7 +195,7 @@ def read_workdir(workdir: str) -> list[Record]:
   return records
 
 
-def _config_in_state(dirname: str) -> Optional[dict]:
+def _config_in_state(dirname: str) -> dict | None:
   """A run whose config.json is gone: state.json keeps a copy (tfbackbones.training.resume)."""
   state = _read_json(os.path.join(dirname, "state.json"))
   return state.get("config") if isinstance(state, dict) else None
@@ -278,7 +278,7 @@ def read_csv(path: str) -> list[Record]:
   return records
 
 
-def load(workdir: Optional[str], csv_files: Iterable[str] = ()) -> list[Record]:
+def load(workdir: str | None, csv_files: Iterable[str] = ()) -> list[Record]:
   """Records of every run under `workdir` (if given) and every CSV file."""
   records = read_workdir(workdir) if workdir else []
   for path in csv_files:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from typing import Callable
+from collections.abc import Callable
 
 from tfbackbones.report import records as rec
 from tfbackbones.report.tables import Table, finite

@@ -15,7 +15,7 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from tfbackbones.report import records as rec
 from tfbackbones.report.tables import Table
@@ -23,7 +23,7 @@ from tfbackbones.report.tables import Table
 ALPHA = 0.05
 
 
-def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
   """Holm-Bonferroni adjusted p-values (None stays None)."""
   present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
   m, out, running = len(present), [None] * len(p_values), 0.0
@@ -35,7 +35,7 @@ def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
 
 def paired(a: Sequence[float], b: Sequence[float]) -> dict:
   """Paired comparison of two equally long, seed-aligned accuracy lists (a - b)."""
-  from scipy import stats  # pylint: disable=import-outside-toplevel
+  from scipy import stats
   diffs = [x - y for x, y in zip(a, b)]
   n = len(diffs)
   out = {"n_pairs": n, "mean_diff": statistics.fmean(diffs), "t_stat": None,

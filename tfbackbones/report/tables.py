@@ -20,7 +20,7 @@ import dataclasses
 import math
 import statistics
 from collections import defaultdict
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from tfbackbones import imagesize
 from tfbackbones.report import records as rec
@@ -93,7 +93,7 @@ def reference_index(reference: Iterable[rec.Record]) -> dict:
 
 
 def datasets_table(records: Sequence[rec.Record],
-                   reference: Optional[dict] = None) -> Table:
+                   reference: dict | None = None) -> Table:
   """Per dataset x backbone (x fraction, protocol, source): mean ± std, best-of-n, n."""
   columns = ["dataset", "domain", "backbone", "train_fraction", "selection_protocol",
              "source", "n", "mean_top1", "std_top1", "best_top1", "seeds", "failed",
@@ -260,7 +260,7 @@ def resources_table(records: Sequence[rec.Record]) -> Table:
   return Table("resources", "Resources per backbone", columns, rows, notes)
 
 
-def primary_series(dataset_rows: Sequence[dict]) -> Optional[tuple]:
+def primary_series(dataset_rows: Sequence[dict]) -> tuple | None:
   """The (source, protocol) the plots show: this project's runs (val-split first)."""
   counts = defaultdict(int)
   for r in dataset_rows:

@@ -17,7 +17,6 @@ import re
 import keras
 import tensorflow as tf
 
-
 _STRATEGIES: dict = {}
 
 

@@ -83,7 +83,7 @@ class DualOptState:
     return d
 
   @classmethod
-  def from_dict(cls, d: dict) -> "DualOptState":
+  def from_dict(cls, d: dict) -> DualOptState:
     d = dict(d)
     if d.get("best") is None:
       d["best"] = -math.inf

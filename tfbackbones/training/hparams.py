@@ -37,7 +37,6 @@ def _discrete(values, current) -> hp.Discrete:
 
 def domains(values: dict) -> dict:
   """{name: domain} for the hyper-parameters of `summaries.hparams_of`."""
-  # pylint: disable=import-outside-toplevel
   from tfbackbones import backbones
   from tfbackbones.config import PRECISIONS, SELECT_ON
   from tfbackbones.data import catalog

@@ -186,7 +186,7 @@ class WorkdirLock:
         else:
           with tf.io.gfile.GFile(self.filename, "w") as f:
             f.write(json.dumps(self.info))
-      except Exception:  # pylint: disable=broad-except
+      except Exception:
         logging.warning("could not touch %s", self.filename, exc_info=True)
 
   def release(self) -> None:

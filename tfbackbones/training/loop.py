@@ -16,30 +16,35 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import resource
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfbackbones import artifacts
+from tfbackbones import artifacts, imagesize, kernels, results
 from tfbackbones import backbones as backbones_lib
-from tfbackbones import imagesize
-from tfbackbones import kernels
 from tfbackbones import model as model_lib
-from tfbackbones import results
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
-from tfbackbones.training import batching, distribute, dualopt, fused_bn, health
+from tfbackbones.training import (
+  batching,
+  distribute,
+  dualopt,
+  fused_bn,
+  health,
+  optimizers,
+  precise_bn,
+  progress,
+  resume,
+  summaries,
+)
 from tfbackbones.training import lock as lock_lib
 from tfbackbones.training import metrics as metrics_lib
-from tfbackbones.training import optimizers, precise_bn, progress, resume
-from tfbackbones.training import steps as steps_lib, summaries, workdir as wd
-
+from tfbackbones.training import steps as steps_lib
+from tfbackbones.training import workdir as wd
 
 # Precise BN averages the batch statistics of this many training images (pycls: 8192).
 PRECISE_BN_IMAGES = 4096
@@ -48,10 +53,10 @@ PRECISE_BN_IMAGES = 4096
 class Hooks:
   """Extension points for tests and tools; every method may be overridden."""
 
-  def on_epoch_end(self, trainer: "Trainer", record: dict) -> None:
+  def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
     pass
 
-  def on_switch(self, trainer: "Trainer", best_epoch: int) -> None:
+  def on_switch(self, trainer: Trainer, best_epoch: int) -> None:
     pass
 
 
@@ -75,9 +80,9 @@ class EpochRecord:
 class Trainer:
   """Fine-tunes one backbone on one dataset as `config` says, in `config.workdir`."""
 
-  def __init__(self, config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
-               hooks: Optional[Hooks] = None,
-               selection_fn: Optional[Callable[[int, dict], float]] = None,
+  def __init__(self, config: TrainConfig, *, strategy: tf.distribute.Strategy | None = None,
+               hooks: Hooks | None = None,
+               selection_fn: Callable[[int, dict], float] | None = None,
                log: Callable[[str], None] = print):
     """Args:
       config: the run; validated here.
@@ -95,7 +100,7 @@ class Trainer:
     self.workdir = config.workdir
 
   # ------------------------------------------------------------------ setup
-  def _check_workdir(self) -> Optional[RunResult]:
+  def _check_workdir(self) -> RunResult | None:
     """The finished result if there is one; refuses a workdir of another experiment.
 
     A damaged result.json or config.json is moved aside (`*.damaged`) with a warning:
@@ -127,7 +132,7 @@ class Trainer:
             "Use a new --workdir, or rerun with the workdir's settings to resume it.")
     return done
 
-  def _saved_config(self) -> Optional[dict]:
+  def _saved_config(self) -> dict | None:
     """config.json, or if it is damaged the copy in state.json (moved aside, warned)."""
     config_path = wd.path(self.workdir, wd.CONFIG)
     try:
@@ -322,7 +327,7 @@ class Trainer:
       return self._run()
     except KeyboardInterrupt:
       raise
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       lost = distribute.worker_lost(e, getattr(self, "strategy", None), self._saved_epoch(),
                                     self.workdir)
       self._write_failure(lost or e, started)
@@ -352,7 +357,7 @@ class Trainer:
       results.write(wd.path(self.workdir, wd.RESULT), RunResult.failure(
           self.config, error, seconds=time.time() - started,
           domain=spec.domain if spec else None))
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
       logging.exception("could not write the failure to result.json")
 
   def _run(self) -> RunResult:
@@ -488,7 +493,7 @@ class Trainer:
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
 
-  def _finish(self, diverged: Optional[str] = None) -> RunResult:
+  def _finish(self, diverged: str | None = None) -> RunResult:
     """Best weights back, the one test evaluation, the health verdict, result.json.
 
     A diverged run still reports the test metrics of its best weights, if an epoch ended

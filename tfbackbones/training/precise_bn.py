@@ -28,7 +28,7 @@ def batchnorm_layers(model: keras.Model) -> list:
   """The trainable BatchNormalization layers of `model` (frozen ones run in inference
   mode even in a training call, so there is nothing to re-estimate)."""
   seen, out = set(), []
-  for layer in model_lib._all_layers(model):  # pylint: disable=protected-access
+  for layer in model_lib._all_layers(model):
     if (isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
         and id(layer) not in seen):
       seen.add(id(layer))

@@ -234,7 +234,7 @@ def _try(trainer, point: ResumePoint, notes: list[str]) -> str | None:
       point.state["best_path"] = wd.relative(workdir, best)
       point.best = best
   try:
-    trainer._set_phase(point.schedule.phase)  # pylint: disable=protected-access
+    trainer._set_phase(point.schedule.phase)
     trainer.checkpoint.read(point.checkpoint).assert_existing_objects_matched()
   except _READ_ERRORS as e:
     return f"{name} is damaged or gone ({_why(e)})"
@@ -251,7 +251,7 @@ def _best_from_checkpoint(trainer, point: ResumePoint) -> str | None:
           .assert_existing_objects_matched()
     except _READ_ERRORS:
       continue
-    return trainer._save_best(point.schedule.best_epoch)  # pylint: disable=protected-access
+    return trainer._save_best(point.schedule.best_epoch)
   return None
 
 

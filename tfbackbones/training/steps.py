@@ -5,7 +5,7 @@ Kept apart from the loop so the benchmark times exactly the code that trains.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf

@@ -9,16 +9,14 @@ logdir compares runs on best-val and test-at-best, not on whatever the last epoc
 from __future__ import annotations
 
 import datetime
-import math
 import platform
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbackbones import imagesize
+from tfbackbones import imagesize, results
 from tfbackbones import model as model_lib
-from tfbackbones import results
 from tfbackbones.results import RunResult
 from tfbackbones.training import distribute
 from tfbackbones.training import hparams as hparams_lib

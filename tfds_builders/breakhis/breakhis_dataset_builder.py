@@ -17,11 +17,11 @@ import collections
 import dataclasses
 import re
 import tarfile
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
+import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-import tensorflow_datasets as tfds
 
 from tfds_builders.image_folder import image_codec
 
@@ -79,7 +79,7 @@ class ImageRecord:
   magnification: str
 
 
-def parse_path(path: str) -> Optional[ImageRecord]:
+def parse_path(path: str) -> ImageRecord | None:
   """Returns the record of a BreaKHis image path, or None if it is not one.
 
   Accepts any prefix before `histology_slides/breast/` (some mirrors nest the tree in an
@@ -133,7 +133,7 @@ def group_stratified_split(ids: Sequence[str], labels: Sequence[str],
   Returns:
     (selected_ids, remaining_ids), each sorted.
   """
-  from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+  from tfbackbones.data.splits import stratified_split
   votes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
   for label, group in zip(labels, groups):
     votes[group][label] += 1

@@ -7,8 +7,8 @@ import tarfile
 import tempfile
 import time
 
-from absl.testing import absltest
 import tensorflow_datasets as tfds
+from absl.testing import absltest
 
 from tfds_builders.breakhis import breakhis_dataset_builder as bh
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from absl import logging
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
 
 _URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
 _HOMEPAGE = "https://astronn.readthedocs.io/en/latest/galaxy10.html"
@@ -80,7 +80,7 @@ def verify_sha256(path: epath.Path, expected: str) -> None:
 
 def open_h5(path: epath.Path):
   """Opens the HDF5 file read-only: natively for local paths, as a file object otherwise."""
-  import h5py  # pylint: disable=g-import-not-at-top
+  import h5py
 
   local = os.fspath(path)
   if "://" not in local:
@@ -185,7 +185,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     """Downloads the file, checks it, and returns the train/test generators."""
-    from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+    from tfbackbones.data.splits import stratified_split
 
     path = epath.Path(dl_manager.download(_URL))
     verify_sha256(path, SOURCE_SHA256)

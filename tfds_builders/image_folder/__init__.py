@@ -4,6 +4,8 @@
 `--dataset=folder:/path`; see README.md.
 """
 
-from tfds_builders.image_folder.image_folder_dataset_builder import config_for_path  # noqa: F401
-from tfds_builders.image_folder.image_folder_dataset_builder import make_builder  # noqa: F401
-from tfds_builders.image_folder.image_folder_dataset_builder import StaleFolderError  # noqa: F401
+from tfds_builders.image_folder.image_folder_dataset_builder import (
+    StaleFolderError,  # noqa: F401
+    config_for_path,  # noqa: F401
+    make_builder,  # noqa: F401
+)

@@ -158,7 +158,7 @@ def scan(root: epath.PathLike) -> FolderScan:
           broken.append(rel)
           continue
         entries.append((rel, class_index[name]))
-        digest.update(f"{rel}\t{path.stat().length}\n".encode("utf-8"))
+        digest.update(f"{rel}\t{path.stat().length}\n".encode())
     files[key or "all"] = sorted(entries)
   # Files placed directly in root (or in train/, test/) belong to no class.
   for top in [root] + [t for t in tops.values() if t != root]:
@@ -199,7 +199,7 @@ def assign_splits(folder: FolderScan, test_fraction: float,
   if folder.layout == "split":
     return {split: folder.files[directory]
             for split, directory in folder.split_dirs.items() if folder.files[directory]}
-  from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+  from tfbackbones.data.splits import stratified_split
   entries = folder.files["all"]
   label_of = dict(entries)
   test, train = stratified_split(

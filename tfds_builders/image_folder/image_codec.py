@@ -21,14 +21,15 @@ channels=3)` and TFDS's NumPy decoder both replicate it to RGB, so readers see (
 from __future__ import annotations
 
 import collections
-from concurrent import futures
 import dataclasses
 import io
 import os
-from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from typing import TypeVar
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 # EXIF tag 0x0112: how the camera was held. 1 = as stored; anything else needs a transpose.
 _EXIF_ORIENTATION = 0x0112
@@ -88,7 +89,7 @@ def decode(data: bytes, name: str, jpeg_draft: bool = False):
       error even if PIL could pad it: a half-grey image with the right label is worse
       than a missing one.
   """
-  from PIL import Image, ImageFile  # pylint: disable=g-import-not-at-top
+  from PIL import Image, ImageFile
   if ImageFile.LOAD_TRUNCATED_IMAGES:
     # Set globally by some other library: it would let truncated files through.
     raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; refusing to decode "
@@ -99,7 +100,7 @@ def decode(data: bytes, name: str, jpeg_draft: bool = False):
       width, height = image.size
       image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
     image.load()  # Image.open only reads the header; load() decodes every pixel.
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     # PIL raises OSError, SyntaxError, ValueError, struct.error, ... for bad files.
     raise UnreadableImageError(f"{name}: {type(e).__name__}: {e}") from e
   return image
@@ -121,7 +122,7 @@ def to_8bit(image):
   Returns:
     A `PIL.Image.Image` in mode "L" or "RGB".
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   mode = image.mode
   if mode in _PASS_THROUGH_MODES:
     return image
@@ -158,7 +159,7 @@ def stretch(values: np.ndarray) -> np.ndarray:
 def _exif_orientation(image) -> int:
   try:
     return int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return 1  # A broken EXIF block is not a broken image.
 
 
@@ -177,10 +178,10 @@ def encode_png(image) -> bytes:
 
 def _open_header(data: bytes):
   """The PIL image with only its header read (format, mode, size, EXIF), or None."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   try:
     return Image.open(io.BytesIO(data))
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return None  # `decode` raises the proper error
 
 
@@ -198,7 +199,7 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   Raises:
     UnreadableImageError: the file is corrupt, truncated or not an image.
   """
-  from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+  from PIL import ImageOps
   # The common case, an 8-bit RGB or gray JPEG stored as is, only needs a check that the
   # file decodes: a 1/8-scale draft decode reads the whole stream, 1.6-2.9x faster.
   header = _open_header(data)
@@ -250,7 +251,7 @@ def record_skipped(info, split: str, skipped: Sequence[tuple[str, str]],
 
 
 def map_ordered(fn: Callable[[_T], _R], items: Iterable[_T],
-                num_threads: Optional[int] = None) -> Iterator[_R]:
+                num_threads: int | None = None) -> Iterator[_R]:
   """Yields `fn(item)` for every item, in order, computing a few ahead on threads.
 
   Decoding and PNG encoding run in PIL's C code, which releases the GIL, so threads give

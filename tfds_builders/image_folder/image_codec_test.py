@@ -5,10 +5,9 @@ import io
 import threading
 from unittest import mock
 
-from absl.testing import absltest
 import numpy as np
-from PIL import Image
-from PIL import ImageFile
+from absl.testing import absltest
+from PIL import Image, ImageFile
 
 from tfds_builders.image_folder import image_codec
 

@@ -17,14 +17,12 @@ import abc
 import dataclasses
 import hashlib
 import re
-from typing import Optional
 
+import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-import tensorflow_datasets as tfds
 
-from tfds_builders.image_folder import folder_lib
-from tfds_builders.image_folder import image_codec
+from tfds_builders.image_folder import folder_lib, image_codec
 
 _CONFIG_STEM_CHARS = 32
 _CONFIG_HASH_CHARS = 10
@@ -60,7 +58,7 @@ class FolderBasedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   }
   TEST_FRACTION = 0.2
   SPLIT_SEED = 0
-  HOMEPAGE: Optional[str] = None
+  HOMEPAGE: str | None = None
 
   @abc.abstractmethod
   def _root(self, dl_manager: tfds.download.DownloadManager) -> epath.Path:
@@ -173,7 +171,7 @@ def config_for_path(path: epath.PathLike) -> FolderConfig:
                       description=f"Class-per-folder images under {root}.")
 
 
-def make_builder(path: str, data_dir: Optional[str] = None) -> Builder:
+def make_builder(path: str, data_dir: str | None = None) -> Builder:
   """Returns the image_folder builder of the folder `path` (prepared or not).
 
   Call `builder.download_and_prepare()` once (it reads no network), then
@@ -200,7 +198,7 @@ def make_builder(path: str, data_dir: Optional[str] = None) -> Builder:
   if builder.is_prepared():
     _check_fresh(builder, root)
   elif not root.is_dir():
-    raise FileNotFoundError(builder._missing_message(root))  # pylint: disable=protected-access
+    raise FileNotFoundError(builder._missing_message(root))
   else:
     # Checked before preparing, so a folder that cannot make a dataset (no or one
     # class, an empty class, an ambiguous layout) fails in a second, not after every

@@ -8,15 +8,15 @@ import time
 import unittest
 
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from tfds_builders.image_folder import folder_lib
 from tfds_builders.image_folder import image_folder_dataset_builder as ifb
 
 try:
-  import skimage.data  # pylint: disable=g-import-not-at-top
+  import skimage.data
 except ImportError:  # scikit-image is a test-only dependency.
   skimage = None
 

@@ -58,7 +58,7 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 def npy_path() -> str:
   """Where the installed scikit-image keeps lfw_subset.npy (checked, not fetched)."""
   try:
-    import skimage.data  # pylint: disable=g-import-not-at-top
+    import skimage.data
   except ImportError as e:
     raise DataMissingError(
         "lfw_subset ships inside scikit-image, which is not installed: "
@@ -110,7 +110,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     """Returns the train/test generators; the data is bundled, nothing is downloaded."""
     del dl_manager  # Unused: the data ships inside scikit-image.
-    from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+    from tfbackbones.data.splits import stratified_split
 
     images = load_images(npy_path())
     ids = [example_id(i) for i in range(NUM_IMAGES)]

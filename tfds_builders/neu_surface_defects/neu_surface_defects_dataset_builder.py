@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
-from absl import logging
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
 
 _HOMEPAGE = "http://faculty.neu.edu.cn/yunhyan/NEU_surface_defect_database.html"
 _AUTHOR_PAGE = "http://faculty.neu.edu.cn/songkechen/en/zdylm/263265/list/index.htm"
@@ -66,7 +66,7 @@ A .rar archive must first be extracted into <manual_dir>/{FOLDER_NAME}/. Files n
 """
 
 
-def parse_name(file_name: str) -> Optional[tuple[str, str]]:
+def parse_name(file_name: str) -> tuple[str, str] | None:
   """Returns (id, class name) for a NEU-CLS file name, or None if it is not one.
 
   The id is the canonical file name, `<Prefix>_<n>.bmp` with the prefix spelled as in the
@@ -86,7 +86,7 @@ class SourceImage:
   id: str
   label: str
   path: epath.Path
-  member: Optional[str] = None  # Name inside the zip at `path`; None for a plain file.
+  member: str | None = None  # Name inside the zip at `path`; None for a plain file.
 
   @property
   def where(self) -> str:
@@ -128,7 +128,7 @@ def list_folder(folder: epath.Path) -> list[SourceImage]:
 
 def list_zip(archive: epath.Path) -> list[SourceImage]:
   """Lists the correctly named BMPs in a zip archive (any folder inside it)."""
-  import zipfile  # pylint: disable=g-import-not-at-top
+  import zipfile
 
   with archive.open("rb") as f, zipfile.ZipFile(f) as zf:
     members = sorted(info.filename for info in zf.infolist() if not info.is_dir())
@@ -149,7 +149,7 @@ class _Reader:
   def read(self, image: SourceImage) -> bytes:
     if image.member is None:
       return image.path.read_bytes()
-    import zipfile  # pylint: disable=g-import-not-at-top
+    import zipfile
     if image.path not in self._zips:
       f = image.path.open("rb")
       self._zips[image.path] = (f, zipfile.ZipFile(f))
@@ -182,7 +182,7 @@ def deduplicate(images: Sequence[SourceImage], reader: _Reader) -> list[SourceIm
   return sorted(kept.values(), key=lambda image: image.id)
 
 
-def decode_bmp(data: bytes, name: str) -> Optional[np.ndarray]:
+def decode_bmp(data: bytes, name: str) -> np.ndarray | None:
   """Decodes a NEU-CLS BMP to a (200, 200, 1) uint8 array, or None if it is corrupt.
 
   A corrupt or truncated file is skipped with a warning naming it (one bad file in a
@@ -190,7 +190,7 @@ def decode_bmp(data: bytes, name: str) -> Optional[np.ndarray]:
   it). A readable image of the wrong size is an error: it means a different dataset
   (e.g. NEU-CLS-64 crops), not a damaged file.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   if len(data) < 26 or data[:2] != b"BM":
     logging.warning("Skipping %s: not a BMP file (%d bytes).", name, len(data))
@@ -242,7 +242,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     """Finds the manual files and returns the train/test generators."""
-    from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+    from tfbackbones.data.splits import stratified_split
 
     source = find_source(epath.Path(dl_manager.manual_dir))
     images = list_folder(source) if source.is_dir() else list_zip(source)

@@ -13,9 +13,9 @@ import time
 import zipfile
 from unittest import mock
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from tfbackbones.data.splits import stratified_split
 from tfds_builders.neu_surface_defects import neu_surface_defects_dataset_builder as neu
@@ -147,8 +147,9 @@ class NeuContentTest(tfds.testing.TestCase):
       self.assertIsNone(neu.parse_name(not_neu), not_neu)
 
   def test_decode_rejects_wrong_size_and_skips_garbage(self):
-    import io  # pylint: disable=g-import-not-at-top
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    import io
+
+    from PIL import Image
     buffer = io.BytesIO()
     Image.new("L", (64, 64)).save(buffer, format="BMP")
     with self.assertRaisesRegex(ValueError, "200x200"):
@@ -164,7 +165,7 @@ class NeuContentTest(tfds.testing.TestCase):
       (manual / folder / "Cr_1.bmp").write_bytes(cr1)
     images = neu.list_folder(manual)
     self.assertLen(images, 2)
-    reader = neu._Reader()  # pylint: disable=protected-access
+    reader = neu._Reader()
     self.assertLen(neu.deduplicate(images, reader), 1)
     (manual / "b" / "Cr_1.bmp").write_bytes(cr2)
     with self.assertRaisesRegex(ValueError, "Two different images"):

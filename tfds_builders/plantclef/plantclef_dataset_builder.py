@@ -9,8 +9,8 @@ and the paper's 90/10 ratio for a tree that comes unsplit.
 
 from __future__ import annotations
 
-from etils import epath
 import tensorflow_datasets as tfds
+from etils import epath
 
 from tfds_builders.image_folder import image_folder_dataset_builder
 

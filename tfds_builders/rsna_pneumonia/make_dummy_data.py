@@ -13,8 +13,8 @@ import random
 import uuid
 
 import numpy as np
-from PIL import Image
 import pydicom
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid

@@ -20,12 +20,12 @@ import collections
 import csv
 import io
 import zipfile
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
-from absl import logging
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
 
 from tfds_builders.image_folder import image_codec
 
@@ -43,7 +43,7 @@ _JPEG_SOI = b"\xff\xd8"
 def _import_pydicom():
   """pydicom, imported lazily: only preparing this dataset needs it."""
   try:
-    import pydicom  # pylint: disable=g-import-not-at-top
+    import pydicom
   except ImportError as e:
     raise ImportError(
         "rsna_pneumonia reads DICOM files with pydicom, which is not installed: "
@@ -92,7 +92,6 @@ def to_uint8_gray(pixels: np.ndarray, dataset) -> np.ndarray:
   if pixels.dtype == np.uint8 and int(dataset.get("BitsStored", 8)) <= 8:
     gray = pixels
   else:
-    # pylint: disable-next=g-import-not-at-top
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
     values = apply_modality_lut(pixels, dataset)
     if "WindowCenter" in dataset or "VOILUTSequence" in dataset:
@@ -113,7 +112,7 @@ def dicom_to_image(data: bytes, name: str) -> image_codec.EncodedImage:
   try:
     dataset = pydicom.dcmread(io.BytesIO(data))
     pixels = dataset.pixel_array
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise image_codec.UnreadableImageError(f"{name}: {type(e).__name__}: {e}") from e
   photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
   if photometric not in ("MONOCHROME1", "MONOCHROME2") or pixels.ndim != 2:
@@ -127,7 +126,7 @@ def dicom_to_image(data: bytes, name: str) -> image_codec.EncodedImage:
     if frame[:2] == _JPEG_SOI:
       return image_codec.EncodedImage(frame, "jpeg", height, width, 1, False)
   gray = to_uint8_gray(pixels, dataset)
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   return image_codec.EncodedImage(image_codec.encode_png(Image.fromarray(gray, "L")), "png",
                                   height, width, 1, True)
 
@@ -136,7 +135,7 @@ class _Source:
   """The Kaggle files, from the extracted folder or straight from the Kaggle zip."""
 
   def __init__(self, manual_dir: epath.Path, instructions: str):
-    self._zip: Optional[zipfile.ZipFile] = None
+    self._zip: zipfile.ZipFile | None = None
     folder_csv = manual_dir / LABELS_CSV
     archive = manual_dir / KAGGLE_ZIP
     if folder_csv.exists():
@@ -160,7 +159,7 @@ class _Source:
       return self._zip.read(LABELS_CSV).decode("utf-8-sig")
     return (self._root / LABELS_CSV).read_text(encoding="utf-8-sig")
 
-  def read_dicom(self, patient: str) -> Optional[bytes]:
+  def read_dicom(self, patient: str) -> bytes | None:
     """The patient's DICOM bytes, or None if the file is missing."""
     member = f"{IMAGES_DIR}/{patient}.dcm"
     if self._zip is not None:
@@ -202,7 +201,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     """Reads the labels (one per patient) and splits the patients."""
-    from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+    from tfbackbones.data.splits import stratified_split
     source = _Source(epath.Path(dl_manager.manual_dir), self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     _import_pydicom()  # Fail now, not after the split, if pydicom is missing.
     labels, rows = read_labels(source.labels_text())
@@ -227,7 +226,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                          labels: dict[str, int]):
     """Yields (patientId, example); missing or unreadable DICOMs are skipped."""
 
-    def read() -> Iterator[tuple[str, Optional[bytes]]]:
+    def read() -> Iterator[tuple[str, bytes | None]]:
       for patient in patients:  # Reading stays in this thread (zip files are not).
         yield patient, source.read_dicom(patient)
 

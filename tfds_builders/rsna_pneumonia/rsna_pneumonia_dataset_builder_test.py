@@ -8,21 +8,23 @@ import pathlib
 import tempfile
 import time
 import unittest
-from unittest import mock
 import zipfile
+from unittest import mock
 
-from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl.testing import absltest
 
 from tfds_builders.rsna_pneumonia import rsna_pneumonia_dataset_builder as rsna
 
 try:
-  import pydicom  # pylint: disable=g-import-not-at-top
-  from pydicom.dataset import Dataset, FileMetaDataset  # pylint: disable=g-import-not-at-top
-  from pydicom.uid import ExplicitVRLittleEndian  # pylint: disable=g-import-not-at-top
-  from pydicom.uid import SecondaryCaptureImageStorage  # pylint: disable=g-import-not-at-top
+  import pydicom
+  from pydicom.dataset import Dataset, FileMetaDataset
+  from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
+  )
 except ImportError:
   pydicom = None
 

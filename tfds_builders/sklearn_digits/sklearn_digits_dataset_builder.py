@@ -58,8 +58,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     """Returns the train/test generators; the data is bundled, nothing is downloaded."""
     del dl_manager  # Unused: the data ships inside scikit-learn.
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-    from tfbackbones.data.splits import stratified_split  # pylint: disable=g-import-not-at-top
+    from sklearn.datasets import load_digits
+
+    from tfbackbones.data.splits import stratified_split
 
     digits = load_digits()
     images = to_uint8(digits.images)[..., np.newaxis]  # (1797, 8, 8, 1)

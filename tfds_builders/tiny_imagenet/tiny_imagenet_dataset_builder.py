@@ -10,11 +10,11 @@ module costs no more than importing `tensorflow_datasets`.
 from __future__ import annotations
 
 import io
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-import tensorflow_datasets as tfds
 
 _URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 _HOMEPAGE = "https://cs231n.stanford.edu/"
@@ -138,7 +138,7 @@ def _check_jpeg(data: bytes, name: str) -> bytes:
   other mode (none is known in the archive) is converted to RGB and re-encoded, with a
   warning, so that every stored image really decodes to (64, 64, 3).
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   with Image.open(io.BytesIO(data)) as image:
     if image.format != "JPEG":

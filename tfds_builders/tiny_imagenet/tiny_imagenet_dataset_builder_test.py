@@ -9,8 +9,8 @@ import tempfile
 from unittest import mock
 
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from tfds_builders.tiny_imagenet import tiny_imagenet_dataset_builder
 
