@@ -45,7 +45,7 @@ def quickstart(tmp_path_factory):
   root = tmp_path_factory.mktemp("first_hour")
   workdir, data_dir = str(root / "quickstart"), str(root / "tfds")
   proc = _run([sys.executable, "-m", "experiments.quickstart", f"--workdir={workdir}",
-               f"--data_dir={data_dir}", "--backbones=mobilenet_v3_small",
+               f"--data_dir={data_dir}", "--backbones=efficientnet_lite0",
                "--max_epochs=3"])
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return dict(root=root, workdir=workdir, data_dir=data_dir, out=proc.stdout,
@@ -96,7 +96,7 @@ def test_every_printed_command_works_as_printed(quickstart):
       with tensorboard_server.serve(command, env=_user_env(), cwd=REPO,
                                     shell_prefix=activate) as server:
         groups = server.session_groups(["STATUS_SUCCESS"])["sessionGroups"]
-        assert [g["hparams"]["backbone"] for g in groups] == ["mobilenet_v3_small"]
+        assert {g["hparams"]["backbone"] for g in groups} == {"efficientnet_lite0"}
       continue
     if "tfbackbones.predict" in command:
       if importlib.util.find_spec("tfbackbones.predict") is None:
@@ -125,16 +125,18 @@ def test_readme_shows_the_commands_the_quickstart_prints(quickstart):
   lines = [line.split("#")[0].strip() for line in block.split("```", 1)[0].splitlines()]
   assert lines[0] == "source .venv/bin/activate"
   _, printed = _printed_commands(quickstart["out"])
-  expected = [line.replace("runs/quickstart", quickstart["workdir"])
-              .replace("BACKBONE", "mobilenet_v3_small") for line in lines[1:]]
+  run = re.search(r"--workdir=\S+/([^/\s]+) IMAGE", "\n".join(printed)).group(1)
+  expected = [line.replace("runs/quickstart", quickstart["workdir"]).replace("RUN", run)
+              for line in lines[1:]]
   assert expected == printed[:len(expected)]
 
 
 def test_train_ends_with_the_next_commands(quickstart):
   """A finished run's train command (rerun: it does not train again) names the next steps."""
-  workdir = os.path.join(quickstart["workdir"], "mobilenet_v3_small")
+  workdir = os.path.join(quickstart["workdir"], "efficientnet_lite0-imagenet")
   proc = _run([sys.executable, "-m", "tfbackbones.train", "--protocol=quickstart",
-               "--dataset=sklearn_digits", "--backbone=mobilenet_v3_small",
+               "--dataset=lfw_subset", "--train_fraction=0.25",
+               "--backbone=efficientnet_lite0",
                "--max_epochs=3", f"--data_dir={quickstart['data_dir']}",
                f"--workdir={workdir}"])
   assert proc.returncode == 0, proc.stdout + proc.stderr
