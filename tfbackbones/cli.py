@@ -17,20 +17,22 @@ def verbose() -> bool:
   return ("verbose" in values and values.verbose) or values["verbosity"].present
 
 
-def quiet_logs() -> None:
+def quiet_logs(tensorflow: bool = True) -> None:
   """Keeps the terminal for progress lines: call first in main, before TF is imported.
 
   `absl.app.run` turns INFO logging on, which buries the per-epoch lines under TF and
   TFDS chatter (checkpoint sharding, dataset construction, progress bars); TensorFlow's
   start-up block and TFDS's folder-scanning warnings are noise too (tfbackbones/quiet.py).
-  `--verbose` keeps all of it.
+  `--verbose` keeps all of it. `tensorflow=False` quiets without importing TensorFlow
+  (or TFDS), for entry points that must run without it.
   """
   if verbose():
     return
   absl_logging.set_verbosity(absl_logging.WARNING)
-  quiet.quiet()
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
+  quiet.quiet(tensorflow)
+  if tensorflow:
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()
 
 
 def flagfiles_first(argv: list[str]) -> list[str]:

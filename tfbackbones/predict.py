@@ -48,7 +48,9 @@ def write_csv(path: str, rows: list) -> None:
 
 
 def main(argv):
-  cli.quiet_logs()  # before TensorFlow is imported
+  # Quiet, without importing TensorFlow: LiteRT and ONNX artifacts run without it, and a
+  # Keras artifact's runtime imports it (quietly, TF_CPP_MIN_LOG_LEVEL is set) when needed.
+  cli.quiet_logs(tensorflow=False)
   from tfbackbones.deploy import images as images_lib
   from tfbackbones.deploy import runtimes
   paths = argv[1:]

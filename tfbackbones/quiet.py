@@ -41,13 +41,19 @@ class _NoiseFilter(logging.Filter):
 _FILTER = _NoiseFilter()
 
 
-def quiet() -> None:
-  """Quiet start-up: call first thing in an entry point's main, before TensorFlow loads."""
+def quiet(tensorflow: bool = True) -> None:
+  """Quiet start-up: call first thing in an entry point's main, before TensorFlow loads.
+
+  Args:
+    tensorflow: import TensorFlow now, its start-up block hidden. False for entry points
+      that must not load it at all (predict on LiteRT/ONNX artifacts).
+  """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   absl_logger = logging.getLogger("absl")
   if _FILTER not in absl_logger.filters:
     absl_logger.addFilter(_FILTER)
-  import_tensorflow_quietly()
+  if tensorflow:
+    import_tensorflow_quietly()
 
 
 @contextlib.contextmanager
