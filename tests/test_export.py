@@ -132,7 +132,12 @@ def test_float_artifacts_agree_with_keras(run, exported, test_images):
     assert predictor.input_dtype == "uint8" and predictor.class_names == exported["class_names"]
     np.testing.assert_allclose(predictor.predict(x), reference, rtol=0, atol=tolerance,
                                err_msg=fmt)
-    assert rows[fmt]["agreement_with_keras"] == 1.0 and rows[fmt]["top1_drop_points"] == 0.0
+    # Predictions may differ only on images whose two best Keras probabilities are closer
+    # than the tolerance (a near-tie of a barely trained model can flip either way).
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    near_ties = float(np.mean(top2[:, 1] - top2[:, 0] <= tolerance))
+    assert rows[fmt]["agreement_with_keras"] >= 1.0 - near_ties - 1e-9, fmt
+    assert abs(rows[fmt]["top1_drop_points"]) <= 100 * near_ties + 1e-9, fmt
 
 
 @pytest.mark.heavy
