@@ -27,23 +27,29 @@ from tfbackbones.training import workdir as wd
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_B = "test_tiny_mlp"
 # One-epoch tiny runs: the protocol's shape, none of its cost.
+# A higher learning rate and BatchNorm momentum 0.9, so that one epoch learns enough to
+# be a result (not degenerate: above the majority-class rate).
 TINY = dict(weights="none", image_size=32, batch_size=32, max_epochs=1, adamw_patience=1,
-            sgd_patience=1, steps_per_execution=8, augment="none")
+            sgd_patience=1, steps_per_execution=8, augment="none", adamw_lr=1e-2,
+            bn_momentum=0.9)
 
 
 def _build_tiny_b(spec, image_size, weights):
   del spec, weights
   inputs = keras.Input((*image_size, 3))  # builders get (height, width)
-  x = keras.layers.Conv2D(4, 4, strides=4, activation="relu")(inputs)
+  x = keras.layers.Conv2D(8, 4, strides=4, activation="relu")(inputs)
+  # Flattened, so the head sees where strokes are: averaged away, one epoch stays at
+  # chance and the run is rightly `degenerate`, not a result.
+  x = keras.layers.Flatten()(x)
   return keras.Model(inputs, x, name=TINY_B)
 
 
 def register_tiny_b() -> str:
-  """A second tiny backbone (one strided conv), so a study has two to compare."""
+  """A second tiny backbone (one strided conv, flattened), so a study has two to compare."""
   if TINY_B not in registry.names():
     registry.register(registry.BackboneSpec(
         name=TINY_B, source="keras.applications", default_size=32, preprocessing="unit",
-        params_m=None, imagenet_top1=None, feature_dim=4, weights_file=None,
+        params_m=None, imagenet_top1=None, feature_dim=512, weights_file=None,
         description="test-only one-conv backbone", builder=_build_tiny_b))
   return TINY_B
 
