@@ -28,7 +28,9 @@ SKIP = re.compile(r"docs-check:\s*skip\s*\(([^)]+)\)")
 SKIP_NO_REASON = re.compile(r"docs-check:\s*skip(?!\s*\([^)]+\))")
 _COMMAND = re.compile(r"python3? -m ([A-Za-z_][\w.]*)((?:\\\n|[^\n`|])*)")
 _FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)")
-_MAKE = re.compile(r"\bmake ([a-z][\w-]*)")
+# A command, not prose ("make that answer wrong"): at a line's start, after a backtick or
+# a shell prompt.
+_MAKE = re.compile(r"(?:^|`|\$ )make ([a-z][\w-]*)", re.M)
 _PATH = re.compile(r"`((?:tfbackbones|experiments|tfds_builders|flags|docs|tests|\.ci)"
                    r"/[\w./*-]*)`")
 # Flags every absl program has.

@@ -557,6 +557,7 @@ def test_cli_table_lists_every_backbone(tmp_path):
       [sys.executable, "-m", "tfbackbones.backbones"], cwd=REPO_ROOT, env=env,
       capture_output=True, text=True, timeout=120, check=True)
   for name in backbones.names():
-    assert name in result.stdout
+    if not name.startswith("test_"):  # registered by other tests in this process only
+      assert name in result.stdout
   assert str(tmp_path / "kh" / "models") in result.stdout
   assert "weights cached" in result.stdout

