@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from tfbackbones.config import TrainConfig
+from tfbackbones.jsonable import jsonable
 
 SCHEMA_VERSION = 2
 FINISHED, DIVERGED, DEGENERATE, FAILED = "finished", "diverged", "degenerate", "failed"
@@ -140,7 +141,7 @@ class RunResult:
     return {**extra, **values}
 
   def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_jsonable)
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=jsonable)
 
   @classmethod
   def from_dict(cls, values: Any, source: str = "result.json") -> RunResult:
@@ -218,10 +219,3 @@ def _finite(value) -> bool:
   except (TypeError, ValueError):
     return False
 
-
-def _jsonable(value):
-  if hasattr(value, "item"):
-    return value.item()
-  if hasattr(value, "tolist"):
-    return value.tolist()
-  return str(value)

@@ -26,6 +26,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfbackbones.config import ConfigError
+from tfbackbones.jsonable import jsonable
 
 CONFIG = "config.json"
 STATE = "state.json"
@@ -109,7 +110,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 def write_json(filename: str, value: Any) -> None:
-  write_text(filename, json.dumps(value, indent=2, sort_keys=True, default=_jsonable))
+  write_text(filename, json.dumps(value, indent=2, sort_keys=True, default=jsonable))
 
 
 def read_json(filename: str) -> Any | None:
@@ -130,14 +131,6 @@ def move_aside(filename: str) -> str:
   fault_point("move", filename)
   tf.io.gfile.rename(filename, target, overwrite=True)
   return target
-
-
-def _jsonable(value):
-  if hasattr(value, "item"):
-    return value.item()
-  if hasattr(value, "tolist"):
-    return value.tolist()
-  return str(value)
 
 
 # ---------------------------------------------------------------------------- paths
