@@ -221,7 +221,15 @@ def test_a_local_preset_fine_tunes_and_resumes_in_the_engine(
   # The run's usable model (the export path's input) loads and is the best checkpoint.
   x, labels, _ = evaluation._test_and_calibration(result, 1)
   probs = runtimes.open_model(cfg.workdir).predict(x)
-  assert np.mean(probs.argmax(1) == labels) == pytest.approx(result.test["top1"], abs=1e-9)
+  # Same weights, rebuilt graph: only images whose two best probabilities are within float
+  # noise (a barely trained model's near-ties) may flip.
+  top2 = np.sort(probs, axis=1)[:, -2:]
+  near_ties = float(np.mean(top2[:, 1] - top2[:, 0] < 1e-4))
+  assert abs(np.mean(probs.argmax(1) == labels) - result.test["top1"]) <= near_ties + 1e-9
+  if not result.ranked:  # a degenerate run is not a result: export refuses it
+    with pytest.raises(evaluation.WorkdirError, match="no finished run"):
+      evaluation.check_workdir(cfg.workdir)
+    return
   # ONNX is left out: tf2onnx has no Erfc (exact GELU of the ViT-like towers, docs/keras_hub.md).
   report = evaluation.export_workdir(evaluation.ExportConfig(
       workdir=cfg.workdir, formats=("saved_model", "litert"), calibration_images=8,

@@ -149,7 +149,8 @@ def _run_pair(tmp, data_dir, backbone, workers, extra):
   assert not cluster.leftovers()
   with open(tmp / "logs" / "single.log") as f:
     single_log = f.read()
-  assert code == 0, single_log[-3000:]
+  # Exit 1 is a completed run that is not a result (degenerate at this size).
+  assert code in (0, 1) and "Traceback" not in single_log, single_log[-3000:]
   # Exit 1 is a completed run that is not a result (degenerate); every worker agrees.
   assert len(set(codes)) == 1 and codes[0] in (0, 1), "\n".join(log[-3000:] for log in logs)
   assert not any("Traceback" in log for log in logs), "\n".join(logs)

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from tfbackbones import cli
+from tfbackbones import cli, quiet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A finished run's workdir, a .keras/.tflite/.onnx file "
@@ -61,7 +61,8 @@ def main(argv):
     if FLAGS.top_k < 1:
       raise runtimes.ArtifactError(f"--top_k={FLAGS.top_k}: use 1 or more")
     # The cheap checks first: a bad path or image fails before a runtime starts.
-    runtimes.detect_format(FLAGS.model)
+    if runtimes.detect_format(FLAGS.model) in ("keras", "saved_model"):
+      quiet.import_tensorflow_quietly()  # its runtime is TensorFlow: load it without noise
     files = images_lib.find_images(paths)
     decoded = [images_lib.read_rgb(path) for path in files]
     predictor = runtimes.open_model(FLAGS.model, threads=FLAGS.threads or None)
