@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfbackbones import backbones as backbones_lib
@@ -163,11 +164,42 @@ def save_usable_model(trainer) -> str | None:
     return None
 
 
+class RoundTripError(RuntimeError):
+  """A saved model.keras does not load back to the weights it was saved from."""
+
+
+def check_round_trip(model: keras.Model, path: str) -> None:
+  """Loads `path` back and requires every variable to equal `model`'s, bit for bit.
+
+  Why: a layer whose own save/load code loses state writes a file that loads without
+  error and predicts differently. keras-hub's DINOv2 did (its trained position table
+  was dropped; `keras_hub_presets.native_position_embeddings`), and only a test
+  evaluation that disagreed with the exported model showed it. Checking here keeps any
+  backbone with that defect from leaving a wrong model.keras behind.
+
+  Raises:
+    RoundTripError: Naming the first variable that differs (or the count).
+  """
+  loaded = load_model(path)
+  saved, back = model.weights, loaded.weights
+  if len(saved) != len(back):
+    raise RoundTripError(f"{len(saved)} variables saved, {len(back)} loaded back")
+  for a, b in zip(saved, back):
+    x, y = a.numpy(), b.numpy()
+    if x.shape != y.shape or not np.array_equal(x, y):
+      diff = float(np.max(np.abs(x - y))) if x.shape == y.shape else float("nan")
+      raise RoundTripError(f"variable {a.path} does not survive saving and loading "
+                           f"(max abs change {diff:.3g}); the backbone's own save or load "
+                           "code loses it")
+
+
 def _save(model: keras.Model, path: str) -> None:
-  """Saves locally, then copies and renames: a gs:// workdir works, no half file is left."""
+  """Saves locally, checks that it loads back, then copies and renames: a gs:// workdir
+  works, and no half or wrong file is left."""
   with tempfile.TemporaryDirectory() as tmp:
     local = os.path.join(tmp, MODEL_FILE)
     model.save(local)
+    check_round_trip(model, local)
     tf.io.gfile.copy(local, path + ".tmp", overwrite=True)
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 

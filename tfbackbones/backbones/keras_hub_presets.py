@@ -459,6 +459,7 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
       kwargs["image_shape"] = (*size, 3)
   backbone = keras_hub.models.Backbone.from_preset(
       path, load_weights=weights == "imagenet", **kwargs)
+  backbone = native_position_embeddings(backbone)
   encoder = getattr(backbone, "vision_encoder", None) or backbone
   safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "keras_hub"
   inputs = keras.Input((*size, 3), dtype="float32", name="images")
@@ -472,6 +473,82 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
   model = keras.Model(inputs, features, name=safe)
   track_for_checkpoints(model, encoder)
   return model
+
+
+def _interpolating_embeddings(model: keras.Model) -> list:
+  """Layers that keep a trained `interpolated_position_embeddings` beside a stored
+  `position_embeddings` (keras-hub's DINOv2 embedding)."""
+  found, stack = [], list(getattr(model, "layers", []))
+  while stack:
+    layer = stack.pop()
+    if hasattr(layer, "interpolated_position_embeddings") and hasattr(
+        layer, "position_embeddings"):
+      found.append(layer)
+    stack.extend(getattr(layer, "layers", None) or [])
+  return found
+
+
+def native_position_embeddings(backbone: keras.Model) -> keras.Model:
+  """Makes a DINOv2 backbone's position embeddings its own, at the size it runs at.
+
+  keras-hub's DINOv2 trains `interpolated_position_embeddings` (the preset's table,
+  interpolated to the input size) but saves and loads only `position_embeddings`, the
+  table at the preset's size: `save_own_variables` interpolates the trained table back
+  only when `sum(original - trained) > epsilon` -- a signed sum, so about half of all
+  fine-tunes keep the pretrained table -- and `load_own_variables` interpolates it
+  forward again. A run's model.keras then lost the trained position embeddings (3 of 359
+  test predictions changed in the suite; docs/keras_hub.md), and at a size other than
+  the preset's the down-and-up bicubic round trip is lossy even when the sum is right.
+
+  So the backbone is made native at its input size (`position_embedding_shape ==
+  image_shape`: interpolation is then a copy), carrying the interpolated table as its
+  stored one, and each such layer copies the trained table into the stored one whenever
+  it is saved. `model.keras`, `save_weights` and presets then round-trip exactly
+  (tests/test_keras_hub.py). Other backbones are returned unchanged.
+
+  Args:
+    backbone: A keras-hub backbone, built (weights loaded) at its input size.
+
+  Returns:
+    The backbone to use: `backbone` itself, or an equal one built natively.
+  """
+  layers = _interpolating_embeddings(backbone)
+  if not layers:
+    return backbone
+  config = backbone.get_config()
+  image_shape = tuple(config.get("image_shape") or ())
+  stored = tuple(config.get("position_embedding_shape") or ())
+  if len(image_shape) == 3 and len(stored) == 3 and image_shape[:2] != stored[:2]:
+    native = type(backbone).from_config({**config, "position_embedding_shape": image_shape})
+    if len(native.weights) != len(backbone.weights):
+      raise KerasHubError(f"{backbone.name}: rebuilding it at {image_shape[:2]} gave "
+                          f"{len(native.weights)} variables, not {len(backbone.weights)}.")
+    source = {w.path: w for w in backbone.weights}
+    for target in native.weights:
+      name = target.path
+      if name.endswith("/position_embeddings"):  # the table it runs with, not the preset's
+        name = name[:-len("position_embeddings")] + "interpolated_position_embeddings"
+      target.assign(source[name])
+    backbone, layers = native, _interpolating_embeddings(native)
+  for layer in layers:
+    _save_trained_table(layer)
+  return backbone
+
+
+def _save_trained_table(layer) -> None:
+  """Has `layer` store the table it trained (see `native_position_embeddings`).
+
+  An attribute of this instance, not a patch of keras-hub's class: Keras saving calls
+  `layer.save_own_variables`; loading needs no change (with equal shapes it copies the
+  stored table into the trained one).
+  """
+  save_class = type(layer).save_own_variables
+
+  def save_own_variables(store):
+    layer.position_embeddings.assign(layer.interpolated_position_embeddings)
+    save_class(layer, store)
+
+  layer.save_own_variables = save_own_variables
 
 
 def track_for_checkpoints(model: keras.Model, backbone: keras.Model) -> None:
