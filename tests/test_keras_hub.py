@@ -54,6 +54,30 @@ def _tiny(family):
     return (M.CLIPBackbone(M.CLIPVisionEncoder(**vit, image_shape=(32, 32, 3)),
                            M.CLIPTextEncoder(**text), projection_dim=8),
             L.CLIPImageConverter(image_size=(32, 32), **CLIP))
+  if family == "dinov3":
+    return (M.DINOV3Backbone(**vit, num_register_tokens=1, image_shape=(32, 32, 3)),
+            L.DINOV3ImageConverter(image_size=(32, 32), **IMAGENET))
+  if family == "vit":
+    return (M.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=1, num_heads=2,
+                          hidden_dim=16, mlp_dim=32),
+            L.ViTImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1.0))
+  if family == "deit":
+    return (M.DeiTBackbone(**vit, image_shape=(32, 32, 3)),
+            L.DeiTImageConverter(image_size=(32, 32), **IMAGENET))
+  if family == "swin":
+    return (M.SwinTransformerBackbone(image_shape=(32, 32, 3), embed_dim=16, depths=[1, 1],
+                                      num_heads=[2, 2], window_size=4, patch_size=4),
+            L.SwinTransformerImageConverter(image_size=(32, 32), **IMAGENET))
+  if family == "efficientnet":
+    one = dict(stackwise_width_coefficients=[1.0], stackwise_depth_coefficients=[1.0],
+               stackwise_kernel_sizes=[3], stackwise_num_repeats=[1],
+               stackwise_input_filters=[16], stackwise_output_filters=[16],
+               stackwise_expansion_ratios=[1], stackwise_squeeze_and_excite_ratios=[0.25],
+               stackwise_strides=[1], stackwise_block_types=["v1"],
+               stackwise_force_input_filters=[0], stackwise_nores_option=[False])
+    # num_features keeps its default: keras-hub 0.32 leaves it out of get_config().
+    return (M.EfficientNetBackbone(**one),
+            L.EfficientNetImageConverter(image_size=(32, 32), **IMAGENET))
   if family == "resnet":
     return (M.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[3],
                              stackwise_num_filters=[64], stackwise_num_blocks=[1],

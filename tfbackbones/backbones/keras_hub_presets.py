@@ -466,9 +466,14 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
   x = inputs
   if facts.scale is not None or facts.offset is not None:
     x = converter_layer(facts.scale, facts.offset)(x)
-  # keras-hub's vision towers take {"images": x}; calling them with the bare tensor works
-  # but warns on every call.
-  features = encoder({"images": x} if isinstance(encoder.input, dict) else x)
+  # keras-hub's vision towers take a dict ({"images": x}; DINOv3 {"pixel_values": x});
+  # calling them with the bare tensor works but warns on every call.
+  if isinstance(encoder.input, dict):
+    if len(encoder.input) != 1:
+      raise KerasHubError(f"{path} ({facts.class_name}) takes inputs "
+                          f"{', '.join(sorted(encoder.input))}; expected one image input.")
+    x = {next(iter(encoder.input)): x}
+  features = encoder(x)
   features = select_features(features, facts, f"keras-hub {facts.class_name} at {path}")
   model = keras.Model(inputs, features, name=safe)
   track_for_checkpoints(model, encoder)

@@ -112,7 +112,32 @@ def _onnx(model, path, calibration):
   frozen = convert_to_constants.convert_variables_to_constants_v2(function)
   tf2onnx.convert.from_graph_def(
       frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
-      output_names=[t.name for t in frozen.outputs], output_path=path)
+      output_names=[t.name for t in frozen.outputs], output_path=path,
+      custom_op_handlers=ONNX_OP_HANDLERS)
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+  """TF's `Erfc` as `1 - Erf(x)`: ONNX has Erf (opset 9), no Erfc, and tf2onnx 1.17 no
+  handler for it.
+
+  Keras's exact GELU (`approximate=False`, keras-hub's DINOv2 and DINOv3) computes
+  `0.5 * x * erfc(-x / sqrt(2))`, so without this their ONNX export fails. The function
+  is unchanged: in float32 `1 - erf(x)` differs from `erfc(x)` by at most about 6e-8
+  (absolute), which GELU multiplies by `0.5 * x` where erfc is small.
+  """
+  del args
+  from tf2onnx import utils
+  node.type = "Erf"
+  dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+  one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype=dtype))
+  erfc = ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(name),
+                                       inputs=[one.output[0], node.output[0]])
+  ctx.copy_shape(node.output[0], erfc.output[0])
+  ctx.set_dtype(erfc.output[0], ctx.get_dtype(node.output[0]))
+
+
+# tf2onnx's `custom_op_handlers`: TF op -> (handler(ctx, node, name, args), args).
+ONNX_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
 EXPORTERS: dict[str, Callable] = {"saved_model": _saved_model, "litert": _litert,
