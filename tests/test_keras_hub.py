@@ -98,6 +98,10 @@ def presets(tmp_path_factory):
   root = tmp_path_factory.mktemp("presets")
   out = {}
   for family in FAMILIES:
+    # Fixed initial weights, so every session trains the same runs. With seed 1 the
+    # engine run moves DINOv2's position table up on balance: the case keras-hub's save
+    # dropped (docs/keras_hub.md), which made that test fail without the fix.
+    keras.utils.set_random_seed(1)
     backbone, converter = _tiny(family)
     path = str(root / family)
     backbone.save_to_preset(path)
