@@ -16,7 +16,9 @@ Why a fresh model rather than the trained instance: training patches layers in p
 (TF's fused BatchNorm, the CPU kernels of `tfbackbones/kernels`), may run under a
 mixed-precision policy and inside a distribution strategy. The saved model is rebuilt in
 float32 from the registry and the best checkpoint is read into it (object-graph matched,
-so a mismatch fails loudly), so it loads and exports anywhere.
+so a mismatch fails loudly), so it loads and exports anywhere. The written file is loaded
+back and must hold every variable bit for bit (`check_round_trip`): a layer whose own
+save code loses state (keras-hub's DINOv2 did) leaves no model.keras rather than a wrong one.
 
 Loading needs `import tfbackbones.artifacts` (it registers `Preprocess`) and the
 backbone's own layers (`import tfbackbones.backbones`); `load_model` does both.
