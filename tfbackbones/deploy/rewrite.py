@@ -1,6 +1,6 @@
 """The same function as a model, in a graph that LiteRT's converter and XNNPACK handle well.
 
-  deployable = rewrite.for_litert(model, int8=True)   # `model` itself when nothing applies
+  deployable = rewrite.for_export(model, int8=True)   # `model` itself when nothing applies
 
 Two rewrites, each applied only where it is needed, so other models export exactly as
 Keras writes them. Both are checked by `tests/test_export_rewrite.py`; docs/export.md has
@@ -65,12 +65,12 @@ def _leaves(model):
 
 
 def needs_rewrite(model, int8: bool) -> bool:
-  """Whether `for_litert` would change anything in `model`."""
+  """Whether `for_export` would change anything in `model`."""
   return any(saved_model_name(layer.name) != layer.name or (int8 and is_hard_swish(layer))
              for layer in _leaves(model))
 
 
-def for_litert(model, int8: bool = False):
+def for_export(model, int8: bool = False):
   """`model`, or a copy with the rewrites of the module doc where `model` needs them.
 
   Args:
