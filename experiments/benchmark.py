@@ -544,10 +544,10 @@ def settle_batchnorm(model, preprocessing_kind: str, size: int, seed: int = 0) -
   Why: at random init the moving statistics are mean 0 and variance 1 whatever the
   layer's real ones, so activations drift layer by layer (in MobileNetV3-Small at 224 px
   the deep ones fell below 1e-4). INT8 calibration then sees ranges no trained network
-  has, and XNNPACK even refuses int8 ADDs whose input/output scale ratio leaves its
-  range: 16 of MobileNetV3-Small's ADDs fell back to TFLite kernels, which no real model
-  would do. A trained network's BatchNorm normalises its activations; one training-mode
-  pass with momentum 0 gives a random one that property. Float latency is unaffected.
+  has, and XNNPACK even left 16 of MobileNetV3-Small's int8 ADDs (input scale < 1e-4,
+  output 0.012) to TFLite's kernels, which no trained model would do. A trained
+  network's BatchNorm normalises its activations; one training-mode pass with momentum 0
+  gives a random one that property. Float latency is unaffected.
   """
   import numpy as np
 
