@@ -4,7 +4,8 @@ For each format: the artifact is written under `<workdir>/export/`, loaded with 
 runtime (TensorFlow for SavedModel, the LiteRT interpreter, onnxruntime), run on the
 run's whole test split (the images training tested on, from the same split ids), and
 compared with `model.keras`, the float reference: top-1, its drop in points, the share of
-images whose top-1 class agrees, the largest probability difference; then latency at
+images whose top-1 class agrees, the largest probability difference; for LiteRT, the
+tensor dtypes and which ops XNNPACK (LiteRT's CPU delegate) does not run; then latency at
 batch 1 (median and p90, 1 thread and all cores, warm-up excluded, a fresh process each:
 see `latency.py`) and the size on disk. The Keras model gets the same row, so a report
 can put every format of every backbone on one accuracy-vs-latency plot.
@@ -140,8 +141,12 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       continue
     if fmt.startswith("litert"):
       row["tensor_dtypes"] = exporters.tensor_dtypes(path)
+      row["xnnpack"] = exporters.delegation(path)
     rows.append(row)
     log(_line(row))
+    if (row.get("xnnpack") or {}).get("not_delegated"):
+      log(f"  {fmt:<12} note: ops outside XNNPACK (TFLite's own kernels, slower): "
+          + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
   report = {
       "workdir": cfg.workdir, "backbone": result.backbone, "dataset": result.dataset,
       "seed": result.seed, "image_size": result.image_size,

@@ -53,29 +53,42 @@ def check_formats(formats) -> tuple:
 
 def _saved_model(model, path, calibration):
   del calibration
-  model.export(path, format="tf_saved_model", verbose=False)
+  from tfbackbones.deploy import rewrite
+  rewrite.for_export(model).export(path, format="tf_saved_model", verbose=False)
 
 
 def _litert(model, path, calibration):
   del calibration
   import tensorflow as tf
-  model.export(path, format="litert", verbose=False,
-               target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+
+  from tfbackbones.deploy import rewrite
+  rewrite.for_export(model).export(
+      path, format="litert", verbose=False,
+      target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
 
 
 def _litert_fp16(model, path, calibration):
   del calibration
   import tensorflow as tf
-  model.export(path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
-               target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
-                            "supported_types": [tf.float16]})
+
+  from tfbackbones.deploy import rewrite
+  rewrite.for_export(model).export(
+      path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
+      target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
+                   "supported_types": [tf.float16]})
 
 
 def _litert_int8(model, path, calibration):
-  """Full-integer: the converter calibrates every activation's range on `calibration`."""
+  """Full-integer: the converter calibrates every activation's range on `calibration`.
+
+  The graph is first rewritten so that every op has an int8 XNNPACK kernel
+  (`rewrite.for_export`, int8=True): without that, MobileNetV3's INT8 file ran slower
+  than its float one.
+  """
   import tensorflow as tf
 
   from tfbackbones import artifacts
+  from tfbackbones.deploy import rewrite
   if calibration is None or not len(calibration):
     raise ExportError("litert_int8 needs calibration images from the training split")
 
@@ -83,7 +96,8 @@ def _litert_int8(model, path, calibration):
     for image in calibration:
       yield [image[None].astype(np.float32)]
 
-  artifacts.float_input_variant(model).export(
+  int8_model = rewrite.for_export(artifacts.float_input_variant(model), int8=True)
+  int8_model.export(
       path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
       representative_dataset=representative,
       target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
@@ -178,3 +192,57 @@ def tensor_dtypes(tflite_path: str) -> dict:
     name = np.dtype(detail["dtype"]).name
     counts[name] = counts.get(name, 0) + 1
   return counts
+
+
+def delegation(tflite_path: str, threads: int = 1) -> dict | None:
+  """Which ops of a .tflite LiteRT's default CPU delegate (XNNPACK) runs, and which not.
+
+  An op XNNPACK does not take runs on TFLite's own kernel, for some int8 ops its scalar
+  reference kernel, and splits the graph into several delegate partitions: one such op
+  type made INT8 MobileNetV3 slower than float (see `rewrite.py`). The interpreter lists
+  its nodes after delegation: the original ops, then one `DELEGATE` node per partition
+  with the partition's boundary tensors. An op ran outside XNNPACK if what it writes is
+  not a partition output but is read by a partition, by an op outside, or is a model
+  output. The conversions at the model's input and output (uint8 <-> int8 QUANTIZE of a
+  full-integer model, the uint8 -> float CAST of a float one) are counted apart
+  (`interface_ops`): XNNPACK has no uint8 -> int8 kernel, and each is one pass over the
+  pixels or the probabilities.
+
+  Returns:
+    {"partitions": N, "not_delegated": {op name: count}, "interface_ops": K}, or None
+    if this ai-edge-litert does not list its nodes.
+  """
+  from ai_edge_litert.interpreter import Interpreter
+  interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
+  interpreter.allocate_tensors()
+  try:
+    nodes = interpreter._get_ops_details()  # private, but the only listing of the nodes
+  except AttributeError:
+    return None
+  delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+  ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+  partition_in = {t for n in delegates for t in n["inputs"]}
+  partition_out = {t for n in delegates for t in n["outputs"]}
+  model_in = {d["index"] for d in interpreter.get_input_details()}
+  model_out = {d["index"] for d in interpreter.get_output_details()}
+  outside = {id(n) for n in ops
+             if not set(n["outputs"]) & partition_out
+             and set(n["outputs"]) & (partition_in | model_out)}
+  changed = True
+  while changed:  # an op feeding an op outside XNNPACK, not through a partition, is outside
+    read_outside = {t for n in ops if id(n) in outside for t in n["inputs"]}
+    grown = {id(n) for n in ops
+             if not set(n["outputs"]) & partition_out and set(n["outputs"]) & read_outside}
+    changed = not grown <= outside
+    outside |= grown
+  counts: dict = {}
+  interface = 0
+  for n in ops:
+    if id(n) not in outside:
+      continue
+    if n["op_name"] in ("QUANTIZE", "DEQUANTIZE", "CAST") and (
+        set(n["inputs"]) & model_in or set(n["outputs"]) & model_out):
+      interface += 1
+      continue
+    counts[n["op_name"]] = counts.get(n["op_name"], 0) + 1
+  return {"partitions": len(delegates), "not_delegated": counts, "interface_ops": interface}

@@ -35,6 +35,47 @@ def measure(predictor, runs: int = 50, warmup: int = 5, seed: int = 0) -> dict:
           "runs": runs, "warmup": warmup}
 
 
+def interleaved(predictors: dict, rounds: int = 15, calls: int = 10, warmup: int = 5,
+                seed: int = 0) -> dict:
+  """Batch-1 latency of several artifacts in turns, for a ratio that load cannot skew.
+
+  On a machine shared with other jobs, timing A for a minute and then B for a minute
+  compares two different machines. Here every round times `calls` calls of each artifact
+  back to back (in a rotating order), so a load spike hits all of them; the ratio of two
+  artifacts is taken within each round and its median reported.
+
+  Args:
+    predictors: {name: Predictor} of the same input size.
+    rounds, calls, warmup: rounds of timed turns, calls per turn, untimed calls each first.
+
+  Returns:
+    {"median_ms": {name: ms}, "rounds_ms": {name: [ms per call, each round]}}; use
+    `round_ratios` for per-round ratios.
+  """
+  names = list(predictors)
+  first = predictors[names[0]]
+  image = np.random.default_rng(seed).integers(
+      0, 256, (1, first.height, first.width, 3), dtype=np.uint8)
+  for name in names:
+    for _ in range(warmup):
+      predictors[name].predict(image)
+  per_round = {name: [] for name in names}
+  for r in range(rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      start = time.perf_counter()
+      for _ in range(calls):
+        predictors[name].predict(image)
+      per_round[name].append((time.perf_counter() - start) * 1000.0 / calls)
+  return {"median_ms": {n: float(np.median(v)) for n, v in per_round.items()},
+          "rounds_ms": per_round}
+
+
+def round_ratios(timing: dict, numerator: str, denominator: str) -> list:
+  """numerator ms / denominator ms in each round of an `interleaved` timing."""
+  rounds = timing["rounds_ms"]
+  return [a / b for a, b in zip(rounds[numerator], rounds[denominator], strict=True)]
+
+
 def in_subprocess(path: str, threads: int, runs: int = 50, warmup: int = 5,
                   timeout: float = 1800) -> dict:
   """`measure` in a fresh process with `threads` intra-op threads; {"error": ...} if it fails."""
