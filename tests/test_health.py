@@ -342,3 +342,44 @@ def test_precise_bn_sets_the_average_of_the_batch_statistics_and_keeps_momentum(
   np.testing.assert_allclose(bn.moving_variance.numpy(),
                              np.mean([f.var((0, 1, 2)) for f in features], 0), rtol=1e-3)
   assert bn.momentum == 0.99
+
+
+def _colour_folder(root, test_per_class, train_per_class=24, size=24):
+  """Two classes told apart by colour alone (red vs blue, noisy): a tiny CNN learns them
+  in an epoch or two, so validation passes and only the test split decides."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for split, n in (("train", train_per_class), ("test", test_per_class)):
+    for name, colour in (("blue", (40, 60, 200)), ("red", (200, 50, 40))):
+      os.makedirs(root / split / name)
+      for i in range(n):
+        pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+  return str(root)
+
+
+def test_a_test_split_too_small_to_tell_from_chance_is_degenerate_not_finished(tmp_path):
+  # Issue 19: a run that validation calls good but whose test split cannot tell it apart
+  # from always answering one class must not be ranked. 2 test images: even 2/2 has
+  # p = 0.25 under "no better than the majority class".
+  folder = _colour_folder(tmp_path / "f", test_per_class=1)
+  cfg = tiny_config(tmp_path / "run", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
+                    train_fraction=1.0, batch_size=8, max_epochs=3)
+  result = runner.train(cfg, log=Quiet())
+  assert result.val["top1"] > 0.5                      # validation alone would rank it
+  assert result.status == "degenerate" and not result.ranked
+  assert "only 2 image(s)" in result.reason
+  sig = json.load(open(os.path.join(cfg.workdir, "result.json")))["significance"]
+  assert sig["n"] == 2 and sig["majority_rate"] == 0.5 and not sig["significant"]
+  assert sig["best_p_value"] == pytest.approx(0.25) and sig["test"].startswith("one-sided")
+
+
+def test_a_real_result_records_its_significance(tmp_path):
+  folder = _colour_folder(tmp_path / "f", test_per_class=10)
+  cfg = tiny_config(tmp_path / "run", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
+                    train_fraction=1.0, batch_size=8, max_epochs=3)
+  result = runner.train(cfg, log=Quiet())
+  assert result.status == "finished" and result.ranked, result.reason
+  sig = result.significance
+  assert sig["n"] == 20 and sig["majority_rate"] == 0.5 and sig["comparisons"] == 1
+  assert sig["correct"] == round(result.test["top1"] * 20) and sig["p_value"] < 0.01
