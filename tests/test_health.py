@@ -383,3 +383,23 @@ def test_a_real_result_records_its_significance(tmp_path):
   sig = result.significance
   assert sig["n"] == 20 and sig["majority_rate"] == 0.5 and sig["comparisons"] == 1
   assert sig["correct"] == round(result.test["top1"] * 20) and sig["p_value"] < 0.01
+
+
+def test_precise_bn_in_the_loop_fixes_evaluation_and_leaves_training_alone(tmp_path,
+                                                                          digits_data_dir):
+  # Case 1 at tiny scale: Keras's BatchNorm momentum (0.99) and 5 steps an epoch. Without
+  # precise BN the moving statistics lag the weights and evaluation is at chance (the
+  # issue's "train loss falls, val stays at chance"); with it, evaluation uses statistics
+  # of the current weights. Training itself must not change: the same train losses.
+  runs = {}
+  for on in (False, True):
+    cfg = tiny_config(tmp_path / str(on), digits_data_dir, bn_momentum=None, batch_size=128,
+                      min_steps_per_epoch=0, max_epochs=3, precise_bn=on)
+    result = runner.train(cfg, log=Quiet())
+    history = json.load(open(os.path.join(cfg.workdir, "state.json")))["history"]
+    runs[on] = result, [h["train_loss"] for h in history], [h["val"]["loss"] for h in history]
+  (off, off_train, off_val), (on, on_train, on_val) = runs[False], runs[True]
+  assert off.data["steps_per_epoch"] == 5 and on.data["precise_bn"] and not off.data["precise_bn"]
+  assert on_train == pytest.approx(off_train, rel=1e-6)
+  assert off.status == "degenerate" and off.val["top1"] < 0.12
+  assert on.val["top1"] > off.val["top1"] + 0.05 and on_val[-1] < off_val[-1]
