@@ -374,15 +374,28 @@ def test_a_test_split_too_small_to_tell_from_chance_is_degenerate_not_finished(t
   assert sig["best_p_value"] == pytest.approx(0.25) and sig["test"].startswith("one-sided")
 
 
-def test_a_real_result_records_its_significance(tmp_path):
+def test_a_real_result_records_its_significance_and_skipped_files(tmp_path):
   folder = _colour_folder(tmp_path / "f", test_per_class=10)
+  # Case 6: a dangling link, a corrupt image and a text file are skipped, and counted in
+  # result.json and in the run's start line, not only in the log of the preparation.
+  os.symlink(tmp_path / "gone.png", tmp_path / "f" / "train" / "red" / "link.png")
+  (tmp_path / "f" / "train" / "blue" / "broken.png").write_bytes(b"\x89PNG truncated")
+  (tmp_path / "f" / "train" / "blue" / "notes.txt").write_text("not an image")
   cfg = tiny_config(tmp_path / "run", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
                     train_fraction=1.0, batch_size=8, max_epochs=3)
-  result = runner.train(cfg, log=Quiet())
+  log = Quiet()
+  result = runner.train(cfg, log=log)
   assert result.status == "finished" and result.ranked, result.reason
   sig = result.significance
   assert sig["n"] == 20 and sig["majority_rate"] == 0.5 and sig["comparisons"] == 1
   assert sig["correct"] == round(result.test["top1"] * 20) and sig["p_value"] < 0.01
+  saved = json.load(open(os.path.join(cfg.workdir, "result.json")))
+  assert saved["schema_version"] == 3 and saved["significance"]["significant"]
+  assert {k: saved["data"][k] for k in ("skipped_files", "ignored_files", "broken_links")} \
+      == {"skipped_files": 1, "ignored_files": 1, "broken_links": 1}
+  start = next(line for line in log.lines if line.startswith("training "))
+  assert ("1 unreadable files skipped" in start and "1 non-image files ignored" in start
+          and "1 broken links skipped" in start)
 
 
 def test_precise_bn_in_the_loop_fixes_evaluation_and_leaves_training_alone(tmp_path,
