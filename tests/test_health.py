@@ -416,3 +416,16 @@ def test_precise_bn_in_the_loop_fixes_evaluation_and_leaves_training_alone(tmp_p
   assert on_train == pytest.approx(off_train, rel=1e-6)
   assert off.status == "degenerate" and off.val["top1"] < 0.12
   assert on.val["top1"] > off.val["top1"] + 0.05 and on_val[-1] < off_val[-1]
+
+
+def test_cli_class_without_training_images_is_one_clear_line_and_exit_2(tmp_path):
+  # Case 3 through the command line: a 1-image class would go to test only and be scored
+  # but never trained. One line names the class and its counts; nothing trains.
+  folder = shapes.write_folder(tmp_path / "f", {"": {"circle": 10, "square": 10,
+                                                     "triangle": 1}}, size=24)
+  proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={tmp_path}/tfds", "--weights=none",
+              "--image_size=32", "--backbone=mobilenet_v3_small", "--max_epochs=1",
+              f"--dataset=folder:{folder}")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "'triangle': 0 train, 0 val, 1 test" in proc.stderr
+  assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout

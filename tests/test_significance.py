@@ -38,41 +38,41 @@ def test_binomial_tail_stays_finite_on_large_test_splits():
 def test_the_issues_lucky_runs_are_not_significant_and_real_ones_are():
   # The batch-16 shapes run: 8/18 best-of-epochs validation (above 1/3 by luck), test
   # 21/60. Its test is nowhere near significant.
-  lucky = significance.test_against_majority(21 / 60, 60, [20, 20, 20])
+  lucky = significance.against_majority(21 / 60, 60, [20, 20, 20])
   assert lucky.p_value == pytest.approx(0.4397, abs=1e-4) and not lucky.significant
   assert "21/60" in lucky.reason() and "p = 0.44" in lucky.reason()
   # The photo folder's 0.88 on the same 60 images, and a large imbalanced test split
   # (RSNA-like: 77.5% one class, 6,046 images) two points above the majority rate.
-  assert significance.test_against_majority(53 / 60, 60, [20, 20, 20]).p_value < 1e-15
-  large = significance.test_against_majority(0.795, 6046, [4686, 1360])
+  assert significance.against_majority(53 / 60, 60, [20, 20, 20]).p_value < 1e-15
+  large = significance.against_majority(0.795, 6046, [4686, 1360])
   assert large.significant and large.p_value < 1e-3
   # The threshold: 30/60 passes at 1%, 29/60 does not.
-  assert significance.test_against_majority(30 / 60, 60, [20, 20, 20]).significant
-  assert not significance.test_against_majority(29 / 60, 60, [20, 20, 20]).significant
+  assert significance.against_majority(30 / 60, 60, [20, 20, 20]).significant
+  assert not significance.against_majority(29 / 60, 60, [20, 20, 20]).significant
 
 
 def test_a_test_split_too_small_to_tell_says_so():
-  result = significance.test_against_majority(1.0, 2, [1, 1])
+  result = significance.against_majority(1.0, 2, [1, 1])
   assert not result.significant and result.too_small
   assert result.best_p_value == pytest.approx(0.25)
   assert "only 2 image(s)" in result.reason() and "more test images" in result.reason()
   # Six images of three classes are enough for a perfect score: (1/3)^6 = 0.0014.
-  assert significance.test_against_majority(1.0, 6, [2, 2, 2]).significant
+  assert significance.against_majority(1.0, 6, [2, 2, 2]).significant
 
 
 def test_selection_on_test_multiplies_the_p_value_by_the_epochs_it_looked():
-  once = significance.test_against_majority(27 / 60, 60, [20, 20, 20])
-  twenty = significance.test_against_majority(27 / 60, 60, [20, 20, 20], comparisons=20)
+  once = significance.against_majority(27 / 60, 60, [20, 20, 20])
+  twenty = significance.against_majority(27 / 60, 60, [20, 20, 20], comparisons=20)
   assert twenty.p_value == pytest.approx(min(1.0, 20 * once.p_value))
   assert twenty.comparisons == 20 and "20 epochs" in twenty.reason()
-  strong = significance.test_against_majority(50 / 60, 60, [20, 20, 20], comparisons=300)
+  strong = significance.against_majority(50 / 60, 60, [20, 20, 20], comparisons=300)
   assert strong.significant
 
 
 def test_nothing_to_test_gives_none():
-  assert significance.test_against_majority(0.5, 0, [1, 1]) is None
-  assert significance.test_against_majority(0.5, 10, []) is None
-  assert significance.test_against_majority(float("nan"), 10, [5, 5]) is None
+  assert significance.against_majority(0.5, 0, [1, 1]) is None
+  assert significance.against_majority(0.5, 10, []) is None
+  assert significance.against_majority(float("nan"), 10, [5, 5]) is None
 
 
 # ------------------------------------------------------------------ result.json
@@ -95,7 +95,7 @@ def _old_file(top1, per_class_test=None, version=2, **fields):
 
 def test_a_new_result_round_trips_its_significance_at_schema_3():
   cfg = TrainConfig(backbone="b", dataset="folder:/x")
-  sig = significance.test_against_majority(0.9, 60, [20, 20, 20])
+  sig = significance.against_majority(0.9, 60, [20, 20, 20])
   result = results.RunResult.for_config(cfg, status="finished", val=METRICS,
                                         test=dict(METRICS, top1=0.9),
                                         significance=sig.to_dict())

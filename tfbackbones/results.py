@@ -240,7 +240,7 @@ def _judge_old(known: dict) -> None:
   on_test = known.get("selection_protocol") == ON_TEST
   try:
     looks = int((known.get("epochs") or {}).get("total") or 1) if on_test else 1
-    verdict = significance_lib.test_against_majority(
+    verdict = significance_lib.against_majority(
         float(test["top1"]), int(test.get("count") or 0), list(per_class.values()),
         comparisons=looks)
   except (TypeError, ValueError):

@@ -114,7 +114,7 @@ class Significance:
             "learned nothing; see docs/results.md (significance).")
 
 
-def test_against_majority(top1: float, n: int, class_counts, *, split: str = "test",
+def against_majority(top1: float, n: int, class_counts, *, split: str = "test",
                           comparisons: int = 1, alpha: float = ALPHA) -> Significance | None:
   """The significance of `top1` on a split of `n` images with `class_counts` per class.
 

@@ -63,9 +63,9 @@ def degenerate_reason(best_val_top1: float, class_counts: Sequence[int],
   return None
 
 
-def test_significance(test: dict | None, class_counts: Sequence[int] | None, *,
-                      selected_on_test: bool,
-                      epochs_evaluated: int) -> significance_lib.Significance | None:
+def significance_of_test(test: dict | None, class_counts: Sequence[int] | None, *,
+                         selected_on_test: bool,
+                         epochs_evaluated: int) -> significance_lib.Significance | None:
   """The one-sided binomial test of the test top-1 against the majority-class rate.
 
   Args:
@@ -78,7 +78,7 @@ def test_significance(test: dict | None, class_counts: Sequence[int] | None, *,
   """
   if not test:
     return None
-  return significance_lib.test_against_majority(
+  return significance_lib.against_majority(
       test.get("top1"), int(test.get("count") or 0), class_counts, split="test",
       comparisons=epochs_evaluated if selected_on_test else 1)
 

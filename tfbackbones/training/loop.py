@@ -540,7 +540,7 @@ class Trainer:
   def _judge_significance(self, result: RunResult, test: dict | None, counts) -> None:
     """Records the test split's significance; a would-be result that fails it is
     degenerate (health.py, tfbackbones/significance.py)."""
-    test_result = health.test_significance(
+    test_result = health.significance_of_test(
         test, counts, selected_on_test=self.config.selected_on_test,
         epochs_evaluated=len(self.history))
     if test_result is None:
