@@ -536,7 +536,6 @@ class Trainer:
     self.log(summaries.result_line(result))
     return result
 
-
   def _judge_significance(self, result: RunResult, test: dict | None, counts) -> None:
     """Records the test split's significance; a would-be result that fails it is
     degenerate (health.py, tfbackbones/significance.py)."""
