@@ -13,8 +13,9 @@ global average pooling learns from a few hundred images. One large shape per ima
 different task: on 180 such 64-pixel images a plain Keras EfficientNetV2-B0 from
 scratch (`model.fit`, batch 16, 20 epochs) reached 0.97 train but 0.38 test top-1, and a
 small CNN learned it only with global *max* pooling. The grid folder reaches 0.68 test
-top-1 with the trainer's default flags, and still shows the issue's symptom (validation
-at chance for every epoch while the train loss falls) at 2 steps an epoch.
+top-1 with the trainer's default flags, and still shows the issue's symptom at 2 steps an
+epoch: validation at or below 1/3 in 17 of 20 epochs (7/18 in the others) while the train
+loss falls from 1.36 to 0.51.
 """
 
 from __future__ import annotations
