@@ -172,7 +172,10 @@ def test_mixed_float16_run_keeps_a_float32_head(tmp_path, digits_data_dir):
   cfg = tiny_config(tmp_path / "run", digits_data_dir, max_epochs=1,
                     precision="mixed_float16")
   result = runner.train(cfg, hooks=Look(), log=Quiet())
-  assert result.status == "finished" and result.precision == "mixed_float16"
+  # One epoch of the tiny pooled CNN is near chance on digits: a complete run, but not
+  # always a significant result (tfbackbones/significance.py).
+  assert result.status in ("finished", "degenerate") and result.test is not None
+  assert result.precision == "mixed_float16"
   assert seen == {"head": "float32", "body": "float16", "optimizer": "LossScaleOptimizer"}
   assert np.isfinite(result.test["loss"])
   assert keras.mixed_precision.global_policy().name == "float32"   # reset after the run

@@ -342,3 +342,90 @@ def test_precise_bn_sets_the_average_of_the_batch_statistics_and_keeps_momentum(
   np.testing.assert_allclose(bn.moving_variance.numpy(),
                              np.mean([f.var((0, 1, 2)) for f in features], 0), rtol=1e-3)
   assert bn.momentum == 0.99
+
+
+def _colour_folder(root, test_per_class, train_per_class=24, size=24):
+  """Two classes told apart by colour alone (red vs blue, noisy): a tiny CNN learns them
+  in an epoch or two, so validation passes and only the test split decides."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for split, n in (("train", train_per_class), ("test", test_per_class)):
+    for name, colour in (("blue", (40, 60, 200)), ("red", (200, 50, 40))):
+      os.makedirs(root / split / name)
+      for i in range(n):
+        pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+  return str(root)
+
+
+def test_a_test_split_too_small_to_tell_from_chance_is_degenerate_not_finished(tmp_path):
+  # Issue 19: a run that validation calls good but whose test split cannot tell it apart
+  # from always answering one class must not be ranked. 2 test images: even 2/2 has
+  # p = 0.25 under "no better than the majority class".
+  folder = _colour_folder(tmp_path / "f", test_per_class=1)
+  cfg = tiny_config(tmp_path / "run", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
+                    train_fraction=1.0, batch_size=8, max_epochs=3)
+  result = runner.train(cfg, log=Quiet())
+  assert result.val["top1"] > 0.5                      # validation alone would rank it
+  assert result.status == "degenerate" and not result.ranked
+  assert "only 2 image(s)" in result.reason
+  sig = json.load(open(os.path.join(cfg.workdir, "result.json")))["significance"]
+  assert sig["n"] == 2 and sig["majority_rate"] == 0.5 and not sig["significant"]
+  assert sig["best_p_value"] == pytest.approx(0.25) and sig["test"].startswith("one-sided")
+
+
+def test_a_real_result_records_its_significance_and_skipped_files(tmp_path):
+  folder = _colour_folder(tmp_path / "f", test_per_class=10)
+  # Case 6: a dangling link, a corrupt image and a text file are skipped, and counted in
+  # result.json and in the run's start line, not only in the log of the preparation.
+  os.symlink(tmp_path / "gone.png", tmp_path / "f" / "train" / "red" / "link.png")
+  (tmp_path / "f" / "train" / "blue" / "broken.png").write_bytes(b"\x89PNG truncated")
+  (tmp_path / "f" / "train" / "blue" / "notes.txt").write_text("not an image")
+  cfg = tiny_config(tmp_path / "run", str(tmp_path / "tfds"), dataset=f"folder:{folder}",
+                    train_fraction=1.0, batch_size=8, max_epochs=3)
+  log = Quiet()
+  result = runner.train(cfg, log=log)
+  assert result.status == "finished" and result.ranked, result.reason
+  sig = result.significance
+  assert sig["n"] == 20 and sig["majority_rate"] == 0.5 and sig["comparisons"] == 1
+  assert sig["correct"] == round(result.test["top1"] * 20) and sig["p_value"] < 0.01
+  saved = json.load(open(os.path.join(cfg.workdir, "result.json")))
+  assert saved["schema_version"] == 3 and saved["significance"]["significant"]
+  assert {k: saved["data"][k] for k in ("skipped_files", "ignored_files", "broken_links")} \
+      == {"skipped_files": 1, "ignored_files": 1, "broken_links": 1}
+  start = next(line for line in log.lines if line.startswith("training "))
+  assert ("1 unreadable files skipped" in start and "1 non-image files ignored" in start
+          and "1 broken links skipped" in start)
+
+
+def test_precise_bn_in_the_loop_fixes_evaluation_and_leaves_training_alone(tmp_path,
+                                                                          digits_data_dir):
+  # Case 1 at tiny scale: Keras's BatchNorm momentum (0.99) and 5 steps an epoch. Without
+  # precise BN the moving statistics lag the weights and evaluation is at chance (the
+  # issue's "train loss falls, val stays at chance"); with it, evaluation uses statistics
+  # of the current weights. Training itself must not change: the same train losses.
+  runs = {}
+  for on in (False, True):
+    cfg = tiny_config(tmp_path / str(on), digits_data_dir, bn_momentum=None, batch_size=128,
+                      min_steps_per_epoch=0, max_epochs=3, precise_bn=on)
+    result = runner.train(cfg, log=Quiet())
+    history = json.load(open(os.path.join(cfg.workdir, "state.json")))["history"]
+    runs[on] = result, [h["train_loss"] for h in history], [h["val"]["loss"] for h in history]
+  (off, off_train, off_val), (on, on_train, on_val) = runs[False], runs[True]
+  assert off.data["steps_per_epoch"] == 5 and on.data["precise_bn"] and not off.data["precise_bn"]
+  assert on_train == pytest.approx(off_train, rel=1e-6)
+  assert off.status == "degenerate" and off.val["top1"] < 0.12
+  assert on.val["top1"] > off.val["top1"] + 0.05 and on_val[-1] < off_val[-1]
+
+
+def test_cli_class_without_training_images_is_one_clear_line_and_exit_2(tmp_path):
+  # Case 3 through the command line: a 1-image class would go to test only and be scored
+  # but never trained. One line names the class and its counts; nothing trains.
+  folder = shapes.write_folder(tmp_path / "f", {"": {"circle": 10, "square": 10,
+                                                     "triangle": 1}}, size=24)
+  proc = _cli(f"--workdir={tmp_path}/w", f"--data_dir={tmp_path}/tfds", "--weights=none",
+              "--image_size=32", "--backbone=mobilenet_v3_small", "--max_epochs=1",
+              f"--dataset=folder:{folder}")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "'triangle': 0 train, 0 val, 1 test" in proc.stderr
+  assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout

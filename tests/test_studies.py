@@ -11,7 +11,6 @@ import random
 
 import keras
 import pytest
-from helpers import register_tiny
 
 from experiments import quickstart, run, studies
 from tfbackbones import results
@@ -26,6 +25,7 @@ from tfbackbones.training import workdir as wd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_B = "test_tiny_mlp"
+TINY_C = "test_tiny_mlp_c"
 # One-epoch tiny runs: the protocol's shape, none of its cost.
 # A higher learning rate and BatchNorm momentum 0.9, so that one epoch learns enough to
 # be a result (not degenerate: above the majority-class rate).
@@ -34,32 +34,41 @@ TINY = dict(weights="none", image_size=32, batch_size=32, max_epochs=1, adamw_pa
             bn_momentum=0.9)
 
 
-def _build_tiny_b(spec, image_size, weights):
-  del spec, weights
-  inputs = keras.Input((*image_size, 3))  # builders get (height, width)
-  x = keras.layers.Conv2D(8, 4, strides=4, activation="relu")(inputs)
-  # Flattened, so the head sees where strokes are: averaged away, one epoch stays at
-  # chance and the run is rightly `degenerate`, not a result.
-  x = keras.layers.Flatten()(x)
-  return keras.Model(inputs, x, name=TINY_B)
+def _tiny_flat(name, filters):
+  def build(spec, image_size, weights):
+    del spec, weights
+    inputs = keras.Input((*image_size, 3))  # builders get (height, width)
+    x = keras.layers.Conv2D(filters, 4, strides=4, activation="relu")(inputs)
+    # Flattened, so the head sees where strokes are: averaged away (helpers.TINY's
+    # pooled CNN), one epoch stays near chance and the run is rightly `degenerate`
+    # (test top-1 0.10-0.14 on digits, not significantly above the majority rate).
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, x, name=name)
+  if name not in registry.names():
+    registry.register(registry.BackboneSpec(
+        name=name, source="keras.applications", default_size=32, preprocessing="unit",
+        params_m=None, imagenet_top1=None, feature_dim=64 * filters, weights_file=None,
+        description="test-only one-conv backbone", builder=build))
+  return name
 
 
 def register_tiny_b() -> str:
-  """A second tiny backbone (one strided conv, flattened), so a study has two to compare."""
-  if TINY_B not in registry.names():
-    registry.register(registry.BackboneSpec(
-        name=TINY_B, source="keras.applications", default_size=32, preprocessing="unit",
-        params_m=None, imagenet_top1=None, feature_dim=512, weights_file=None,
-        description="test-only one-conv backbone", builder=_build_tiny_b))
-  return TINY_B
+  """A tiny backbone (one strided conv, flattened) that learns digits in one epoch."""
+  return _tiny_flat(TINY_B, 8)
+
+
+def register_tiny_c() -> str:
+  """A second one, narrower, so a study has two backbones that both give results."""
+  return _tiny_flat(TINY_C, 4)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _unregister_tiny_b():
   """Leaves the registry as other test modules expect it (they list every backbone)."""
   yield
-  if TINY_B in registry.names():
-    registry.unregister(TINY_B)
+  for name in (TINY_B, TINY_C):
+    if name in registry.names():
+      registry.unregister(name)
 
 
 # ---------------------------------------------------------------- studies (no training)
@@ -204,7 +213,7 @@ def _mtimes(configs):
 def test_tiny_study_as_two_shards_survives_a_kill_and_builds_the_report(
     tmp_path, digits_data_dir):
   root = str(tmp_path / "study")
-  tiny = [register_tiny(), register_tiny_b()]
+  tiny = [register_tiny_b(), register_tiny_c()]
   # A third backbone that does not exist: its runs fail at once, and the others go on.
   configs = studies.build(
       "adhoc", root, data_dir=digits_data_dir, overrides=TINY,

@@ -309,7 +309,10 @@ def test_engine_reevaluates_a_finished_run_whose_result_is_damaged(tmp_path, dig
   log = Quiet()
   again = runner.train(cfg, log=log)
   assert not any(line.startswith("epoch") for line in log.lines)   # not retrained
-  assert again.status == "finished" and again.test == first.test
+  # The same verdict on the same weights (one tiny epoch may be `degenerate`: its test
+  # top-1 is not significantly above chance).
+  assert again.status == first.status != "failed" and again.test == first.test
+  assert again.significance == first.significance
   assert any("result.json" in line and "moved it to" in line for line in log.lines)
 
 

@@ -9,7 +9,8 @@ Statuses (docs/results.md):
   finished    a real result: the test split evaluated once, on the best weights.
   diverged    a non-finite loss stopped training; never ranked.
   degenerate  the best validation top-1 was no better than always guessing the majority
-              class; never ranked.
+              class, or the test top-1 is not significantly better than that (a one-sided
+              exact binomial test, tfbackbones/significance.py); never ranked.
   failed      an error stopped the run (`error` says which).
 
 Only `finished` runs are results: `ranked` is the one test of that rule, so the report
@@ -23,10 +24,14 @@ import json
 import math
 from typing import Any
 
+from tfbackbones import significance as significance_lib
 from tfbackbones.config import TrainConfig
 from tfbackbones.jsonable import jsonable
 
-SCHEMA_VERSION = 2
+# 3: `significance` (the test top-1 against the majority-class rate). Older files are
+# read as they are; `from_dict` runs the test on an old finished run when the file holds
+# what it needs (`_judge_old`).
+SCHEMA_VERSION = 3
 FINISHED, DIVERGED, DEGENERATE, FAILED = "finished", "diverged", "degenerate", "failed"
 STATUSES = (FINISHED, DIVERGED, DEGENERATE, FAILED)
 VAL_SPLIT, ON_TEST = "val-split", "selected-on-test"
@@ -57,6 +62,10 @@ class RunResult:
     val, test: metrics of the best epoch on val, and of the one test evaluation
       (`METRIC_KEYS`; fractions, not percent).
     selection: select_on, selected_on_test, metric, best_epoch (0-based), best_value.
+    significance: the test top-1 against the test split's majority-class rate: split, n,
+      correct, top1, majority_rate, p_value, comparisons, alpha, best_p_value,
+      significant, test (`significance.Significance.to_dict`); None before schema 3 or
+      when no test split was evaluated.
     epochs: {"adamw", "sgd", "total"}.
     data: facts of the data the run saw (split counts, skipped files, ...).
     resources: params, trainable_params, model_size_mb, train_images_per_sec,
@@ -82,6 +91,7 @@ class RunResult:
   augmentation: dict | None = None
   backbone_info: dict | None = None
   selection: dict | None = None
+  significance: dict | None = None
   val: dict | None = None
   test: dict | None = None
   epochs: dict | None = None
@@ -174,6 +184,8 @@ class RunResult:
         if not isinstance(metrics, dict) or "top1" not in metrics:
           raise ResultError(f"{source}: a finished run without {split} metrics; the "
                             "file is damaged: delete it to evaluate the run again")
+    if known["schema_version"] < 3 and known["status"] == FINISHED:
+      _judge_old(known)
     known.setdefault("seed", 0)
     known.setdefault("train_fraction", 1.0)
     try:
@@ -211,6 +223,35 @@ def write(path: str, result: RunResult) -> None:
   """Writes atomically (temporary file, then rename)."""
   from tfbackbones.training import workdir as wd
   wd.write_text(path, result.to_json())
+
+
+def _judge_old(known: dict) -> None:
+  """Runs the significance test on a finished run written before schema 3, in place.
+
+  Such a file can be a lucky small-split run that was called finished. When it holds
+  the test top-1, the test count and the test images per class (`data.images_per_class`,
+  written for folders), it gets the test a new run gets, and a run that fails it is read
+  as degenerate, its reason saying so. Without those numbers it stays as written.
+  """
+  test = known.get("test") if isinstance(known.get("test"), dict) else {}
+  per_class = ((known.get("data") or {}).get("images_per_class") or {}).get("test")
+  if not isinstance(per_class, dict) or not _finite(test.get("top1")):
+    return
+  on_test = known.get("selection_protocol") == ON_TEST
+  try:
+    looks = int((known.get("epochs") or {}).get("total") or 1) if on_test else 1
+    verdict = significance_lib.against_majority(
+        float(test["top1"]), int(test.get("count") or 0), list(per_class.values()),
+        comparisons=looks)
+  except (TypeError, ValueError):
+    return
+  if verdict is None:
+    return
+  known["significance"] = verdict.to_dict()
+  if not verdict.significant:
+    known["status"] = DEGENERATE
+    known["reason"] = (f"{verdict.reason()} (judged when read: this result.json, schema "
+                       f"{known['schema_version']}, predates the significance test)")
 
 
 def _finite(value) -> bool:

@@ -14,7 +14,11 @@ trainer and written into result.json's `status` and `reason`:
   degenerate  the best epoch's validation top-1 is no better than always answering the
               majority class of the validation split: whatever the test number, the
               model has not learned the task (issue 19: a tiny folder trained at 2 steps an
-              epoch sat at exactly 1/3 for 20 epochs while its train loss fell).
+              epoch sat at exactly 1/3 for 20 epochs while its train loss fell). Or the
+              test top-1 is not *significantly* better than that rate (one-sided exact
+              binomial test at 1%, tfbackbones/significance.py): a best-of-20-epochs
+              validation top-1 on 18 images clears the rate by luck alone, and a test
+              split too small to tell any score from chance cannot rank anything.
 
 Pure functions of numbers, so they are unit-tested without training anything.
 """
@@ -25,6 +29,8 @@ import math
 from collections.abc import Sequence
 
 import tensorflow as tf
+
+from tfbackbones import significance as significance_lib
 
 # Top-1 this close to the majority rate counts as "no better": the metrics are exact
 # ratios of counts, so anything above it is at least one more correct image.
@@ -55,6 +61,26 @@ def degenerate_reason(best_val_top1: float, class_counts: Sequence[int],
             "images): the model learned nothing usable. On small data see "
             "docs/results.md (steps per epoch, batch size, BatchNorm).")
   return None
+
+
+def significance_of_test(test: dict | None, class_counts: Sequence[int] | None, *,
+                         selected_on_test: bool,
+                         epochs_evaluated: int) -> significance_lib.Significance | None:
+  """The one-sided binomial test of the test top-1 against the majority-class rate.
+
+  Args:
+    test: the test metrics of the best weights (`top1`, `count`), or None.
+    class_counts: test images per class.
+    selected_on_test: the selection looked at test after every epoch (the paper's flaw):
+      the p-value is then multiplied by `epochs_evaluated` (Bonferroni); otherwise the
+      test split was never seen before its one evaluation and needs no correction.
+    epochs_evaluated: epochs whose test metrics the selection saw.
+  """
+  if not test:
+    return None
+  return significance_lib.against_majority(
+      test.get("top1"), int(test.get("count") or 0), class_counts, split="test",
+      comparisons=epochs_evaluated if selected_on_test else 1)
 
 
 def divergence_reason(*, epoch: int, phase: str, learning_rate: float, steps_done: int,

@@ -290,9 +290,13 @@ class Trainer:
     return self.strategy.distribute_datasets_from_function(fn), steps
 
   def evaluate(self, dist_dataset, steps) -> dict:
+    """Metrics of one pass over a split. Also keeps its images per true class in
+    `last_class_counts` (the confusion matrix's row sums): the test split's majority-class
+    rate comes from there, for every dataset, without reading its labels again."""
     loss_sum, top5, confusion = self.eval_fn(iter(dist_dataset), tf.constant(steps))
-    return metrics_lib.from_sums(float(loss_sum.numpy()), float(top5.numpy()),
-                                 confusion.numpy())
+    confusion = confusion.numpy()
+    self.last_class_counts = [int(c) for c in confusion.sum(axis=1)]
+    return metrics_lib.from_sums(float(loss_sum.numpy()), float(top5.numpy()), confusion)
 
   # ------------------------------------------------------------------ weights
   def _save_best(self, epoch: int) -> str:
@@ -500,12 +504,13 @@ class Trainer:
     before it diverged (they are facts about those weights), but it is never a result.
     """
     sched = self.schedule
-    val = test = None
+    val = test = test_counts = None
     if self.best_path is not None:
       self._restore_best(self.best_path)
       test_ds, test_steps = self._distributed_eval(self.data.test,
                                                    self.data.ids.counts["test"])
       test = self.evaluate(test_ds, test_steps)
+      test_counts = self.last_class_counts
       val = self.history[sched.best_epoch]["val"]
       artifacts.save_usable_model(self)  # model.keras + labels.txt of the best weights
     result = summaries.build_result(self, sched, self.history, val, test,
@@ -522,6 +527,7 @@ class Trainer:
           else "validation")
       if reason:
         result.status, result.reason = results.DEGENERATE, reason
+    self._judge_significance(result, test, test_counts)
     if result.val is not None and result.test is not None:
       self.writer.final(result, self.steps_per_epoch * sched.epoch)
     self.writer.close()
@@ -529,6 +535,18 @@ class Trainer:
       results.write(wd.path(self.workdir, wd.RESULT), result)
     self.log(summaries.result_line(result))
     return result
+
+  def _judge_significance(self, result: RunResult, test: dict | None, counts) -> None:
+    """Records the test split's significance; a would-be result that fails it is
+    degenerate (health.py, tfbackbones/significance.py)."""
+    test_result = health.significance_of_test(
+        test, counts, selected_on_test=self.config.selected_on_test,
+        epochs_evaluated=len(self.history))
+    if test_result is None:
+      return
+    result.significance = test_result.to_dict()
+    if result.status == results.FINISHED and not test_result.significant:
+      result.status, result.reason = results.DEGENERATE, test_result.reason()
 
 
 def _peak_rss_mb() -> float:
