@@ -258,7 +258,8 @@ def markdown(result: dict) -> str:
           f"| {row['dataset']} | {row['domain']} | {len(row['truth'])} | {key} | {f(m['tau'])} "
           f"[{f(ci['tau'][0])}, {f(ci['tau'][1])}] | {f(m['weighted_tau'])} "
           f"[{f(ci['weighted_tau'][0])}, {f(ci['weighted_tau'][1])}] | {f(m['regret'])} "
-          f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} | "
+          f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} "
+          f"[{f(ci['hit3'][0], 0)}, {f(ci['hit3'][1], 0)}] | "
           f"{m['pick']} | {m['best']} |")
   lines += ["", "| group | score | mean tau | mean weighted tau | mean regret | hit@3 rate | "
             "pick within 2 pts |", "|---|---|---|---|---|---|---|"]
