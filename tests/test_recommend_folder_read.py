@@ -89,6 +89,12 @@ def test_direct_read_is_the_prepared_split_and_pixels(tmp_path):
   assert direct.ids.train == prepared.train and direct.ids.val == prepared.val
   assert direct.ids.class_counts == prepared.class_counts
   assert direct.class_names == list(builder.info.features["label"].names)
+  # A training fraction (validate_recommend on a data-size study) is drawn the same way.
+  half = folder_read.index(root, val_fraction=0.2, train_fraction=0.5, split_seed=42)
+  assert half.ids.train == pipeline.draw_split_ids(
+      spec, builder, val_fraction=0.2, train_fraction=0.5, split_seed=42,
+      select_on="val").train
+  assert len(half.ids.train) < len(direct.ids.train)
   # The whole pool fits in max_images: the sample is exactly the two splits.
   assert drawn.train_ids == prepared.train and drawn.val_ids == prepared.val
 
