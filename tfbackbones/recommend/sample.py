@@ -116,9 +116,20 @@ def _take(ids: list, labels: list, count: int, seed: int) -> list:
   return chosen
 
 
-def _source(config):
-  """(ids, labels by id, num_classes, class_names, domain, key facts, reader) of the
-  dataset: a folder is listed and read directly, anything else comes from TFDS."""
+@dataclasses.dataclass
+class _Source:
+  """Where a dataset's sample comes from: its split, labels and a reader of pixels."""
+  ids: pipeline.SplitIds
+  labels: dict
+  class_names: list
+  domain: str
+  size: tuple
+  key_facts: dict       # version, fingerprint (and decode mode): part of the cache key
+  read: Callable        # fn(sorted ids) -> ({id: uint8 image}, [unreadable ids])
+
+
+def _source(config) -> _Source:
+  """A folder is listed and read directly; anything else comes from TFDS."""
   spec = catalog.get(config.dataset)
   size = imagesize.resolve(config.image_size, spec.image_size)
   if spec.builder_factory is not None and spec.name.startswith(catalog.FOLDER_PREFIX):
@@ -130,21 +141,18 @@ def _source(config):
     facts = {"version": folder.version, "fingerprint": folder.fingerprint}
     if config.dct_scaling:
       facts["decode"] = "dct_scaling"  # other pixels than a full decode: other features
-    reader = lambda ids: folder_read.read(folder.root, ids, size,  # noqa: E731
-                                          config.dct_scaling)
-    return (folder.ids, folder.labels, len(folder.class_names), folder.class_names,
-            spec.domain, size, facts, reader)
+    return _Source(folder.ids, folder.labels, folder.class_names, spec.domain, size, facts,
+                   lambda ids: folder_read.read(folder.root, ids, size, config.dct_scaling))
   builder = pipeline.get_builder(spec, config.data_dir, config.download, config.manual_dir)
   ids = pipeline.draw_split_ids(spec, builder, val_fraction=config.val_fraction,
                                 train_fraction=config.train_fraction,
                                 split_seed=config.split_seed, select_on="val")
-  label_of = pipeline.labels_by_id(builder, spec, spec.train_split)
   metadata = dict(getattr(builder.info, "metadata", None) or {})
   facts = {"version": str(builder.info.version),
            "fingerprint": str(metadata.get("fingerprint", ""))}
-  label = builder.info.features[spec.label_key]
-  return (ids, label_of, int(label.num_classes), list(label.names), spec.domain, size,
-          facts, _tfds_reader(builder, spec, config.dataset, size))
+  return _Source(ids, pipeline.labels_by_id(builder, spec, spec.train_split),
+                 list(builder.info.features[spec.label_key].names), spec.domain, size,
+                 facts, _tfds_reader(builder, spec, config.dataset, size))
 
 
 def draw(config) -> Sample:
@@ -160,7 +168,8 @@ def draw(config) -> Sample:
     UnknownDatasetError, DataNotAvailableError, ConfigError: bad name, missing data,
       or a dataset too small to rank on.
   """
-  ids, label_of, num_classes, class_names, domain, size, facts, reader = _source(config)
+  source = _source(config)
+  ids, label_of, size = source.ids, source.labels, source.size
   n_val = max(1, int(round(config.max_images * config.val_share)))
   n_train = config.max_images - n_val
   train_ids = _take(ids.train, [label_of[i] for i in ids.train], n_train,
@@ -172,10 +181,11 @@ def draw(config) -> Sample:
         f"dataset {config.dataset!r} gives {len(train_ids)} training images in "
         f"{classes_seen} classes; ranking backbones needs at least 2 classes and a few "
         "images per class (use a folder with one subfolder per class).")
-  key_parts = {"dataset": config.dataset, **facts, "size": list(size), "train": train_ids,
-               "val": val_ids}
+  key_parts = {"dataset": config.dataset, **source.key_facts, "size": list(size),
+               "train": train_ids, "val": val_ids}
   key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
-  return Sample(dataset=config.dataset, domain=domain, num_classes=num_classes,
-                class_names=class_names, image_size=size, train_ids=train_ids,
-                val_ids=val_ids, labels={i: label_of[i] for i in train_ids + val_ids},
-                num_train=len(ids.train), key=key, _read=reader)
+  return Sample(dataset=config.dataset, domain=source.domain,
+                num_classes=len(source.class_names), class_names=source.class_names,
+                image_size=size, train_ids=train_ids, val_ids=val_ids,
+                labels={i: label_of[i] for i in train_ids + val_ids},
+                num_train=len(ids.train), key=key, _read=source.read)
