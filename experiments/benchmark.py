@@ -21,6 +21,9 @@ train: steady-state images/s of (a) the project's loop (`tfbackbones.training.st
 input: tf.data images/s (read, decode JPEG, resize, TrivialAugment, normalise, batch) vs a
   torchvision DataLoader with TrivialAugmentWide at the same worker count, on the same
   JPEG files; and that rate over the training consumption of `--consumer` at that size.
+  Then the recommender's first pass over a new class folder of `--num_images` JPEGs (list,
+  split, read each file once; DCT scaling on and off) vs a DataLoader doing PIL decode +
+  resize on the same files (`first_pass_ratio=`; experiments/benchmark_recommend.py).
 inference: batch-1 and batch-32 latency, throughput, size and peak memory per backbone
   (each in its own process, so peak memory is its own); with the `export` extra also
   batch-1 latency of the LiteRT float32 and full-integer INT8 exports of the same model
@@ -815,13 +818,18 @@ def main(argv):
   if FLAGS.what == "recommend":
     from experiments import benchmark_recommend
     report["recommend"] = benchmark_recommend.measure_recommend(
-        FLAGS.backbones, FLAGS.num_images, FLAGS.image_size, FLAGS.batch_size)
+        FLAGS.backbones, FLAGS.num_images, FLAGS.image_size, FLAGS.batch_size,
+        FLAGS.workers)
     benchmark_recommend.print_recommend(report["recommend"])
   if FLAGS.what in ("input", "all"):
     report["input"] = measure_input(256 if FLAGS.what == "all" else FLAGS.image_size,
                                     FLAGS.batch_size, FLAGS.workers, FLAGS.num_images,
                                     FLAGS.consumer)
     print_input(report["input"])
+    from experiments import benchmark_recommend
+    report["first_pass"] = benchmark_recommend.first_pass_on_new_folder(
+        FLAGS.num_images, report["input"]["image_size"], FLAGS.workers)
+    benchmark_recommend.print_first_pass(report["first_pass"])
   if FLAGS.what in ("inference", "all"):
     from tfbackbones import backbones
     names = FLAGS.backbones or [s.name for s in backbones.registry.specs()

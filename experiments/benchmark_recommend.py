@@ -1,11 +1,14 @@
 """`experiments.benchmark --what=recommend`: how long `recommend` takes on a new folder.
 
 Writes `num_images` photo-like JPEGs (500x375, 4 classes that differ in colour and
-texture) into a fresh class folder, runs the recommender on it from nothing (folder
-preparation, decoding, every candidate's forward pass, the scores), then once more
-(everything cached), and compares the recommender's feature-extraction throughput per
-candidate with a plain `keras.Model.predict` of the same feature model over the same,
-already preprocessed, images (so predict gets the easier job), interleaved, median of 3.
+texture) into a fresh class folder; times the recommender's first pass over it (list,
+split, read each sampled file once) against torchvision's DataLoader on the same files
+(interleaved, median of 3); runs the recommender from nothing (every candidate's forward
+pass, the scores), then once more (everything cached); compares its feature-extraction
+throughput per candidate with a plain `keras.Model.predict` of the same feature model over
+the same, already preprocessed, images (so predict gets the easier job), interleaved,
+median of 3; and, when DCT scaling changes pixels at this size, ranks once more with a
+full decode to show what it changed. `--what=input` runs the first-pass part alone.
 """
 
 from __future__ import annotations
@@ -54,12 +57,15 @@ def write_class_jpegs(root: str, count: int, classes: int = 4, seed: int = 0) ->
   return root
 
 
-def _extract_vs_predict(candidate_label: str, sample, batch: int, repeats: int = 3) -> tuple:
+def _extract_vs_predict(candidate_label: str, sample, batch: int, repeats: int = 3,
+                        max_images: int = 256) -> tuple:
   """(recommend's forward pass img/s, plain `keras.Model.predict` img/s), same model.
 
-  Both over the same sampled images, both traced before timing, interleaved `repeats`
-  times, medians. The recommender's pass starts from uint8 images (its preprocessing is
-  timed); predict gets them already preprocessed.
+  Both over the same sampled images (the first `max_images`: a ratio needs no more, and
+  six candidates at 224 px would otherwise take longer than the recommender itself),
+  both traced before timing, interleaved `repeats` times, medians. The recommender's
+  pass starts from uint8 images (its preprocessing is timed); predict gets them already
+  preprocessed.
   """
   import statistics
 
@@ -73,7 +79,7 @@ def _extract_vs_predict(candidate_label: str, sample, batch: int, repeats: int =
   model, _ = features.feature_model(spec, cand, sample.image_size)
   forward = features.make_forward(model, sample.image_size, spec.preprocessing)
   images = sample.images()
-  uint8 = np.concatenate([images["train"], images["val"]])
+  uint8 = np.concatenate([images["train"], images["val"]])[:max_images]
   x = np.asarray(backbones.preprocess_images(uint8, spec.preprocessing))
   model.predict(x[:batch], batch_size=batch, verbose=0)
   features.forward_pass(forward, uint8[:batch], batch)
@@ -94,7 +100,7 @@ import json, os, sys, time
 import torch
 from PIL import Image
 from torchvision import transforms
-root, size, listing = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+root, size, listing, workers = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 paths = [os.path.join(root, rel) for rel in open(listing).read().split("\n") if rel]
 transform = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
 class Files(torch.utils.data.Dataset):
@@ -104,49 +110,134 @@ class Files(torch.utils.data.Dataset):
     return transform(Image.open(paths[i]).convert("RGB"))
 t = time.perf_counter()
 n = sum(int(x.shape[0]) for x in torch.utils.data.DataLoader(Files(), batch_size=32,
-                                                              num_workers=2))
+                                                              num_workers=workers))
 print("RESULT " + json.dumps(n / (time.perf_counter() - t)))
 """
 
 
-def _torch_first_pass(folder: str, rel_paths: list, size: int):
-  """torchvision's first pass over the same files: PIL decode + resize, 2 workers."""
+def _torch_first_pass(folder: str, rel_paths: list, size: int, workers: int = 2):
+  """torchvision's first pass over the same files, as users run it: PIL decode + resize
+  (`Resize((s, s))`, antialiased), `DataLoader(num_workers=workers)`; its own process
+  (worker start-up included, torch's import not)."""
   import subprocess
   listing = os.path.join(os.path.dirname(folder), "sampled.txt")
   with open(listing, "w") as f:
     f.write("\n".join(rel_paths))
   proc = subprocess.run([sys.executable, "-c", _TORCH_FIRST_PASS, folder, str(size),
-                         listing], capture_output=True, text=True, timeout=3600)
+                         listing, str(workers)], capture_output=True, text=True,
+                        timeout=3600)
   results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
   return float(results[-1][7:]) if results else None
 
 
-def measure_recommend(names: list, num_images: int, size: int, batch: int) -> dict:
+def _our_first_pass(config) -> tuple:
+  """(img/s, images): the recommender's uncached input path over a folder, from nothing:
+  list it, draw the split and the sample, read and resize every sampled file."""
+  from tfbackbones.recommend import sample as sample_lib
+  t = time.perf_counter()
+  sample = sample_lib.draw(config)
+  images = sample.images()
+  n = len(images["train"]) + len(images["val"])
+  return n / (time.perf_counter() - t), sample
+
+
+def measure_first_pass(folder: str, config, repeats: int = 3, workers: int = 2) -> dict:
+  """The recommender's first pass (DCT scaling on, then off) vs torchvision's DataLoader
+  on the same sampled files: interleaved `repeats` times, medians, load averages."""
+  import dataclasses
+  import statistics
+  full_config = dataclasses.replace(config, dct_scaling=False)
+  _, sample = _our_first_pass(full_config)  # warm-up: imports, the OS file cache
+  rel_paths = sample.train_ids + sample.val_ids
+  torch_ok = _torch_first_pass(folder, rel_paths[:64], config.image_size, workers)
+  runs = {"dct": [], "full": [], "torch": []}
+  loads = []
+  for _ in range(repeats):
+    loads.append(os.getloadavg()[0])
+    runs["dct"].append(_our_first_pass(config)[0])
+    runs["full"].append(_our_first_pass(full_config)[0])
+    if torch_ok:
+      runs["torch"].append(_torch_first_pass(folder, rel_paths, config.image_size, workers))
+  median = {k: statistics.median(v) if v else None for k, v in runs.items()}
+  return {"images": len(rel_paths), "runs": runs, "median": median,
+          "load_avg": loads, "workers": workers, "image_size": config.image_size,
+          "ratio_dct": median["dct"] / median["torch"] if median["torch"] else None,
+          "ratio_full": median["full"] / median["torch"] if median["torch"] else None}
+
+
+def print_first_pass(r: dict) -> None:
+  m = r["median"]
+  print(f"first pass over a new folder, {r['images']} JPEGs (500x375) -> "
+        f"{r['image_size']} px, median of {len(r['runs']['dct'])} interleaved runs "
+        f"(load average {', '.join(f'{x:.1f}' for x in r['load_avg'])}):")
+  print(f"  recommend, direct read + DCT scaling:   {m['dct']:.1f} img/s  "
+        f"{_spread(r['runs']['dct'])}")
+  print(f"  recommend, direct read, full decode:    {m['full']:.1f} img/s  "
+        f"{_spread(r['runs']['full'])}")
+  if m["torch"]:
+    print(f"  torchvision DataLoader ({r['workers']} workers, PIL decode + resize): "
+          f"{m['torch']:.1f} img/s  {_spread(r['runs']['torch'])}")
+    print(f"first_pass_ratio={r['ratio_dct']:.2f} (DCT scaling) "
+          f"full_decode_ratio={r['ratio_full']:.2f}")
+  else:
+    print("  torchvision: not installed (no ratio)")
+
+
+def _spread(xs) -> str:
+  return f"[{min(xs):.1f}-{max(xs):.1f}]" if xs else ""
+
+
+def _dct_check(config, cold) -> dict | None:
+  """Does DCT scaling change the ranking? The same candidates with a full decode."""
+  import dataclasses
+
+  from tfbackbones.recommend import rank as rank_lib
+  from tfbackbones.recommend import run
+  full = run(dataclasses.replace(config, dct_scaling=False,
+                                 workdir=config.workdir + "_full_decode"),
+             progress=lambda _: None)
+  by = {r["candidate"]: r for r in full.rows}
+  names = [r["candidate"] for r in cold.rows if r["candidate"] in by]
+  out = {"order_dct": [r["candidate"] for r in cold.rows],
+         "order_full": [r["candidate"] for r in full.rows]}
+  for key in ("logme", "knn", "probe", "mean_rank"):
+    a = [r[key] for r in cold.rows if r["candidate"] in by]
+    b = [by[n][key] for n in names]
+    out[key] = {"tau": rank_lib.kendall_tau(a, b),
+                "max_abs_diff": max(abs(x - y) for x, y in zip(a, b, strict=True))}
+  return out
+
+
+def _cpu_seconds() -> float:
+  """CPU time of this process (all threads): what the work costs whatever the load."""
+  import resource
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def measure_recommend(names: list, num_images: int, size: int, batch: int,
+                      workers: int = 2) -> dict:
   """Times recommend cold and warm on a new JPEG folder; extraction vs predict."""
   from tfbackbones.recommend import RecommendConfig, run
-  from tfbackbones.recommend import sample as sample_lib
   names = names or default_candidates()
   tmp = tempfile.mkdtemp(prefix="tfbackbones_recommend_")
   folder = write_class_jpegs(os.path.join(tmp, "photos"), num_images)
   # The folder's 80/20 split leaves 80% for train + val: sample all of it.
   config = RecommendConfig(dataset=f"folder:{folder}", backbones=tuple(names),
                            workdir=os.path.join(tmp, "rec"), data_dir=os.path.join(tmp, "tfds"),
-                           max_images=num_images, image_size=size, batch_size=batch)
-  t = time.perf_counter()
-  sample = sample_lib.draw(config)  # prepares the folder (TFDS), reads no pixels twice
-  prepare_s = time.perf_counter() - t
-  _log(f"folder prepared in {prepare_s:.1f} s")
-  t = time.perf_counter()
-  sample.images()
-  decode_s = time.perf_counter() - t
-  t = time.perf_counter()
-  cold = run(config, progress=_log, sample=sample)
-  cold_s = prepare_s + decode_s + time.perf_counter() - t
+                           max_images=num_images, image_size=size,
+                           batch_size=batch).validate()
+  first_pass = measure_first_pass(folder, config, workers=workers)
+  print_first_pass(first_pass)
+  t, cpu = time.perf_counter(), _cpu_seconds()
+  cold = run(config, progress=_log)
+  cold_s, cold_cpu = time.perf_counter() - t, _cpu_seconds() - cpu
   t = time.perf_counter()
   warm = run(config, progress=lambda _: None)
   warm_s = time.perf_counter() - t
+  from tfbackbones.recommend import sample as sample_lib
+  sample = sample_lib.draw(config)
   n = len(sample.train_ids) + len(sample.val_ids)
-  torch_img_s = _torch_first_pass(folder, sample.train_ids + sample.val_ids, size)
   rows = []
   for row in cold.rows:
     ours, predict = _extract_vs_predict(row["candidate"], sample, batch)
@@ -154,38 +245,54 @@ def measure_recommend(names: list, num_images: int, size: int, batch: int) -> di
     rows.append({"candidate": row["candidate"], "rank": row["rank"],
                  "cold_extract_img_s": row["img_per_sec"], "extract_img_s": ours,
                  "predict_img_s": predict, "ratio": ours / predict})
-  return {"images": n, "prepare_seconds": prepare_s, "decode_seconds": decode_s,
-          "first_pass_img_s": n / (prepare_s + decode_s),
-          "torch_first_pass_img_s": torch_img_s, "folder_images": num_images,
-          "image_size": size, "batch": batch,
+  # DCT scaling only changes pixels when a JPEG is >= 2x the size on both sides.
+  dct = _dct_check(config, cold) if min(375 // size, 500 // size) >= 2 else None
+  return {"images": n, "first_pass": first_pass, "folder_images": num_images,
+          "image_size": size, "batch": batch, "dct_check": dct,
           "candidates": names, "ranked": len(cold.rows), "skipped": cold.skipped,
-          "cold_seconds": cold_s, "warm_seconds": warm_s, "warm_extracted": warm.extracted,
-          "rows": rows, "summary": cold.rows, "folder": folder}
+          "cold_seconds": cold_s, "cold_cpu_seconds": cold_cpu, "warm_seconds": warm_s,
+          "warm_extracted": warm.extracted,
+          "rows": rows, "summary": cold.rows, "folder": folder,
+          "load_avg_end": os.getloadavg()[0]}
 
 
 def print_recommend(r: dict) -> None:
   print(f"recommend on a new folder of {r['folder_images']} JPEGs (500x375): "
         f"{r['images']} sampled (train + val), {r['ranked']} candidates ranked at "
         f"{r['image_size']} px, batch {r['batch']}")
-  print(f"  cold (prepare folder + decode + extract + score): {r['cold_seconds']:.1f} s")
-  torch = r["torch_first_pass_img_s"]
-  torch_text = (f"{torch:.1f} img/s, ratio {r['first_pass_img_s'] / torch:.2f}" if torch
-                else "n/a (no torch)")
-  print(f"  first pass over the new folder (TFDS prepare {r['prepare_seconds']:.1f} s + "
-        f"decode/resize {r['decode_seconds']:.1f} s): {r['first_pass_img_s']:.1f} img/s; "
-        f"torchvision DataLoader (decode + resize, 2 workers) on the same files: "
-        f"{torch_text}")
+  print(f"  cold (list + split + read once + extract + score): {r['cold_seconds']:.1f} s "
+        f"wall, {r['cold_cpu_seconds']:.1f} s CPU (load average at the end "
+        f"{r['load_avg_end']:.1f}; {r['cold_cpu_seconds'] / 2:.1f} s is the wall time of "
+        "that CPU work on 2 free cores if it used both all the time)")
   print(f"  warm (all features cached, {r['warm_extracted']} extracted): "
         f"{r['warm_seconds']:.1f} s")
   for s in r["skipped"]:
     print(f"  skipped {s['candidate']}: {s['reason'].splitlines()[0]}")
-  print(f"  {'candidate':<28}{'rank':>5}{'extract img/s':>15}{'predict img/s':>15}"
+  print(f"  {'candidate':<32}{'rank':>5}{'extract img/s':>15}{'predict img/s':>15}"
         f"{'ratio':>8}")
   for row in r["rows"]:
-    print(f"  {row['candidate']:<28}{row['rank']:>5}{row['extract_img_s']:>15.1f}"
+    print(f"  {row['candidate']:<32}{row['rank']:>5}{row['extract_img_s']:>15.1f}"
           f"{row['predict_img_s']:>15.1f}{row['ratio']:>8.2f}")
+  if r["dct_check"]:
+    d = r["dct_check"]
+    print(f"  DCT scaling vs full decode: ranking {d['order_dct']} vs {d['order_full']}; "
+          + ", ".join(f"{k} tau {d[k]['tau']:.2f} (max |diff| {d[k]['max_abs_diff']:.3g})"
+                      for k in ("logme", "knn", "probe", "mean_rank")))
   total_extract = sum(r["images"] / x["extract_img_s"] for x in r["rows"])
   total_predict = sum(r["images"] / x["predict_img_s"] for x in r["rows"])
   ratio = total_predict / total_extract if total_extract else float("nan")
+  fp = r["first_pass"]
+  first = f" first_pass_ratio={fp['ratio_dct']:.2f}" if fp.get("ratio_dct") else ""
   print(f"ratio={ratio:.3f} (recommend feature extraction vs keras Model.predict, "
-        f"time-weighted over candidates) cold_seconds={r['cold_seconds']:.1f}")
+        f"time-weighted over candidates) cold_seconds={r['cold_seconds']:.1f}{first}")
+
+
+def first_pass_on_new_folder(num_images: int, size: int, workers: int = 2) -> dict:
+  """`--what=input`'s part: the first pass over a new folder of `num_images` JPEGs."""
+  from tfbackbones.recommend import RecommendConfig
+  tmp = tempfile.mkdtemp(prefix="tfbackbones_first_pass_")
+  folder = write_class_jpegs(os.path.join(tmp, "photos"), num_images)
+  config = RecommendConfig(dataset=f"folder:{folder}", backbones=("mobilenet_v3_small",),
+                           workdir=os.path.join(tmp, "rec"), max_images=num_images,
+                           image_size=size).validate()
+  return measure_first_pass(folder, config, workers=workers)

@@ -62,9 +62,9 @@ def test_ranks_caches_and_skips(folder, weights_file, tmp_path, monkeypatch):
                    [f"{TINY_MODEL}@none", f"{TINY_MODEL}@{weights_file}", "resnet50"])
   first = run(config, progress=lines.append)
   assert first.extracted == 2
-  assert [s["candidate"] for s in first.skipped] == ["resnet50"]
+  assert [s["candidate"] for s in first.skipped] == ["resnet50@imagenet"]
   assert "ImageNet weights" in first.skipped[0]["reason"]
-  assert any("resnet50: skipped" in line for line in lines)
+  assert any("resnet50@imagenet: skipped" in line for line in lines)
   assert sorted(r["rank"] for r in first.rows) == [1, 2]
   for row in first.rows:
     assert 0.0 <= row["knn"] <= 1.0 and 0.0 <= row["probe"] <= 1.0

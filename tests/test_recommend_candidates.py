@@ -16,7 +16,9 @@ def test_name_at_weights_overrides_the_default():
   assert [(c.name, c.weights) for c in got] == [
       ("resnet50", "imagenet"), ("resnet50", "none"),
       ("mobilenet_v3_small", os.path.abspath("/tmp/w.weights.h5"))]
-  assert [c.label for c in got[:2]] == ["resnet50", "resnet50@none"]
+  assert [c.label for c in got[:2]] == ["resnet50@imagenet", "resnet50@none"]
+  # A label names the candidate completely: parsing it gives the same candidate back.
+  assert candidates_lib.parse([c.label for c in got], "none") == got
   assert "/" not in got[2].slug
 
 

@@ -66,6 +66,29 @@ def _synthetic_study(tmp_path):
   return folder, study
 
 
+def test_ground_truth_groups_by_training_fraction_and_names_weights(tmp_path):
+  """Each training fraction is its own ground truth (the recommender then samples from
+  that fraction); a pretrained run and a random-init run are two candidates."""
+  study = str(tmp_path / "study")
+  for fraction, weights, seed, top1 in [(1.0, "none", 0, 0.8), (0.25, "none", 0, 0.6),
+                                        (0.25, "imagenet", 0, 0.9),
+                                        (0.25, "imagenet", 1, 0.7)]:
+    config = {"backbone": "mobilenet_v3_small", "dataset": "sklearn_digits",
+              "weights": weights, "seed": seed, "train_fraction": fraction}
+    _write_run(study, f"{fraction}/{weights}/s{seed}", {
+        "status": "finished", "backbone": "mobilenet_v3_small", "dataset": "sklearn_digits",
+        "seed": seed, "train_fraction": fraction, "image_size": 32, "config": config,
+        "val": {"top1": top1, "count": 5}, "test": {"top1": top1, "count": 10}})
+  groups = {g.name: g for g in validation.ground_truth(study)}
+  assert sorted(groups) == ["sklearn_digits", "sklearn_digits (0.25 of train)"]
+  quarter = groups["sklearn_digits (0.25 of train)"]
+  assert quarter.train_fraction == 0.25
+  assert quarter.runs == {"mobilenet_v3_small@none": [pytest.approx(60.0)],
+                          "mobilenet_v3_small@imagenet": [pytest.approx(90.0),
+                                                          pytest.approx(70.0)]}
+  assert groups["sklearn_digits"].runs == {"mobilenet_v3_small@none": [pytest.approx(80.0)]}
+
+
 @pytest.mark.heavy
 def test_validate_on_a_synthetic_study(tmp_path):
   _, study = _synthetic_study(tmp_path)

@@ -188,6 +188,21 @@ def draw_split_ids(spec, builder, *, val_fraction: float, train_fraction: float,
                    split_seed: int, select_on: str) -> SplitIds:
   """Draws the train / val / test ids for a run (deterministic, stratified)."""
   pool_ids, pool_labels, pool_groups = _read_index(builder, spec.train_split, spec)
+  num_classes = int(builder.info.features[spec.label_key].num_classes)
+  return split_ids_from_index(spec, pool_ids, pool_labels, pool_groups, num_classes,
+                              val_fraction=val_fraction, train_fraction=train_fraction,
+                              split_seed=split_seed, select_on=select_on)
+
+
+def split_ids_from_index(spec, pool_ids: list, pool_labels: list, pool_groups: list,
+                         num_classes: int, *, val_fraction: float, train_fraction: float,
+                         split_seed: int, select_on: str) -> SplitIds:
+  """The split rule of `draw_split_ids`, given the training pool's ids, labels, groups.
+
+  Separate so that a reader that knows the pool without a prepared dataset (the
+  recommender's direct read of an image folder) draws exactly the split fine-tuning
+  will draw: one rule, one place.
+  """
   label_of = dict(zip(pool_ids, pool_labels))
   group_of = dict(zip(pool_ids, pool_groups))
   test_ids = None
@@ -218,7 +233,6 @@ def draw_split_ids(spec, builder, *, val_fraction: float, train_fraction: float,
             "val": len(val_ids) if val_ids is not None else None}
   if test_ids is not None:
     counts["test"] = len(test_ids)
-  num_classes = int(builder.info.features[spec.label_key].num_classes)
 
   def per_class(split_ids):
     return None if split_ids is None else _per_class([label_of[i] for i in split_ids],

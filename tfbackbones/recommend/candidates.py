@@ -28,8 +28,10 @@ class Candidate:
 
   @property
   def label(self) -> str:
-    """How tables and files name it: `resnet50` (ImageNet) or `resnet50@none`."""
-    return self.name if self.weights == "imagenet" else f"{self.name}@{self.weights}"
+    """How tables and files name it: always `backbone@weights` (`resnet50@imagenet`,
+    `resnet50@none`, `resnet50@/path/w.weights.h5`), so a pretrained candidate and the
+    same architecture from random init can never be confused; `parse` reads it back."""
+    return f"{self.name}@{self.weights}"
 
   @property
   def slug(self) -> str:

@@ -29,6 +29,11 @@ class RecommendConfig:
     batch_size: forward-pass batch.
     val_fraction / split_seed: the train/val split, the same rule and defaults as
       `tfbackbones.train`, so the recommender never looks at the test images.
+    train_fraction: share of the training split fine-tuning would use (as in
+      `tfbackbones.train`); the sample is drawn from that share only.
+    dct_scaling: folder datasets: decode JPEGs at least twice the image size at a
+      reduced DCT scale (faster first pass; slightly different pixels, see
+      docs/recommend.md). False = a full decode, the pixels fine-tuning sees.
     sample_seed: which images are sampled.
     knn_k: neighbours of the leave-one-out kNN score.
     scores: scores that enter the combined rank.
@@ -51,6 +56,8 @@ class RecommendConfig:
   batch_size: int = 32
   val_fraction: float = 0.1
   split_seed: int = 42
+  train_fraction: float = 1.0
+  dct_scaling: bool = True
   sample_seed: int = 0
   knn_k: int = 5
   scores: tuple = SCORES
@@ -74,6 +81,8 @@ class RecommendConfig:
       bad("val_share", self.val_share, "it must be in (0, 1), e.g. 0.25.")
     if not 0.0 < self.val_fraction < 1.0:
       bad("val_fraction", self.val_fraction, "it must be in (0, 1) (default 0.1).")
+    if not 0.0 < self.train_fraction <= 1.0:
+      bad("train_fraction", self.train_fraction, "it must be in (0, 1] (default 1).")
     if self.batch_size < 1:
       bad("batch_size", self.batch_size, "use >= 1.")
     if self.knn_k < 1:

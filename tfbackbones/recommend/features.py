@@ -42,6 +42,7 @@ class Features:
       tracing batch excluded) at the sample's image size and batch.
     seconds: wall time of the whole extraction (build + trace + forward).
     cached: True when read from the cache in this run.
+    unreadable: sampled files that could not be decoded (left out of the rows).
   """
   train: np.ndarray
   val: np.ndarray
@@ -49,6 +50,7 @@ class Features:
   img_per_sec: float
   seconds: float
   cached: bool = False
+  unreadable: list = dataclasses.field(default_factory=list)
 
   @property
   def dim(self) -> int:
@@ -88,10 +90,14 @@ def load(path: str, sample) -> Features | None:
       meta = json.loads(str(data["meta"]))
       features = Features(train=data["train"], val=data["val"], params=int(meta["params"]),
                           img_per_sec=float(meta["img_per_sec"]),
-                          seconds=float(meta["seconds"]), cached=True)
+                          seconds=float(meta["seconds"]), cached=True,
+                          unreadable=list(meta.get("unreadable", [])))
   except Exception as e:
     logging.warning("ignoring unreadable feature cache %s (%s); recomputing", path, e)
     return None
+  # The files it found unreadable are unreadable for this run too (same key, same files).
+  if features.unreadable and not sample.unreadable:
+    sample.drop(features.unreadable)
   if (features.train.shape[0] != len(sample.train_ids)
       or features.val.shape[0] != len(sample.val_ids)):
     logging.warning("feature cache %s does not match the sample; recomputing", path)
@@ -105,7 +111,7 @@ def save(path: str, features: Features) -> None:
   tf.io.gfile.makedirs(os.path.dirname(path))
   buffer = io.BytesIO()
   meta = {"params": features.params, "img_per_sec": features.img_per_sec,
-          "seconds": features.seconds}
+          "seconds": features.seconds, "unreadable": features.unreadable}
   np.savez(buffer, train=features.train, val=features.val, meta=json.dumps(meta))
   tmp = path + ".tmp"
   with tf.io.gfile.GFile(tmp, "wb") as f:
@@ -204,4 +210,5 @@ def extract(spec, candidate: Candidate, sample, batch_size: int,
   img_per_sec = timed_images / timed_seconds if timed_seconds > 0 else float("nan")
   keras.backend.clear_session()
   return Features(train=feats[:n_train], val=feats[n_train:], params=params,
-                  img_per_sec=float(img_per_sec), seconds=time.perf_counter() - started)
+                  img_per_sec=float(img_per_sec), seconds=time.perf_counter() - started,
+                  unreadable=list(sample.unreadable))

@@ -25,7 +25,8 @@ def train_config(candidate: Candidate, config, image_size, **overrides) -> Train
   """The TrainConfig of one candidate: the recommender's data, the engine's defaults."""
   values = dict(backbone=candidate.name, weights=candidate.weights, dataset=config.dataset,
                 image_size=image_size, val_fraction=config.val_fraction,
-                split_seed=config.split_seed, data_dir=config.data_dir,
+                split_seed=config.split_seed, train_fraction=config.train_fraction,
+                data_dir=config.data_dir,
                 manual_dir=config.manual_dir, download=config.download,
                 workdir=os.path.join(config.workdir, "finetune", candidate.slug))
   values.update({k: v for k, v in overrides.items() if v is not None})

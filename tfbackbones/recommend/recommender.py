@@ -48,6 +48,7 @@ class Recommendation:
   extracted: int
   seconds: float
   config: dict
+  unreadable: list = dataclasses.field(default_factory=list)
 
   def as_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -70,6 +71,7 @@ def finetune_command(candidate, config: RecommendConfig, image_size) -> str:
            f"--weights={candidate.weights}", f"--dataset={config.dataset}",
            f"--image_size={imagesize.canonical(image_size)}",
            f"--val_fraction={config.val_fraction}", f"--split_seed={config.split_seed}",
+           f"--train_fraction={config.train_fraction}",
            f"--workdir={config.workdir}/finetune/{candidate.slug}"]
   if config.data_dir:
     parts.append(f"--data_dir={config.data_dir}")
@@ -100,7 +102,7 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
   progress(f"sample: {len(sample.train_ids)} train + {len(sample.val_ids)} val images, "
            f"{sample.num_classes} classes, {imagesize.text(sample.image_size)} px; "
            f"{len(cands)} candidates")
-  ranked, skipped, extracted = [], [], 0
+  ranked, skipped, extracted, reported_unreadable = [], [], 0, False
   for i, cand in enumerate(cands, 1):
     spec = backbones.get(cand.name)
     path = features_lib.cache_path(config.workdir, cand, spec, sample)
@@ -120,6 +122,11 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
       extracted += 1
       progress(f"[{i}/{len(cands)}] {cand.label}: {feats.dim}-d features, "
                f"{feats.img_per_sec:.1f} img/s, {feats.seconds:.1f} s")
+    if sample.unreadable and not reported_unreadable:
+      reported_unreadable = True
+      progress(f"skipped {len(sample.unreadable)} unreadable files of the sample (e.g. "
+               f"{', '.join(sample.unreadable[:3])}); left out. A prepared copy skips them too, "
+               "so fine-tuning's val split may differ by a file per class affected")
     ranked.append((cand, spec, feats, _score(feats, sample, config)))
 
   rows, agreement = [], {}
@@ -149,4 +156,5 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
       num_train_sample=len(sample.train_ids), num_val_sample=len(sample.val_ids),
       num_train=sample.num_train, rows=rows, skipped=skipped, agreement=agreement,
       commands=commands, scores_used=list(config.scores), extracted=extracted,
-      seconds=time.perf_counter() - started, config=dataclasses.asdict(config))
+      seconds=time.perf_counter() - started, config=dataclasses.asdict(config),
+      unreadable=list(sample.unreadable))

@@ -6,7 +6,9 @@ its validation images are the ones fine-tuning selects on. From each split a str
 sample (every class in proportion, at least one per class) is taken with its own seed.
 
 Images are decoded only when a candidate actually needs a forward pass (`Sample.images`):
-a rerun whose features are all cached reads no pixels.
+a rerun whose features are all cached reads no pixels. A `folder:PATH` dataset is read
+directly (`folder_read`: listed, split by the same rule, each file decoded once) and is
+prepared as a TFDS copy only if fine-tuning starts; other datasets are read from TFDS.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,6 +40,8 @@ class Sample:
     num_train: size of the whole training split (for fine-tune time estimates).
     key: a digest of everything that decides the sample's pixels and labels; part of
       the feature cache key.
+    unreadable: sampled files that could not be decoded (folder datasets): dropped from
+      `train_ids` / `val_ids` when found (decoding, or a cache file that recorded them).
   """
   dataset: str
   domain: str
@@ -48,34 +53,58 @@ class Sample:
   labels: dict
   num_train: int
   key: str
-  _builder: object = dataclasses.field(repr=False, default=None)
-  _spec: object = dataclasses.field(repr=False, default=None)
+  # fn(sorted ids) -> ({id: uint8 image}, [unreadable ids]).
+  _read: Callable | None = dataclasses.field(repr=False, default=None)
   _images: dict | None = dataclasses.field(repr=False, default=None)
+  unreadable: list = dataclasses.field(default_factory=list)
 
   def label_array(self, ids: list) -> np.ndarray:
     return np.asarray([self.labels[i] for i in ids], np.int32)
 
+  def drop(self, ids) -> None:
+    """Leaves unreadable files out of the sample (idempotent)."""
+    bad = set(ids) - set(self.unreadable)
+    if not bad:
+      return
+    self.unreadable = sorted(set(self.unreadable) | bad)
+    self.train_ids = [i for i in self.train_ids if i not in bad]
+    self.val_ids = [i for i in self.val_ids if i not in bad]
+    if self._images is not None:
+      raise RuntimeError("drop() after the images were decoded")
+
   def images(self) -> dict:
     """{"train": (N, H, W, 3) uint8, "val": ...}, rows in `train_ids` / `val_ids` order.
 
-    Decoded on first use and kept for the other candidates of this run.
+    Decoded on first use and kept for the other candidates of this run. Files that
+    cannot be decoded are dropped from the sample (`unreadable`).
     """
     if self._images is None:
-      wanted = set(self.train_ids) | set(self.val_ids)
-      ds = pipeline.decoded_with_ids(self._builder, self._spec, self._spec.train_split,
-                                     sorted(wanted), self.image_size)
-      by_id = {}
-      for ids, images, _ in ds.batch(256).as_numpy_iterator():
-        for example_id, image in zip(ids, images, strict=True):
-          by_id[example_id.decode("utf-8")] = image
-      missing = wanted - set(by_id)
-      if missing:
-        raise ConfigError(f"{len(missing)} sampled images of {self.dataset!r} could not "
-                          f"be read again (e.g. {sorted(missing)[:3]}); the prepared "
-                          "dataset changed. Prepare it again.")
+      by_id, unreadable = self._read(sorted(set(self.train_ids) | set(self.val_ids)))
+      self.drop(unreadable)
+      if not self.train_ids or not self.val_ids:
+        raise ConfigError(f"no readable images left in the sample of {self.dataset!r} "
+                          f"({len(self.unreadable)} unreadable, e.g. "
+                          f"{self.unreadable[:3]}); check the files.")
       self._images = {"train": np.stack([by_id[i] for i in self.train_ids]),
                       "val": np.stack([by_id[i] for i in self.val_ids])}
     return self._images
+
+
+def _tfds_reader(builder, spec, dataset: str, size) -> Callable:
+  """Reads sampled examples back from a prepared TFDS dataset (all must be there)."""
+  def read(ids):
+    ds = pipeline.decoded_with_ids(builder, spec, spec.train_split, ids, size)
+    by_id = {}
+    for batch_ids, images, _ in ds.batch(256).as_numpy_iterator():
+      for example_id, image in zip(batch_ids, images, strict=True):
+        by_id[example_id.decode("utf-8")] = image
+    missing = set(ids) - set(by_id)
+    if missing:
+      raise ConfigError(f"{len(missing)} sampled images of {dataset!r} could not be read "
+                        f"again (e.g. {sorted(missing)[:3]}); the prepared dataset "
+                        "changed. Prepare it again.")
+    return by_id, []
+  return read
 
 
 def _take(ids: list, labels: list, count: int, seed: int) -> list:
@@ -87,8 +116,47 @@ def _take(ids: list, labels: list, count: int, seed: int) -> list:
   return chosen
 
 
+@dataclasses.dataclass
+class _Source:
+  """Where a dataset's sample comes from: its split, labels and a reader of pixels."""
+  ids: pipeline.SplitIds
+  labels: dict
+  class_names: list
+  domain: str
+  size: tuple
+  key_facts: dict       # version, fingerprint (and decode mode): part of the cache key
+  read: Callable        # fn(sorted ids) -> ({id: uint8 image}, [unreadable ids])
+
+
+def _source(config) -> _Source:
+  """A folder is listed and read directly; anything else comes from TFDS."""
+  spec = catalog.get(config.dataset)
+  size = imagesize.resolve(config.image_size, spec.image_size)
+  if spec.builder_factory is not None and spec.name.startswith(catalog.FOLDER_PREFIX):
+    from tfbackbones.recommend import folder_read
+    folder = folder_read.index(spec.name[len(catalog.FOLDER_PREFIX):],
+                               val_fraction=config.val_fraction,
+                               train_fraction=config.train_fraction,
+                               split_seed=config.split_seed)
+    facts = {"version": folder.version, "fingerprint": folder.fingerprint}
+    if config.dct_scaling:
+      facts["decode"] = "dct_scaling"  # other pixels than a full decode: other features
+    return _Source(folder.ids, folder.labels, folder.class_names, spec.domain, size, facts,
+                   lambda ids: folder_read.read(folder.root, ids, size, config.dct_scaling))
+  builder = pipeline.get_builder(spec, config.data_dir, config.download, config.manual_dir)
+  ids = pipeline.draw_split_ids(spec, builder, val_fraction=config.val_fraction,
+                                train_fraction=config.train_fraction,
+                                split_seed=config.split_seed, select_on="val")
+  metadata = dict(getattr(builder.info, "metadata", None) or {})
+  facts = {"version": str(builder.info.version),
+           "fingerprint": str(metadata.get("fingerprint", ""))}
+  return _Source(ids, pipeline.labels_by_id(builder, spec, spec.train_split),
+                 list(builder.info.features[spec.label_key].names), spec.domain, size,
+                 facts, _tfds_reader(builder, spec, config.dataset, size))
+
+
 def draw(config) -> Sample:
-  """Prepares (if needed and allowed) the dataset and draws the sample of `config`.
+  """Draws the sample of `config` (preparing a catalog dataset if needed and allowed).
 
   Args:
     config: a validated RecommendConfig.
@@ -100,32 +168,24 @@ def draw(config) -> Sample:
     UnknownDatasetError, DataNotAvailableError, ConfigError: bad name, missing data,
       or a dataset too small to rank on.
   """
-  spec = catalog.get(config.dataset)
-  builder = pipeline.get_builder(spec, config.data_dir, config.download, config.manual_dir)
-  ids = pipeline.draw_split_ids(spec, builder, val_fraction=config.val_fraction,
-                                train_fraction=1.0, split_seed=config.split_seed,
-                                select_on="val")
-  label_of = pipeline.labels_by_id(builder, spec, spec.train_split)
+  source = _source(config)
+  ids, label_of, size = source.ids, source.labels, source.size
   n_val = max(1, int(round(config.max_images * config.val_share)))
   n_train = config.max_images - n_val
   train_ids = _take(ids.train, [label_of[i] for i in ids.train], n_train,
                     config.sample_seed)
   val_ids = _take(ids.val, [label_of[i] for i in ids.val], n_val, config.sample_seed + 1)
-  num_classes = int(builder.info.features[spec.label_key].num_classes)
   classes_seen = len({label_of[i] for i in train_ids})
   if classes_seen < 2 or len(train_ids) < 4:
     raise ConfigError(
         f"dataset {config.dataset!r} gives {len(train_ids)} training images in "
         f"{classes_seen} classes; ranking backbones needs at least 2 classes and a few "
         "images per class (use a folder with one subfolder per class).")
-  size = imagesize.resolve(config.image_size, spec.image_size)
-  metadata = dict(getattr(builder.info, "metadata", None) or {})
-  key_parts = {"dataset": config.dataset, "version": str(builder.info.version),
-               "fingerprint": str(metadata.get("fingerprint", "")), "size": list(size),
+  key_parts = {"dataset": config.dataset, **source.key_facts, "size": list(size),
                "train": train_ids, "val": val_ids}
   key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
-  return Sample(dataset=config.dataset, domain=spec.domain, num_classes=num_classes,
-                class_names=list(builder.info.features[spec.label_key].names),
+  return Sample(dataset=config.dataset, domain=source.domain,
+                num_classes=len(source.class_names), class_names=source.class_names,
                 image_size=size, train_ids=train_ids, val_ids=val_ids,
                 labels={i: label_of[i] for i in train_ids + val_ids},
-                num_train=len(ids.train), key=key, _builder=builder, _spec=spec)
+                num_train=len(ids.train), key=key, _read=source.read)

@@ -86,35 +86,46 @@ def bootstrap(runs: dict, predicted: dict, samples: int = 1000, seed: int = 0) -
 
 @dataclasses.dataclass
 class GroundTruth:
-  """The finished runs of one dataset in a study."""
+  """The finished runs of one dataset (at one training fraction) in a study."""
   dataset: str
   domain: str
   runs: dict            # candidate label -> [top1 percent per seed]
   candidates: list      # Candidate objects, in label order
   config: dict          # a run's config (data_dir, image_size, split) to rank the same data
+  train_fraction: float = 1.0
+
+  @property
+  def name(self) -> str:
+    """The dataset, with its training fraction when it is not the whole split."""
+    if self.train_fraction >= 1.0:
+      return self.dataset
+    return f"{self.dataset} ({self.train_fraction:g} of train)"
 
 
 def ground_truth(study_workdir: str) -> list:
-  """Groups a study's ranked runs by dataset (full training sets only).
+  """Groups a study's ranked runs by dataset and training fraction.
 
   Only real results count (`RunResult.ranked`, as in the report: finished with a finite
   test top-1; diverged, degenerate and failed runs are not ground truth).
 
-  Candidates are (backbone, weights) as each run's config says; runs of a dataset with
-  another train_fraction are left out (they answer another question).
+  Candidates are (backbone, weights) as each run's config says, so a pretrained backbone
+  and the same architecture from random init are two candidates. Each training fraction
+  is its own question (which backbone with this much data?): the recommender is then
+  given the same fraction, so it samples only the images those runs trained on.
   """
   from tfbackbones import results
   from tfbackbones.recommend.candidates import Candidate
   from tfbackbones.report import records
   by_dataset = collections.OrderedDict()
   for record in records.read_workdir(study_workdir):
-    if record.status != records.FINISHED or record.train_fraction < 1.0:
+    if record.status != records.FINISHED:
       continue
     config = results.read(os.path.join(record.path, "result.json")).config or {}
     weights = weights_lib.parse_weights_arg(config.get("weights", "imagenet"))
     cand = Candidate(config.get("backbone", record.backbone), weights)
-    group = by_dataset.setdefault(record.dataset, GroundTruth(
-        record.dataset, record.domain, {}, [], config))
+    fraction = float(record.train_fraction)
+    group = by_dataset.setdefault((record.dataset, fraction), GroundTruth(
+        record.dataset, record.domain, {}, [], config, fraction))
     if cand.label not in group.runs:
       group.runs[cand.label] = []
       group.candidates.append(cand)
@@ -196,27 +207,29 @@ def validate(config: ValidateConfig, progress=print) -> dict:
   per_dataset, skipped = [], []
   for group in groups:
     run_config = group.config
-    progress(f"== {group.dataset} ({group.domain}): {len(group.candidates)} candidates, "
+    progress(f"== {group.name} ({group.domain}): {len(group.candidates)} candidates, "
              f"{sum(len(v) for v in group.runs.values())} runs")
     rec_config = RecommendConfig(
         dataset=group.dataset, backbones=tuple(c.label for c in group.candidates),
-        workdir=os.path.join(config.workdir, _slug(group.dataset)),
+        workdir=os.path.join(config.workdir, _slug(group.dataset) + (
+            "" if group.train_fraction >= 1.0 else f"_frac{group.train_fraction:g}")),
         data_dir=run_config.get("data_dir"), manual_dir=run_config.get("manual_dir"),
         download=False, max_images=config.max_images,
         image_size=size or run_config.get("image_size", 0),
         batch_size=config.batch_size, val_fraction=run_config.get("val_fraction", 0.1),
-        split_seed=run_config.get("split_seed", 42))
+        split_seed=run_config.get("split_seed", 42), train_fraction=group.train_fraction)
     rec = recommender.run(rec_config, progress=lambda m: progress(f"  {m}"))
     outputs.write(rec, rec_config.workdir)  # the report's "Recommender vs fine-tuning"
     preds = predictions(rec)
     ranked = [c for c in preds["combined"] if c in group.runs]
-    skipped.extend({"dataset": group.dataset, **s} for s in rec.skipped)
+    skipped.extend({"dataset": group.name, **s} for s in rec.skipped)
     if len(ranked) < 2:
-      progress(f"  {group.dataset}: fewer than 2 candidates ranked; not scored")
+      progress(f"  {group.name}: fewer than 2 candidates ranked; not scored")
       continue
     runs = {c: group.runs[c] for c in ranked}
     truth = {c: float(np.mean(v)) for c, v in runs.items()}
-    row = {"dataset": group.dataset, "domain": group.domain,
+    row = {"dataset": group.name, "domain": group.domain,
+           "train_fraction": group.train_fraction, "workdir": rec_config.workdir,
            "truth": truth, "seeds": {c: len(v) for c, v in runs.items()},
            "predicted": {k: {c: v[c] for c in ranked} for k, v in preds.items()},
            "seconds": rec.seconds, "scores": {}, "intervals": {}}
@@ -245,7 +258,8 @@ def markdown(result: dict) -> str:
           f"| {row['dataset']} | {row['domain']} | {len(row['truth'])} | {key} | {f(m['tau'])} "
           f"[{f(ci['tau'][0])}, {f(ci['tau'][1])}] | {f(m['weighted_tau'])} "
           f"[{f(ci['weighted_tau'][0])}, {f(ci['weighted_tau'][1])}] | {f(m['regret'])} "
-          f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} | "
+          f"[{f(ci['regret'][0])}, {f(ci['regret'][1])}] | {f(m['hit3'], 0)} "
+          f"[{f(ci['hit3'][0], 0)}, {f(ci['hit3'][1], 0)}] | "
           f"{m['pick']} | {m['best']} |")
   lines += ["", "| group | score | mean tau | mean weighted tau | mean regret | hit@3 rate | "
             "pick within 2 pts |", "|---|---|---|---|---|---|---|"]

@@ -59,19 +59,23 @@ def section_html(workdir: str) -> str:
   if not recs:
     return ""
   from tfbackbones.recommend import validation
-  truth = {g.dataset: g.runs for g in validation.ground_truth(workdir)}
+  # A study may train at several fractions: each is its own ground truth.
+  truth = {(g.dataset, g.train_fraction): g for g in validation.ground_truth(workdir)}
   parts = ["<h2>Recommender vs fine-tuning</h2><p>Left: <code>python -m "
            "tfbackbones.recommend</code> from frozen features (rank 1 = recommended). Right: "
            "the fine-tuned ranking by mean test top-1 over seeds. See docs/recommend.md.</p>"]
   for rec in recs:
-    table = rows(rec, truth.get(rec["dataset"], {}))
+    fraction = float(rec.get("config", {}).get("train_fraction", 1.0))
+    group = truth.get((rec["dataset"], fraction))
+    table = rows(rec, group.runs if group else {})
+    title = group.name if group else rec["dataset"]
     body = "".join(
         f"<tr><td>{html.escape(r['candidate'])}</td><td>{r['rec_rank']}</td>"
         f"<td>{_num(r['logme'], 3)}</td><td>{_num(r['knn'])}</td><td>{_num(r['probe'])}</td>"
         f"<td>{_num(r['ft_rank'])}</td><td>{_num(r['ft_top1'])}</td><td>{r['seeds']}</td></tr>"
         for r in table)
     parts.append(
-        f"<h3>{html.escape(rec['dataset'])}</h3><table><thead><tr><th>candidate</th>"
+        f"<h3>{html.escape(title)}</h3><table><thead><tr><th>candidate</th>"
         "<th>recommender rank</th><th>LogME</th><th>kNN</th><th>probe</th>"
         "<th>fine-tuned rank</th><th>test top-1 (%)</th><th>seeds</th></tr></thead>"
         f"<tbody>{body}</tbody></table>")

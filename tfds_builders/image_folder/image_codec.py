@@ -223,6 +223,37 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   return EncodedImage(encode_png(image), "png", height, width, len(image.getbands()), True)
 
 
+def stored_as_is(path) -> str | None:
+  """"jpeg" or "png" if `encode_for_tfds` stores this file's bytes unchanged, else None.
+
+  Reads only the header (PIL's lazy open, ~60 us a file), so a reader that decodes files
+  itself (the recommender's direct read of a folder) knows which ones TensorFlow decodes
+  to exactly the pixels a prepared copy would hold, and which need `encode_for_tfds`'s
+  conversion (EXIF rotation, CMYK, 16 bits, palette, other formats). Whether the file
+  decodes at all is not checked here.
+
+  Args:
+    path: the file (anything `open` or `etils.epath` reads).
+  """
+  from etils import epath
+  from PIL import Image
+  try:
+    with epath.Path(path).open("rb") as f:
+      prefix = f.read(32)
+      f.seek(0)
+      header = Image.open(f)
+      fmt, mode, orientation = header.format, header.mode, _exif_orientation(header)
+  except Exception:
+    return None  # not an image: `encode_for_tfds` says why
+  if mode not in _PASS_THROUGH_MODES or orientation != 1:
+    return None
+  if fmt == "JPEG":
+    return "jpeg"
+  if fmt == "PNG" and _is_plain_8bit_png(prefix):
+    return "png"
+  return None
+
+
 def record_skipped(info, split: str, skipped: Sequence[tuple[str, str]],
                    total: int) -> None:
   """Logs a split's summary and stores the skipped files in `info.metadata`.

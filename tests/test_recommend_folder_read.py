@@ -1,0 +1,182 @@
+"""The recommender's direct read of a folder (tfbackbones/recommend/folder_read.py).
+
+It must draw the sample fine-tuning will use (the prepared TFDS copy's split) and see the
+same pixels, without preparing anything; unreadable files are skipped and counted, and a
+cached rerun leaves them out the same way.
+"""
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+from tfbackbones.recommend import RecommendConfig, run
+
+TINY_MODEL = "mobilenet_v3_small"
+
+
+def _noise(rng, colour, shape=(40, 48)):
+  return np.clip(np.array(colour) + rng.normal(0, 40, (*shape, 3)), 0, 255).astype(np.uint8)
+
+
+def write_mixed_folder(root, per_class=9, seed=0):
+  """Two classes of JPEGs and PNGs, plus the files a prepared copy converts: an
+  EXIF-rotated JPEG, a palette PNG, a 16-bit grayscale PNG, a CMYK JPEG and a BMP."""
+  from PIL import Image
+  rng = np.random.default_rng(seed)
+  colours = [(200, 40, 40), (40, 40, 200)]
+  for c, colour in enumerate(colours):
+    folder = os.path.join(root, f"class{c}")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(per_class):
+      Image.fromarray(_noise(rng, colour)).save(
+          os.path.join(folder, f"{i:02d}.{'jpg' if i % 2 else 'png'}"))
+  odd = os.path.join(root, "class0")
+  rotated = Image.fromarray(_noise(rng, colours[0], (30, 50)))
+  exif = rotated.getexif()
+  exif[0x0112] = 6  # stored sideways: a prepared copy turns it upright
+  rotated.save(os.path.join(odd, "rotated.jpg"), exif=exif)
+  Image.fromarray(_noise(rng, colours[0])).convert("P").save(os.path.join(odd, "pal.png"))
+  Image.fromarray((rng.uniform(0, 65535, (40, 48))).astype(np.uint16)).save(
+      os.path.join(odd, "deep.png"))
+  Image.fromarray(_noise(rng, colours[1])).convert("CMYK").save(
+      os.path.join(root, "class1", "cmyk.jpg"))
+  Image.fromarray(_noise(rng, colours[1])).save(os.path.join(root, "class1", "x.bmp"))
+  return root
+
+
+def _config(folder, tmp_path, **kw):
+  values = dict(dataset=f"folder:{folder}", backbones=(f"{TINY_MODEL}@none",),
+                workdir=str(tmp_path / "rec"), data_dir=str(tmp_path / "tfds"),
+                image_size=32, max_images=200, batch_size=16, val_fraction=0.2,
+                dct_scaling=False)
+  values.update(kw)
+  return RecommendConfig(**values).validate()
+
+
+def test_stored_as_is_agrees_with_the_builder(tmp_path):
+  """The direct read decodes a file itself exactly when a prepared copy stores it as is."""
+  from tfds_builders.image_folder import image_codec
+  root = write_mixed_folder(str(tmp_path / "photos"))
+  kinds = {}
+  for dirpath, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(dirpath, name)
+      with open(path, "rb") as f:
+        encoded = image_codec.encode_for_tfds(f.read(), name)
+      kinds[name] = (image_codec.stored_as_is(path), encoded.reencoded)
+      assert (kinds[name][0] is not None) == (not encoded.reencoded), (name, kinds[name])
+  assert kinds["rotated.jpg"] == (None, True) and kinds["cmyk.jpg"] == (None, True)
+  assert kinds["01.jpg"] == ("jpeg", False) and kinds["00.png"] == ("png", False)
+
+
+def test_direct_read_is_the_prepared_split_and_pixels(tmp_path):
+  """Same train/val ids and the same pixels as `tfbackbones.train` would get from the
+  prepared copy; and the recommender itself prepares nothing."""
+  from tfbackbones.data import catalog, pipeline
+  from tfbackbones.recommend import folder_read, sample
+  root = write_mixed_folder(str(tmp_path / "photos"))
+  config = _config(root, tmp_path)
+  drawn = sample.draw(config)
+  assert not os.path.exists(tmp_path / "tfds" / "image_folder")  # nothing prepared
+  direct = folder_read.index(root, val_fraction=0.2, train_fraction=1.0, split_seed=42)
+
+  spec = catalog.get(f"folder:{root}")
+  builder = pipeline.get_builder(spec, str(tmp_path / "tfds"), download=True)
+  prepared = pipeline.draw_split_ids(spec, builder, val_fraction=0.2, train_fraction=1.0,
+                                     split_seed=42, select_on="val")
+  assert direct.ids.train == prepared.train and direct.ids.val == prepared.val
+  assert direct.ids.class_counts == prepared.class_counts
+  assert direct.class_names == list(builder.info.features["label"].names)
+  # A training fraction (validate_recommend on a data-size study) is drawn the same way.
+  half = folder_read.index(root, val_fraction=0.2, train_fraction=0.5, split_seed=42)
+  assert half.ids.train == pipeline.draw_split_ids(
+      spec, builder, val_fraction=0.2, train_fraction=0.5, split_seed=42,
+      select_on="val").train
+  assert len(half.ids.train) < len(direct.ids.train)
+  # The whole pool fits in max_images: the sample is exactly the two splits.
+  assert drawn.train_ids == prepared.train and drawn.val_ids == prepared.val
+
+  wanted = sorted(drawn.train_ids + drawn.val_ids)
+  mine, unreadable = folder_read.read(root, wanted, (32, 32), dct_scaling=False)
+  assert unreadable == []
+  theirs = {i.decode(): image for i, image, _ in pipeline.decoded_with_ids(
+      builder, spec, "train", wanted, (32, 32)).as_numpy_iterator()}
+  assert sorted(mine) == sorted(theirs) == wanted
+  for rel in wanted:
+    np.testing.assert_array_equal(mine[rel], theirs[rel], err_msg=rel)
+
+
+def test_unreadable_files_are_skipped_counted_and_cached(tmp_path):
+  from tfbackbones.recommend import features
+  root = write_mixed_folder(str(tmp_path / "photos"), per_class=12)
+  with open(os.path.join(root, "class0", "03.jpg"), "rb") as f:
+    data = f.read()
+  with open(os.path.join(root, "class0", "03.jpg"), "wb") as f:
+    f.write(data[: len(data) // 2])  # truncated
+  with open(os.path.join(root, "class1", "notes.jpg"), "w") as f:
+    f.write("not an image")
+  lines = []
+  config = _config(root, tmp_path)
+  first = run(config, progress=lines.append)
+  assert first.unreadable == ["class0/03.jpg", "class1/notes.jpg"]
+  said = [line for line in lines if "unreadable files" in line]
+  assert len(said) == 1 and said[0].startswith("skipped 2 unreadable files")
+  n = first.num_train_sample + first.num_val_sample
+  [path] = [os.path.join(config.workdir, "features", p)
+            for p in os.listdir(os.path.join(config.workdir, "features"))]
+  with open(path, "rb") as f:
+    cached = np.load(io.BytesIO(f.read()))
+    assert cached["train"].shape[0] + cached["val"].shape[0] == n
+
+  # A rerun decodes nothing, leaves the same files out, and scores the same features.
+  lines.clear()
+  second = run(config, progress=lines.append)
+  assert second.extracted == 0 and second.unreadable == first.unreadable
+  assert second.num_train_sample + second.num_val_sample == n
+  assert [r["logme"] for r in second.rows] == [r["logme"] for r in first.rows]
+  assert features.load(path, _drawn(config)) is not None
+
+
+def _drawn(config):
+  from tfbackbones.recommend import sample
+  return sample.draw(config)
+
+
+def test_dct_scaling_is_close_to_a_full_decode_and_cached_apart(tmp_path):
+  """Large JPEGs decoded at a reduced DCT scale: nearly the same pixels (a few grey
+  levels), a different cache key (other pixels, other features)."""
+  from PIL import Image
+
+  from tfbackbones.recommend import folder_read, sample
+  rng = np.random.default_rng(0)
+  root = tmp_path / "big"
+  yy, xx = np.mgrid[0:200, 0:260].astype(np.float32)
+  for c in range(2):
+    os.makedirs(root / f"c{c}")
+    for i in range(6):
+      smooth = 127 + 90 * np.sin((0.03 + 0.02 * c) * xx + rng.uniform(0, 6)) * np.cos(0.02 * yy)
+      image = np.clip(smooth[..., None] + rng.normal(0, 8, (200, 260, 3)), 0, 255)
+      Image.fromarray(image.astype(np.uint8)).save(root / f"c{c}" / f"{i}.jpg", quality=90)
+  rels = sorted(f"c{c}/{i}.jpg" for c in range(2) for i in range(6))
+  full, _ = folder_read.read(str(root), rels, (48, 48), dct_scaling=False)
+  scaled, _ = folder_read.read(str(root), rels, (48, 48), dct_scaling=True)
+  diffs = [np.abs(full[r].astype(int) - scaled[r].astype(int)) for r in rels]
+  assert 0 < np.mean([d.mean() for d in diffs]) < 3.0
+  keys = {flag: sample.draw(_config(str(root), tmp_path, dct_scaling=flag,
+                                    image_size=48)).key for flag in (True, False)}
+  assert keys[True] != keys[False]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda root: None, "image folder not found"),
+    (lambda root: os.makedirs(root), "no class folders"),
+    (lambda root: os.makedirs(os.path.join(root, "only")), "one class folder")])
+def test_bad_folders_are_user_errors(tmp_path, make, message):
+  from tfbackbones import runner
+  from tfbackbones.recommend import sample
+  root = str(tmp_path / "photos")
+  make(root)
+  with pytest.raises(runner.USER_ERRORS, match=message):
+    sample.draw(_config(root, tmp_path))
