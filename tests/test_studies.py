@@ -99,13 +99,21 @@ def test_data_fraction_adhoc_and_quickstart_studies():
   digits = [c for c in adhoc if c.dataset == "sklearn_digits"]
   assert {(c.image_size, c.augment) for c in digits} == {(0, "auto")}   # not a paper dataset
   quick = studies.build("quickstart", "w", data_dir="/data")
-  assert sorted((c.backbone, c.weights) for c in quick) == sorted(
-      (b, w) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS)
-  assert {studies.run_id(c) for c in quick} == {
-      "lfw_subset/efficientnet_lite0/frac0.25/seed0",
-      "lfw_subset/efficientnet_lite0-scratch/frac0.25/seed0"}
+  assert sorted((c.backbone, c.weights, c.seed) for c in quick) == sorted(
+      (b, w, s) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS
+      for s in range(quickstart.SEEDS))
+  assert {studies.run_id(c) for c in quick} >= {
+      "lfw_subset/efficientnet_lite0/frac0.2/seed0",
+      "lfw_subset/efficientnet_lite0-scratch/frac0.2/seed0"}
   assert {(c.dataset, c.image_size, c.batch_size, c.train_fraction) for c in quick} == {
-      ("lfw_subset", 96, 8, 0.25)}
+      ("lfw_subset", 96, 8, 0.2)}
+  # The quickstart's runs are cells of the pretrained_offline study (same configs).
+  offline = {studies.run_id(c): c for c in studies.build("pretrained_offline", "w")}
+  assert len(offline) == 6 * 2 * 3 + 2 * 2 * 3   # + the Lite0 pair at 4 and 16 per class
+  assert {c.train_fraction for c in offline.values() if c.dataset == "lfw_subset"} == {
+      0.1, 0.2, 0.4}
+  for c in quick:
+    assert offline[studies.run_id(c)].replace(workdir=c.workdir, data_dir=c.data_dir) == c
   assert {c.data_dir for c in quick} == {"/data"}
 
 
