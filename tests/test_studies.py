@@ -109,9 +109,9 @@ def test_data_fraction_adhoc_and_quickstart_studies():
       ("lfw_subset", 96, 8, 0.2)}
   # The quickstart's runs are cells of the pretrained_offline study (same configs).
   offline = {studies.run_id(c): c for c in studies.build("pretrained_offline", "w")}
-  assert len(offline) == 6 * 2 * 3 + 2 * 2 * 3   # + the Lite0 pair at 4 and 16 per class
+  assert len(offline) == 6 * 2 * 3 + 2 * 3   # + the Lite0 pair at 4 labels per class
   assert {c.train_fraction for c in offline.values() if c.dataset == "lfw_subset"} == {
-      0.1, 0.2, 0.4}
+      0.1, 0.2}
   for c in quick:
     assert offline[studies.run_id(c)].replace(workdir=c.workdir, data_dir=c.data_dir) == c
   assert {c.data_dir for c in quick} == {"/data"}
