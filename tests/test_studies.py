@@ -348,3 +348,14 @@ def test_foundation_studies_fine_tune_and_probe_the_same_grid():
       "uc_merced", "eurosat_rgb"}
   mine = studies.build("foundation", "w", backbones=["dinov2_small"], datasets=["dtd"], seeds=1)
   assert [c.backbone for c in mine] == ["dinov2_small"]   # domain models only in the default
+
+
+def test_quickstart_flagfile_names_the_quickstart_cell():
+  """flags/quickstart.flags restates the cell the quickstart runs; it must not drift."""
+  from tfbackbones.protocols import quickstart as quick
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "flags", "quickstart.flags"), encoding="utf-8") as f:
+    values = dict(line.strip()[2:].split("=", 1) for line in f
+                  if line.startswith("--"))
+  assert values == {"protocol": "quickstart", "dataset": quick.DATASET,
+                    "train_fraction": str(quick.TRAIN_FRACTION)}
