@@ -103,10 +103,10 @@ def test_data_fraction_adhoc_and_quickstart_studies():
       (b, w, s) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS
       for s in range(quickstart.SEEDS))
   assert {studies.run_id(c) for c in quick} >= {
-      "lfw_subset/efficientnet_lite0/frac0.2/seed0",
-      "lfw_subset/efficientnet_lite0-scratch/frac0.2/seed0"}
+      "lfw_subset/efficientnet_lite0/frac0.1/seed0",
+      "lfw_subset/efficientnet_lite0-scratch/frac0.1/seed0"}
   assert {(c.dataset, c.image_size, c.batch_size, c.train_fraction) for c in quick} == {
-      ("lfw_subset", 96, 8, 0.2)}
+      ("lfw_subset", 96, 8, 0.1)}
   # The quickstart's runs are cells of the pretrained_offline study (same configs).
   offline = {studies.run_id(c): c for c in studies.build("pretrained_offline", "w")}
   assert len(offline) == 6 * 2 * 3 + 2 * 3   # + the Lite0 pair at 4 labels per class
