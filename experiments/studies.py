@@ -146,8 +146,9 @@ def quickstart_study(backbones: Sequence[str] = quickstart.BACKBONES) -> list[Tr
 
     python -m experiments.run --study=quickstart --workdir=runs/quickstart_study
 
-  Two runs, a few minutes on 2 CPU cores, no network: the same protocol as
-  `make quickstart` (experiments/quickstart.py), laid out as a study. Needs the
+  Six runs (3 seeds x 2 initialisations), no network: the same runs as `make quickstart`
+  (experiments/quickstart.py), laid out as a study; they are also cells of
+  `pretrained_offline`, so the two can share a --workdir. Needs the
   `pretrained` and `photos` extras (the ImageNet wheel, scikit-image's lfw_subset).
   """
   # quickstart.configs puts its data under its own workdir; the runner re-homes every
