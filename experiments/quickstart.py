@@ -13,7 +13,10 @@ image = 1 point). Everything is offline and real; the task, data and model are s
 `tensorboard --logdir=runs/quickstart` shows the curves. Rerunning skips finished runs.
 
 Why this regime, and every run measured for it (including the disappointing ones):
-docs/pretrained-offline.md. QS_DOC
+docs/pretrained-offline.md. Measured (2 CPU cores shared with other sessions, load
+6-16): ImageNet 90 / 96 / 95% vs random init 84 / 94 / 83% test top-1, +6.7 points mean
+(per seed +6, +2, +12), not +10: random-init Lite0 learns faces vs background from 4
+photos per class. 32 min wall under that load, 336 s of CPU time.
 """
 
 from __future__ import annotations
