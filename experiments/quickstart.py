@@ -215,7 +215,7 @@ def main(argv):
   # The model to use is picked on validation (ties: the first run), never on test.
   best = max(ranked, key=lambda r: r.val["top1"]).config["workdir"] if ranked else None
   print("\n" + nextsteps.text(FLAGS.workdir, best))
-  print("\nThe study behind it (more backbones, 4/8/16 labels per class, digits too; "
+  print("\nThe study behind it (more backbones, 4 and 8 labels per class, digits too; "
         "results in experiments/RESULTS.md): python -m experiments.run "
         "--study=pretrained_offline --workdir=runs/pretrained_offline")
   print("The real thing (the paper's backbones and datasets, a GPU):\n"
