@@ -28,9 +28,9 @@ $(VENV)/.installed-quickstart: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The main job on its offline default: EfficientNet-Lite0 fine-tuned on real photos that
-# ship with scikit-image, from its real ImageNet weights and from random init, compared in
-# a table; TensorBoard logdir runs/quickstart.
+# The main job on its offline default: EfficientNet-Lite0 fine-tuned on 8 labelled real
+# photos that ship with scikit-image, from its real ImageNet weights and from random init,
+# 3 seeds each, compared in a table; TensorBoard logdir runs/quickstart.
 quickstart: $(VENV)/.installed-quickstart
 	$(PY) -m experiments.quickstart --workdir=runs/quickstart
 

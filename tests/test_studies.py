@@ -108,13 +108,21 @@ def test_data_fraction_adhoc_and_quickstart_studies():
   digits = [c for c in adhoc if c.dataset == "sklearn_digits"]
   assert {(c.image_size, c.augment) for c in digits} == {(0, "auto")}   # not a paper dataset
   quick = studies.build("quickstart", "w", data_dir="/data")
-  assert sorted((c.backbone, c.weights) for c in quick) == sorted(
-      (b, w) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS)
-  assert {studies.run_id(c) for c in quick} == {
-      "lfw_subset/efficientnet_lite0/frac0.25/seed0",
-      "lfw_subset/efficientnet_lite0-scratch/frac0.25/seed0"}
+  assert sorted((c.backbone, c.weights, c.seed) for c in quick) == sorted(
+      (b, w, s) for b in quickstart.BACKBONES for w in quickstart.WEIGHTS
+      for s in range(quickstart.SEEDS))
+  assert {studies.run_id(c) for c in quick} >= {
+      "lfw_subset/efficientnet_lite0/frac0.1/seed0",
+      "lfw_subset/efficientnet_lite0-scratch/frac0.1/seed0"}
   assert {(c.dataset, c.image_size, c.batch_size, c.train_fraction) for c in quick} == {
-      ("lfw_subset", 96, 8, 0.25)}
+      ("lfw_subset", 96, 8, 0.1)}
+  # The quickstart's runs are cells of the pretrained_offline study (same configs).
+  offline = {studies.run_id(c): c for c in studies.build("pretrained_offline", "w")}
+  assert len(offline) == 6 * 2 * 3 + 2 * 3   # + the Lite0 pair at 4 labels per class
+  assert {c.train_fraction for c in offline.values() if c.dataset == "lfw_subset"} == {
+      0.1, 0.2}
+  for c in quick:
+    assert offline[studies.run_id(c)].replace(workdir=c.workdir, data_dir=c.data_dir) == c
   assert {c.data_dir for c in quick} == {"/data"}
 
 
@@ -349,3 +357,14 @@ def test_foundation_studies_fine_tune_and_probe_the_same_grid():
       "uc_merced", "eurosat_rgb"}
   mine = studies.build("foundation", "w", backbones=["dinov2_small"], datasets=["dtd"], seeds=1)
   assert [c.backbone for c in mine] == ["dinov2_small"]   # domain models only in the default
+
+
+def test_quickstart_flagfile_names_the_quickstart_cell():
+  """flags/quickstart.flags restates the cell the quickstart runs; it must not drift."""
+  from tfbackbones.protocols import quickstart as quick
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "flags", "quickstart.flags"), encoding="utf-8") as f:
+    values = dict(line.strip()[2:].split("=", 1) for line in f
+                  if line.startswith("--"))
+  assert values == {"protocol": "quickstart", "dataset": quick.DATASET,
+                    "train_fraction": str(quick.TRAIN_FRACTION)}

@@ -123,7 +123,7 @@ register(DatasetSpec(
     num_classes=10, image_size=32, augment="none", id_key="id",
     citation="Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits"))
 # Offline real photographs (tfds_builders/lfw_subset): scikit-image's 200 25x25 grayscale
-# LFW crops, 100 faces / 100 non-faces; 150 train / 50 test. Default 96 px: the
+# LFW crops, 100 faces / 100 non-faces; 100 train / 100 test (2.0.0). Default 96 px: the
 # pretrained EfficientNet-Lite's stem needs more than 25 px to see a face (quickstart).
 register(DatasetSpec(
     name="lfw_subset", tfds_name="lfw_subset", domain="faces (real photos)",

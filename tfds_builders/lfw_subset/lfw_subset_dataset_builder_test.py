@@ -15,8 +15,8 @@ from tfds_builders.lfw_subset import lfw_subset_dataset_builder as lfw
 pytest.importorskip("skimage.data", reason="lfw_subset ships in scikit-image (photos extra)")
 
 Builder = lfw.Builder
-NUM_TRAIN = 150
-NUM_TEST = 50
+NUM_TRAIN = 100
+NUM_TEST = 100
 
 
 def _no_network(*args, **kwargs):
