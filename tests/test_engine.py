@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -321,3 +322,29 @@ def test_finished_workdir_with_another_experiment_is_refused(tmp_path, digits_da
   runner.train(cfg, log=Quiet())
   with pytest.raises(ConfigError, match="max_epochs: now 2"):
     runner.train(cfg.replace(max_epochs=2), log=Quiet())
+
+
+def test_sparse_checkpoints_resume_to_the_same_result(tmp_path, digits_data_dir):
+  """checkpoint_min_steps: fewer checkpoints, and a kill between them only redoes epochs."""
+  metric = [0.1, 0.5, 0.2, 0.3, 0.4, 0.6, 0.2, 0.2]
+  common = dict(max_epochs=8, adamw_patience=2, sgd_patience=2)
+  log = Quiet()
+  straight = runner.train(tiny_config(tmp_path / "a", digits_data_dir, **common),
+                          selection_fn=_scripted(metric), log=log)
+  steps = next(int(m.group(1)) for m in (re.search(r"(\d+) steps/epoch", l)
+                                          for l in log.lines) if m)
+  cfg = tiny_config(tmp_path / "b", digits_data_dir, checkpoint_min_steps=3 * steps,
+                    **common)
+  with pytest.raises(Kill):     # killed after epoch 5: the newest checkpoint is epoch 3's
+    runner.train(cfg, hooks=KillAfter(4), selection_fn=_scripted(metric), log=Quiet())
+  state = json.load(open(os.path.join(cfg.workdir, wd.STATE)))
+  assert state["schedule"]["epoch"] == 3
+  log = Quiet()
+  resumed = runner.train(cfg, selection_fn=_scripted(metric), log=log)
+  assert any("resuming" in l and "after epoch 3" in l for l in log.lines)
+  total = len(json.load(open(os.path.join(straight.config["workdir"], wd.STATE)))["history"])
+  assert sum(l.startswith("epoch") for l in log.lines) == total - 3
+  assert resumed.epochs == straight.epochs
+  assert resumed.test["loss"] == pytest.approx(straight.test["loss"], rel=1e-4)
+  hist_b = json.load(open(os.path.join(cfg.workdir, wd.STATE)))["history"]
+  assert len(hist_b) == total   # the stopping epoch is always saved

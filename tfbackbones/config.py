@@ -96,6 +96,7 @@ class TrainConfig:
   cache: str = "auto"
   download: bool = True
   keep_checkpoints: int = 2
+  checkpoint_min_steps: int = 0
 
   def validate(self) -> TrainConfig:
     """Raises ConfigError naming the first bad value and the fix; returns self."""
@@ -163,6 +164,9 @@ class TrainConfig:
         bad(name, value, "a learning rate must be a finite number > 0 (e.g. 1e-3).")
     if not self.workdir:
       bad("workdir", self.workdir, "give a directory for checkpoints, logs and result.json.")
+    if self.checkpoint_min_steps < 0:
+      bad("checkpoint_min_steps", self.checkpoint_min_steps, "give 0 (a checkpoint every "
+          "epoch) or the training steps a checkpoint may be apart (e.g. 20).")
     if self.keep_checkpoints < 1:
       bad("keep_checkpoints", self.keep_checkpoints, "a run resumes from its newest "
           "checkpoint, so keep >= 1 (2 also survives a damaged newest one).")

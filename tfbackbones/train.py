@@ -115,6 +115,9 @@ flags.DEFINE_bool("fused_kernels", None, "Train with TF's fused kernels for "
                   "tfbackbones/training/fused_bn.py, optimizers.py and tfbackbones/kernels/).")
 flags.DEFINE_enum("cache", None, CACHE_MODES, "Cache decoded, resized images in memory.")
 flags.DEFINE_integer("keep_checkpoints", None, "Epoch checkpoints to keep.")
+flags.DEFINE_integer("checkpoint_min_steps", None, "Write the resumable checkpoint only at "
+                     "epochs at least this many training steps apart (0: every epoch); a "
+                     "kill then redoes at most that many steps, with the same result.")
 
 
 flags.DEFINE_string("protocol", "paper", "How to train: a registered protocol (" +

@@ -31,6 +31,10 @@ LABEL_CURVE = (0.1, 0.2)
 # The quickstart's: 4 labelled images per class, where the pretrained-vs-random-init gap
 # was largest of the measured points (docs/pretrained-offline.md has every run).
 TRAIN_FRACTION = 0.1
+# Resumable checkpoints at least 20 steps apart: with 1-2 step epochs a checkpoint every
+# epoch wrote ~10 GB for the quickstart's six runs (Trainer._checkpoint_due); a kill now
+# redoes at most 20 steps (a few seconds), with the same result.
+CHECKPOINT_MIN_STEPS = 20
 
 
 @register("quickstart")
@@ -39,7 +43,8 @@ def quickstart(dataset: str, backbone: str, seed: int, train_fraction: float) ->
   return TrainConfig(backbone=backbone, dataset=dataset, seed=seed,
                      train_fraction=train_fraction, weights="imagenet", image_size=96,
                      batch_size=8, bn_momentum=0.9, val_fraction=0.2, adamw_patience=20,
-                     sgd_patience=10, max_epochs=100, select_on="val")
+                     sgd_patience=10, max_epochs=100, select_on="val",
+                     checkpoint_min_steps=CHECKPOINT_MIN_STEPS)
 
 
 @register("digits_few")
@@ -48,4 +53,5 @@ def digits_few(dataset: str, backbone: str, seed: int, train_fraction: float) ->
   return TrainConfig(backbone=backbone, dataset=dataset, seed=seed,
                      train_fraction=train_fraction, weights="imagenet", image_size=32,
                      batch_size=16, bn_momentum=0.9, val_fraction=0.1, adamw_patience=5,
-                     sgd_patience=3, max_epochs=30, select_on="val")
+                     sgd_patience=3, max_epochs=30, select_on="val",
+                     checkpoint_min_steps=CHECKPOINT_MIN_STEPS)

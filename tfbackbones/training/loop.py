@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -484,15 +485,32 @@ class Trainer:
       self._set_phase("sgd")
       self.hooks.on_switch(self, sched.best_epoch)
     self.writer.epoch(record, self.steps_per_epoch * (epoch + 1))
-    # Checkpoint, its state, state.json, then deletions: safe to kill after any step.
-    prefix = resume.checkpoint_prefix(self._ckpt_dir(), self.schedule.phase, epoch + 1)
-    resume.save_epoch(self.workdir, self.checkpoint, prefix, resume.state_of(
-        self.workdir, schedule=sched, checkpoint=prefix, best_path=self.best_path,
-        history=self.history, elapsed=self._elapsed(), config=self.config.to_dict()),
-        keep=self.config.keep_checkpoints, is_chief=self.is_chief)
+    if decision.stop or self._checkpoint_due(epoch):
+      # Checkpoint, its state, state.json, then deletions: safe to kill after any step.
+      prefix = resume.checkpoint_prefix(self._ckpt_dir(), self.schedule.phase, epoch + 1)
+      resume.save_epoch(self.workdir, self.checkpoint, prefix, resume.state_of(
+          self.workdir, schedule=sched, checkpoint=prefix, best_path=self.best_path,
+          history=self.history, elapsed=self._elapsed(), config=self.config.to_dict()),
+          keep=self.config.keep_checkpoints, is_chief=self.is_chief)
     self.log(summaries.progress_line(record, sched, self.history, self.config.max_epochs,
                                      decision))
     self.hooks.on_epoch_end(self, record)
+
+  def _checkpoint_due(self, epoch: int) -> bool:
+    """Whether the epoch ending now writes the resumable checkpoint.
+
+    A checkpoint holds the model and the optimizer's moments (about 3x the weights). With
+    epochs of one or two steps (the quickstart: 8 images, batch 8) writing one every epoch
+    was most of the disk traffic -- about 10 GB for its six 96 px EfficientNet-Lite0 runs.
+    So a run may ask for checkpoints at least `checkpoint_min_steps` training steps apart.
+    The rule counts epochs, not seconds, so every worker of a multi-worker run and every
+    resume of a run agrees on which epochs are saved; a kill redoes the epochs since the
+    last one, and redone epochs give the same numbers (their batches and seeds are fixed
+    by the epoch index). The epoch a run stops at is always saved, so a finished run's
+    state.json holds its whole history, as before.
+    """
+    every = max(1, math.ceil(self.config.checkpoint_min_steps / self.steps_per_epoch))
+    return (epoch + 1) % every == 0 or epoch + 1 >= self.config.max_epochs
 
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
