@@ -12,9 +12,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The fused CPU kernels (tfbackbones/kernels) are compiled once per test session into a
 # fresh cache, so the suite exercises the build, not a library left by an earlier run;
 # subprocesses (CLI tests) inherit it.
+# The process that makes it removes it at exit (pytest-xdist workers inherit it).
 if "TFBACKBONES_CACHE" not in os.environ:
+  import atexit
+  import shutil
   import tempfile
   os.environ["TFBACKBONES_CACHE"] = tempfile.mkdtemp(prefix="tfbackbones-cache-")
+  atexit.register(shutil.rmtree, os.environ["TFBACKBONES_CACHE"], ignore_errors=True)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest
