@@ -233,16 +233,14 @@ def _judge_old(known: dict) -> None:
   written for folders), it gets the test a new run gets, and a run that fails it is read
   as degenerate, its reason saying so. Without those numbers it stays as written.
   """
-  test = known.get("test") if isinstance(known.get("test"), dict) else {}
   per_class = ((known.get("data") or {}).get("images_per_class") or {}).get("test")
-  if not isinstance(per_class, dict) or not _finite(test.get("top1")):
+  if not isinstance(per_class, dict):
     return
   on_test = known.get("selection_protocol") == ON_TEST
   try:
-    looks = int((known.get("epochs") or {}).get("total") or 1) if on_test else 1
-    verdict = significance_lib.against_majority(
-        float(test["top1"]), int(test.get("count") or 0), list(per_class.values()),
-        comparisons=looks)
+    verdict = significance_lib.of_test(
+        known.get("test"), list(per_class.values()), selected_on_test=on_test,
+        epochs_evaluated=int((known.get("epochs") or {}).get("total") or 1) if on_test else 1)
   except (TypeError, ValueError):
     return
   if verdict is None:

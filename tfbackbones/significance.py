@@ -130,3 +130,22 @@ def against_majority(top1: float, n: int, class_counts, *, split: str = "test",
                       p_value=min(1.0, looks * binomial_tail(correct, n, rate)),
                       comparisons=looks, alpha=alpha,
                       best_p_value=min(1.0, looks * binomial_tail(n, n, rate)))
+
+
+def of_test(test: dict | None, class_counts, *, selected_on_test: bool,
+            epochs_evaluated: int) -> Significance | None:
+  """The test split's significance, for the trainer and for an old result.json alike.
+
+  Args:
+    test: the test metrics of the best weights (`top1`, `count`), or None.
+    class_counts: test images per class.
+    selected_on_test: the selection looked at test after every epoch (the paper's flaw):
+      the p-value is then multiplied by `epochs_evaluated` (Bonferroni); otherwise the
+      test split was never seen before its one evaluation and needs no correction.
+    epochs_evaluated: epochs whose test metrics the selection saw.
+  """
+  if not isinstance(test, dict) or test.get("top1") is None:
+    return None
+  return against_majority(float(test["top1"]), int(test.get("count") or 0), class_counts,
+                          split="test",
+                          comparisons=epochs_evaluated if selected_on_test else 1)

@@ -30,8 +30,6 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from tfbackbones import significance as significance_lib
-
 # Top-1 this close to the majority rate counts as "no better": the metrics are exact
 # ratios of counts, so anything above it is at least one more correct image.
 _TOLERANCE = 1e-9
@@ -61,26 +59,6 @@ def degenerate_reason(best_val_top1: float, class_counts: Sequence[int],
             "images): the model learned nothing usable. On small data see "
             "docs/results.md (steps per epoch, batch size, BatchNorm).")
   return None
-
-
-def significance_of_test(test: dict | None, class_counts: Sequence[int] | None, *,
-                         selected_on_test: bool,
-                         epochs_evaluated: int) -> significance_lib.Significance | None:
-  """The one-sided binomial test of the test top-1 against the majority-class rate.
-
-  Args:
-    test: the test metrics of the best weights (`top1`, `count`), or None.
-    class_counts: test images per class.
-    selected_on_test: the selection looked at test after every epoch (the paper's flaw):
-      the p-value is then multiplied by `epochs_evaluated` (Bonferroni); otherwise the
-      test split was never seen before its one evaluation and needs no correction.
-    epochs_evaluated: epochs whose test metrics the selection saw.
-  """
-  if not test:
-    return None
-  return significance_lib.against_majority(
-      test.get("top1"), int(test.get("count") or 0), class_counts, split="test",
-      comparisons=epochs_evaluated if selected_on_test else 1)
 
 
 def divergence_reason(*, epoch: int, phase: str, learning_rate: float, steps_done: int,

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tfbackbones import artifacts, imagesize, kernels, results
 from tfbackbones import backbones as backbones_lib
 from tfbackbones import model as model_lib
+from tfbackbones import significance as significance_lib
 from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.data import catalog, pipeline
 from tfbackbones.results import RunResult
@@ -485,7 +486,7 @@ class Trainer:
       self._set_phase("sgd")
       self.hooks.on_switch(self, sched.best_epoch)
     self.writer.epoch(record, self.steps_per_epoch * (epoch + 1))
-    if decision.stop or self._checkpoint_due(epoch):
+    if self._checkpoint_due(epoch, decision):
       # Checkpoint, its state, state.json, then deletions: safe to kill after any step.
       prefix = resume.checkpoint_prefix(self._ckpt_dir(), self.schedule.phase, epoch + 1)
       resume.save_epoch(self.workdir, self.checkpoint, prefix, resume.state_of(
@@ -496,7 +497,7 @@ class Trainer:
                                      decision))
     self.hooks.on_epoch_end(self, record)
 
-  def _checkpoint_due(self, epoch: int) -> bool:
+  def _checkpoint_due(self, epoch: int, decision) -> bool:
     """Whether the epoch ending now writes the resumable checkpoint.
 
     A checkpoint holds the model and the optimizer's moments (about 3x the weights). With
@@ -506,11 +507,12 @@ class Trainer:
     The rule counts epochs, not seconds, so every worker of a multi-worker run and every
     resume of a run agrees on which epochs are saved; a kill redoes the epochs since the
     last one, and redone epochs give the same numbers (their batches and seeds are fixed
-    by the epoch index). The epoch a run stops at is always saved, so a finished run's
-    state.json holds its whole history, as before.
+    by the epoch index). The epoch a run stops at (early stop or max_epochs: the schedule
+    decides both) is always saved, so a finished run's state.json holds its whole
+    history, as before.
     """
     every = max(1, math.ceil(self.config.checkpoint_min_steps / self.steps_per_epoch))
-    return (epoch + 1) % every == 0 or epoch + 1 >= self.config.max_epochs
+    return decision.stop or (epoch + 1) % every == 0
 
   def _elapsed(self) -> float:
     return self.elapsed_before + time.time() - self._run_started
@@ -557,7 +559,7 @@ class Trainer:
   def _judge_significance(self, result: RunResult, test: dict | None, counts) -> None:
     """Records the test split's significance; a would-be result that fails it is
     degenerate (health.py, tfbackbones/significance.py)."""
-    test_result = health.significance_of_test(
+    test_result = significance_lib.of_test(
         test, counts, selected_on_test=self.config.selected_on_test,
         epochs_evaluated=len(self.history))
     if test_result is None:
