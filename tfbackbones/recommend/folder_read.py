@@ -104,8 +104,8 @@ def _convert(path: bytes) -> bytes:
 
 
 def _decode_scaled(encoded, size):
-  """A JPEG decoded at the largest 1/2, 1/4 or 1/8 scale still >= `size` on both sides
-  (else at full scale); PNG as usual."""
+  """A JPEG decoded at the largest 1/2, 1/4 or 1/8 scale still >= `size` on both sides;
+  anything else (a smaller JPEG, a PNG) as `pipeline.decode_image` decodes it."""
   import tensorflow as tf
   height, width = size
 
@@ -116,11 +116,11 @@ def _decode_scaled(encoded, size):
                  lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r,
                                                dct_method="INTEGER_ACCURATE"))
                 for r in _DCT_RATIOS]
-    return tf.case(branches, default=lambda: tf.io.decode_jpeg(
-        encoded, channels=3, dct_method="INTEGER_ACCURATE"), exclusive=False)
+    return tf.case(branches, default=lambda: pipeline.decode_image(encoded),
+                   exclusive=False)
 
-  return tf.cond(tf.io.is_jpeg(encoded), jpeg,
-                 lambda: tf.io.decode_png(encoded, channels=3))
+  # Unscaled files decode exactly as fine-tuning decodes them: `pipeline.decode_image`.
+  return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: pipeline.decode_image(encoded))
 
 
 def read(root: str, rel_paths: list, size, dct_scaling: bool,
