@@ -53,7 +53,7 @@ class Sample:
   labels: dict
   num_train: int
   key: str
-  # fn(sorted ids) -> ({id: uint8 image}, [unreadable ids]).
+  # fn(ids) -> ((len(ids), H, W, 3) uint8 in ids order, [unreadable ids]).
   _read: Callable | None = dataclasses.field(repr=False, default=None)
   _images: dict | None = dataclasses.field(repr=False, default=None)
   unreadable: list = dataclasses.field(default_factory=list)
@@ -79,14 +79,18 @@ class Sample:
     cannot be decoded are dropped from the sample (`unreadable`).
     """
     if self._images is None:
-      by_id, unreadable = self._read(sorted(set(self.train_ids) | set(self.val_ids)))
+      ids = self.train_ids + self.val_ids  # disjoint: rows [:n] are train, [n:] val
+      images, unreadable = self._read(ids)
       self.drop(unreadable)
       if not self.train_ids or not self.val_ids:
         raise ConfigError(f"no readable images left in the sample of {self.dataset!r} "
                           f"({len(self.unreadable)} unreadable, e.g. "
                           f"{self.unreadable[:3]}); check the files.")
-      self._images = {"train": np.stack([by_id[i] for i in self.train_ids]),
-                      "val": np.stack([by_id[i] for i in self.val_ids])}
+      if unreadable:
+        bad = set(unreadable)
+        images = images[[i not in bad for i in ids]]
+      n = len(self.train_ids)
+      self._images = {"train": images[:n], "val": images[n:]}
     return self._images
 
 
@@ -94,16 +98,19 @@ def _tfds_reader(builder, spec, dataset: str, size) -> Callable:
   """Reads sampled examples back from a prepared TFDS dataset (all must be there)."""
   def read(ids):
     ds = pipeline.decoded_with_ids(builder, spec, spec.train_split, ids, size)
-    by_id = {}
-    for batch_ids, images, _ in ds.batch(256).as_numpy_iterator():
-      for example_id, image in zip(batch_ids, images, strict=True):
-        by_id[example_id.decode("utf-8")] = image
-    missing = set(ids) - set(by_id)
-    if missing:
+    row = {example_id: i for i, example_id in enumerate(ids)}
+    images = np.empty((len(ids), *size, 3), np.uint8)
+    seen = np.zeros(len(ids), bool)
+    for batch_ids, batch, _ in ds.batch(256).as_numpy_iterator():
+      rows = [row[example_id.decode("utf-8")] for example_id in batch_ids]
+      images[rows] = batch
+      seen[rows] = True
+    if not seen.all():
+      missing = [i for i, ok in zip(ids, seen, strict=True) if not ok]
       raise ConfigError(f"{len(missing)} sampled images of {dataset!r} could not be read "
-                        f"again (e.g. {sorted(missing)[:3]}); the prepared dataset "
+                        f"again (e.g. {missing[:3]}); the prepared dataset "
                         "changed. Prepare it again.")
-    return by_id, []
+    return images, []
   return read
 
 
@@ -125,7 +132,7 @@ class _Source:
   domain: str
   size: tuple
   key_facts: dict       # version, fingerprint (and decode mode): part of the cache key
-  read: Callable        # fn(sorted ids) -> ({id: uint8 image}, [unreadable ids])
+  read: Callable        # fn(ids) -> ((len(ids), H, W, 3) uint8 in ids order, [unreadable])
 
 
 def _source(config) -> _Source:
