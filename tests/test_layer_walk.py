@@ -7,6 +7,12 @@ Sequential, a layer shared by the outer and a nested model, a custom layer holdi
 layers as attributes, a layer holding a `layers` list (keras-hub's encoders), a
 keras.applications classifier, and keras-hub backbones. Explicit name lists pin what
 the copies cannot: nested layers are reached and shared ones listed once.
+
+One difference is deliberate: none of the old walks entered a layer that holds layers
+as attributes, so the BatchNorm momentum, precise BN and the fused kernels skipped the
+BatchNormalization, depthwise and activation layers inside keras-hub's EfficientNet
+blocks. `walk` reaches them; where a model has such layers the old result is a part of
+the new one, in the same order.
 """
 
 import keras
@@ -153,6 +159,9 @@ def _keras_hub_efficientnet():
 BUILDERS = {"nested": _nested, "holders": _holders, "sequential": _sequential,
             "mobilenet_classifier": _mobilenet_classifier, "keras_hub_dinov2": _keras_hub_dinov2,
             "keras_hub_efficientnet": _keras_hub_efficientnet}
+# Models with layers held as attributes by a layer that is not a model: the one place
+# `walk` lists more than the old walks did (see the module doc).
+HOLDERS = ("holders", "keras_hub_dinov2", "keras_hub_efficientnet")
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +187,28 @@ def _names(layers):
   return [layer.name for layer in layers]
 
 
+def _assert_same_or_more(new, old, name):
+  """`new` is `old` (by identity), or, for a model in HOLDERS, `old` plus layers held
+  by a layer: `old` in the same order, and nothing new that is not inside a layer."""
+  new_ids, old_ids = _ids(new), _ids(old)
+  if name not in HOLDERS:
+    assert new_ids == old_ids
+    return
+  assert [i for i in new_ids if i in set(old_ids)] == old_ids
+  held = {id(sub) for layer in old if not isinstance(layer, keras.Model)
+          for sub in layer._flatten_layers(include_self=False)}
+  extra = [layer for layer in new if id(layer) not in set(old_ids)]
+  assert extra and all(id(layer) in held for layer in extra)
+
+
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_each_caller_gets_what_its_old_walk_gave(models, name):
   model = models[name]
   # model.py (BatchNorm momentum), precise BN: the old walk, each layer once.
-  assert _ids(layer_walk.walk(model)) == _ids(_once(_old_model_all_layers(model)))
+  _assert_same_or_more(layer_walk.walk(model), _once(_old_model_all_layers(model)), name)
   # kernels, fused BN: the model itself first, then the same.
-  assert (_ids(layer_walk.walk(model, include_root=True))
-          == _ids(_old_kernels_all_layers(model)))
+  _assert_same_or_more(layer_walk.walk(model, include_root=True),
+                       list(_old_kernels_all_layers(model)), name)
   # convert: graph units, nested models flattened away.
   assert (_ids(layer_walk.walk(model, into="models", containers=False))
           == _ids(_once(_old_iter_leaf_layers(model))))
@@ -213,12 +236,28 @@ def test_nested_layers_are_reached_and_shared_ones_listed_once(models):
   assert fused_bn.fuse_batchnorm(model) == 2
 
 
-def test_custom_layers_are_units_of_the_graph(models):
+def test_layers_held_by_layers_are_reached_but_graph_walks_keep_them_whole(models):
   model = models["holders"]
+  assert _names(layer_walk.walk(model)) == [
+      "images", "block", "block_conv", "block_bn", "pool", "encoder", "enc_dense_0",
+      "enc_dense_1"]
+  assert _names(layer_walk.walk(model, containers=False)) == [
+      "images", "block_conv", "block_bn", "pool", "enc_dense_0", "enc_dense_1"]
+  # Conversion and the export rewrite see the graph: a custom layer is one unit.
   assert _names(layer_walk.walk(model, into="models", containers=False)) == [
       "images", "block", "pool", "encoder"]
-  assert "enc_dense_1" in _names(layer_walk.walk(model))   # a `layers` list is entered
-  assert "encoder" not in _names(layer_walk.walk(model, containers=False))
+  assert model_lib.set_batchnorm_momentum(model, 0.5) == 1
+
+
+def test_batchnorm_inside_keras_hub_efficientnet_blocks_is_reached(models):
+  model = models["keras_hub_efficientnet"]
+  block = model.get_layer("block1a_")
+  assert type(block).__name__ == "FusedMBConvBlock"
+  assert _names(precise_bn.batchnorm_layers(model)) == [
+      "stem_bn", "block1a_expand_bn", "block1a_project_bn", "top_bn"]
+  assert block.bn1 in precise_bn.batchnorm_layers(model)
+  assert model_lib.set_batchnorm_momentum(model, 0.5) == 4   # the old walk set 2
+  assert block.bn1.momentum == block.bn2.momentum == 0.5
 
 
 def test_a_single_layer_is_walked_only_with_include_root():

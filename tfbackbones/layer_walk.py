@@ -4,10 +4,13 @@
   for layer in layer_walk.walk(model, into="models", containers=False):   # graph units
 
 Keras 3 lists a model's direct layers (`Model.layers`) but has no public walk through
-nested models and through layers that hold layers themselves (keras-hub's transformer
-encoders keep their blocks in a `layers` list). Six modules once walked models their own
-way and differed in whether the model itself, nested models and shared layers came out,
-and in which layers they entered; this module is the one walk they share.
+nested models and through layers that hold layers themselves: keras-hub's transformer
+encoders keep their blocks in a `layers` list, its EfficientNet blocks (`MBConvBlock`,
+`FusedMBConvBlock`, `CBABlock`) hold their BatchNormalization, depthwise convolution and
+activations as attributes, and so do the Swin attention ports (their Dense layers). Six
+modules once walked models their own way and differed in whether the model itself,
+nested models and shared layers came out, and in which layers they entered (none
+reached a layer held as an attribute); this module is the one walk they share.
 
 Two ways to enter, for two kinds of caller:
 - `into="layers"`: every layer that holds layers is entered. For callers that look for
@@ -73,9 +76,16 @@ def walk(root, *, into: str = "layers", containers: bool = True,
 
 
 def _children(layer, into: str) -> list:
-  """The layers directly inside `layer` that the walk enters, in Keras's order."""
+  """The layers directly inside `layer` that the walk enters, in Keras's order.
+
+  A model's are `Model.layers`. Any other layer's are the sublayers Keras tracks for it
+  (attributes, lists and dicts of layers; what its `weights` are gathered from), read
+  with `_flatten_layers`, Keras's own walk, the one `Model.layers` calls. It is private
+  but keras-hub's `Backbone` and `Task` rely on it too, and tests/test_layer_walk.py
+  fails if it stops finding a block's BatchNormalization.
+  """
   if isinstance(layer, keras.Model):
     return list(layer.layers)
-  if into == "layers":
-    return list(getattr(layer, "layers", None) or [])
+  if into == "layers" and isinstance(layer, keras.layers.Layer):
+    return list(layer._flatten_layers(include_self=False, recursive=False))
   return []
