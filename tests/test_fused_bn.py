@@ -85,8 +85,8 @@ def test_a_batchnorm_held_by_a_layer_is_fused_and_trains_like_keras():
   y_ref, g_ref = _train_step(reference, x)
   y_fused, g_fused = _train_step(fused, x)
   np.testing.assert_allclose(y_fused.numpy(), y_ref.numpy(), rtol=1e-4, atol=1e-4)
-  for a, b in zip(g_fused, g_ref):
+  for a, b in zip(g_fused, g_ref, strict=True):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)
-  for a, b in zip(fused.weights, reference.weights):      # moving mean/var included
+  for a, b in zip(fused.weights, reference.weights, strict=True):      # moving mean/var included
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
   assert not np.allclose(fused.layers[1].bn.moving_mean.numpy(), 0.0)   # it did train
