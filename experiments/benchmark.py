@@ -666,7 +666,7 @@ def measure_depthwise(backbone: str, size: int, batch: int, repeats: int) -> lis
   import numpy as np
   import tensorflow as tf
 
-  from tfbackbones import kernels
+  from tfbackbones import kernels, layer_walk
   _, model = _keras_setup(backbone, size, 10)
   lib = kernels.load()
   if lib is None:
@@ -685,7 +685,7 @@ def measure_depthwise(backbone: str, size: int, batch: int, repeats: int) -> lis
     return min(times)
 
   rows = []
-  for layer in kernels._all_layers(model):  # in model order
+  for layer in layer_walk.walk(model):  # in model order
     if not isinstance(layer, keras.layers.DepthwiseConv2D) or layer.depth_multiplier != 1:
       continue
     in_shape = (batch,) + tuple(layer.input.shape[1:])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbackbones import backbones, kernels
+from tfbackbones import backbones, kernels, layer_walk
 
 
 def _grid():
@@ -190,5 +190,5 @@ def test_fuse_depthwise_leaves_3x3_dilated_and_multiplier_layers_alone():
 def test_fuse_changes_nothing_for_a_model_that_will_not_run_on_cpu():
   model = backbones.get("mobilenet_v3_small").build(32, "none")
   assert kernels.fuse(model, on_cpu=False) == {"activations": 0, "depthwise": 0}
-  assert not any("call" in vars(layer) for layer in kernels._all_layers(model))
+  assert not any("call" in vars(layer) for layer in layer_walk.walk(model))
   assert kernels.fuse(model, on_cpu=True) == {"activations": 18, "depthwise": 8}

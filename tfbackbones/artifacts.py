@@ -21,7 +21,7 @@ back and must hold every variable bit for bit (`check_round_trip`): a layer whos
 save code loses state (keras-hub's DINOv2 did) leaves no model.keras rather than a wrong one.
 
 Loading needs `import tfbackbones.artifacts` (it registers `Preprocess`) and the
-backbone's own layers (`import tfbackbones.backbones`); `load_model` does both.
+backbone's own layers (`tfbackbones.backbones.register_layers()`); `load_model` does both.
 """
 
 from __future__ import annotations
@@ -208,5 +208,5 @@ def _save(model: keras.Model, path: str) -> None:
 
 def load_model(path: str) -> keras.Model:
   """Loads a model.keras written by `save_usable_model` (registers its layers first)."""
-  import tfbackbones.backbones  # noqa: F401
+  backbones_lib.register_layers()
   return keras.saving.load_model(path, compile=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from tfbackbones import imagesize
+from tfbackbones import imagesize, layer_walk
 
 HEAD_LAYER = "head_logits"
 
@@ -60,18 +60,11 @@ def build_classifier(backbone: keras.Model, num_classes: int, image_size,
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
   """Sets `momentum` on every BatchNormalization layer (recursively); returns the count."""
   count = 0
-  for layer in _all_layers(model):
+  for layer in layer_walk.walk(model):
     if isinstance(layer, keras.layers.BatchNormalization):
       layer.momentum = momentum
       count += 1
   return count
-
-
-def _all_layers(model):
-  for layer in model.layers:
-    yield layer
-    if hasattr(layer, "layers"):
-      yield from _all_layers(layer)
 
 
 def parameter_count(model: keras.Model) -> int:

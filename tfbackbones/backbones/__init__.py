@@ -37,4 +37,19 @@ __all__ = [
     "names",
     "preprocess_images",
     "register",
+    "register_layers",
 ]
+
+
+def register_layers() -> None:
+  """Registers the ports' custom layers with Keras, as loading a saved model needs.
+
+  Importing this package does not: the ports define their layers when a model is first
+  built (cnn_ports and transformer_ports, so that listing backbones does not import
+  Keras) or in a module imported only then (wavemix). A fresh process loading a
+  ShuffleNet, WaveMix, Swin or ViT `model.keras` failed with "Could not locate class".
+  """
+  from tfbackbones.backbones import wavemix  # noqa: F401  (registers HaarDWT)
+
+  cnn_ports.layer_classes()
+  transformer_ports.layer_classes()

@@ -334,7 +334,7 @@ def regnety_032(input_shape: InputShape = _ANY_SIZE,
 
 
 @functools.cache
-def _custom_layers() -> types.SimpleNamespace:
+def layer_classes() -> types.SimpleNamespace:
   """Defines the two custom layers once (lazily: this module must not import
   Keras at import time, so that listing backbones stays fast)."""
   import keras
@@ -395,11 +395,11 @@ def _custom_layers() -> types.SimpleNamespace:
 
 
 def channel_shuffle(x, groups: int, name: str):
-  return _custom_layers().ChannelShuffle(groups, name=name)(x)
+  return layer_classes().ChannelShuffle(groups, name=name)(x)
 
 
 def channel_slice(x, start: int, stop: int, name: str):
-  return _custom_layers().ChannelSlice(start, stop, name=name)(x)
+  return layer_classes().ChannelSlice(start, stop, name=name)(x)
 
 
 def shufflenet_v2_x2_0(input_shape: InputShape = _ANY_SIZE,

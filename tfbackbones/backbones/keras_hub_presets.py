@@ -483,14 +483,11 @@ def build_from_preset(path: str, name: str, image_size, weights: str) -> keras.M
 def _interpolating_embeddings(model: keras.Model) -> list:
   """Layers that keep a trained `interpolated_position_embeddings` beside a stored
   `position_embeddings` (keras-hub's DINOv2 embedding)."""
-  found, stack = [], list(getattr(model, "layers", []))
-  while stack:
-    layer = stack.pop()
-    if hasattr(layer, "interpolated_position_embeddings") and hasattr(
-        layer, "position_embeddings"):
-      found.append(layer)
-    stack.extend(getattr(layer, "layers", None) or [])
-  return found
+  from tfbackbones import layer_walk  # imports Keras, which this module defers
+
+  return [layer for layer in layer_walk.walk(model)
+          if hasattr(layer, "interpolated_position_embeddings")
+          and hasattr(layer, "position_embeddings")]
 
 
 def native_position_embeddings(backbone: keras.Model) -> keras.Model:

@@ -34,7 +34,7 @@ import importlib
 import os
 import pkgutil
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -509,15 +509,15 @@ def default_assigners() -> list[tuple[type, Assigner]]:
   ]
 
 
-def iter_leaf_layers(model) -> Iterator:
-  """Yields every non-container layer, recursing into nested models."""
-  import keras
+def iter_leaf_layers(model) -> list:
+  """Every layer of `model`'s graph, nested models flattened away, each once.
 
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):  # Functional / Sequential sub-model
-      yield from iter_leaf_layers(layer)
-    else:
-      yield layer
+  A custom layer is one unit even when it holds layers: its assigner sets all of its
+  variables (see `layer_walk.walk`, into="models").
+  """
+  from tfbackbones import layer_walk  # imports Keras, which this module defers
+
+  return layer_walk.walk(model, into="models", containers=False)
 
 
 def convert_by_name(

@@ -31,6 +31,8 @@ import re
 
 import keras
 
+from tfbackbones import layer_walk
+
 HARD_SWISH_NAMES = ("hard_silu", "hard_swish")
 _BAD_START = re.compile(r"^[^A-Za-z0-9.]+")
 
@@ -57,17 +59,10 @@ def saved_model_name(name: str) -> str:
   return _BAD_START.sub("", name) or "layer"
 
 
-def _leaves(model):
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      yield from _leaves(layer)
-    yield layer
-
-
 def needs_rewrite(model, int8: bool) -> bool:
   """Whether `for_export` would change anything in `model`."""
   return any(saved_model_name(layer.name) != layer.name or (int8 and is_hard_swish(layer))
-             for layer in _leaves(model))
+             for layer in layer_walk.walk(model, into="models"))
 
 
 def for_export(model, int8: bool = False):

@@ -40,6 +40,8 @@ import types
 import keras
 import tensorflow as tf
 
+from tfbackbones import layer_walk
+
 _SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
                  for name in ("activations.cc", "depthwise.cc"))
 _LOCK = threading.Lock()
@@ -175,7 +177,7 @@ def fuse_activations(model, on_cpu: bool | None = None) -> int:
   if not _usable(on_cpu):
     return 0
   count = 0
-  for layer in _all_layers(model):
+  for layer in layer_walk.walk(model, include_root=True):
     fn = getattr(layer, "activation", None)
     kind = FUSABLE.get(getattr(fn, "__name__", ""))
     if kind is None or getattr(layer, "compute_dtype", "float32") != "float32":
@@ -251,7 +253,7 @@ def fuse_depthwise(model, on_cpu: bool | None = None) -> int:
   if not _usable(on_cpu):
     return 0
   count = 0
-  for layer in _all_layers(model):
+  for layer in layer_walk.walk(model, include_root=True):
     if _depthwise_fusable(layer):
       layer.call = types.MethodType(_depthwise_call, layer)
       count += 1
@@ -276,15 +278,3 @@ def _usable(on_cpu: bool | None) -> bool:
 def cpu_only() -> bool:
   """No GPU or TPU is visible (the kernels are CPU-only)."""
   return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-
-
-def _all_layers(model):
-  """`model` and every layer in it, nested models included, each once, in model order."""
-  seen, stack = set(), [model]
-  while stack:
-    layer = stack.pop()
-    if id(layer) in seen:
-      continue
-    seen.add(id(layer))
-    yield layer
-    stack.extend(reversed(getattr(layer, "layers", []) or []))

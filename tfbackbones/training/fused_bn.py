@@ -22,6 +22,8 @@ import types
 import keras
 import tensorflow as tf
 
+from tfbackbones import layer_walk
+
 
 def _fusable(layer) -> bool:
   return (isinstance(layer, keras.layers.BatchNormalization)
@@ -53,18 +55,8 @@ def _fused_call(self, inputs, training=None, mask=None):
 def fuse_batchnorm(model: keras.Model) -> int:
   """Switches every fusable BatchNormalization in `model` (recursively); returns count."""
   count = 0
-  seen = set()
-
-  def walk(layer):
-    nonlocal count
-    if id(layer) in seen:
-      return
-    seen.add(id(layer))
+  for layer in layer_walk.walk(model, include_root=True):
     if _fusable(layer):
       layer.call = types.MethodType(_fused_call, layer)
       count += 1
-    for sub in getattr(layer, "layers", []) or []:
-      walk(sub)
-
-  walk(model)
   return count

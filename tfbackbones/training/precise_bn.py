@@ -21,19 +21,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfbackbones import model as model_lib
+from tfbackbones import layer_walk
 
 
 def batchnorm_layers(model: keras.Model) -> list:
   """The trainable BatchNormalization layers of `model` (frozen ones run in inference
   mode even in a training call, so there is nothing to re-estimate)."""
-  seen, out = set(), []
-  for layer in model_lib._all_layers(model):
-    if (isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-        and id(layer) not in seen):
-      seen.add(id(layer))
-      out.append(layer)
-  return out
+  return [layer for layer in layer_walk.walk(model)
+          if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
 
 
 class PreciseBN:
