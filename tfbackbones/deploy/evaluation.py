@@ -44,9 +44,11 @@ class ExportConfig:
   latency_runs: int = 50
   latency_warmup: int = 5
   latency: bool = True
+  int8_rounding: str = "gptq"
 
   def validate(self) -> ExportConfig:
     self.formats = exporters.check_formats(list(self.formats))
+    exporters.check_int8_rounding(self.int8_rounding)
     if self.calibration_images < 1:
       raise WorkdirError(f"--calibration_images={self.calibration_images}: use >= 1")
     if self.latency_runs < 1 or self.latency_warmup < 0:
@@ -130,9 +132,12 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
   for fmt in cfg.formats:
     try:
-      path = exporters.export(fmt, model, out_dir, calibration)
+      facts: dict = {}
+      path = exporters.export(fmt, model, out_dir, calibration,
+                              int8_rounding=cfg.int8_rounding, facts=facts)
       predictor = runtimes.open_model(path)
       row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
+      row.update(facts)
     except Exception as e:
       # One format failing (a converter limitation) must not lose the others' results;
       # the row says what failed, and no number stands in for it.
@@ -144,6 +149,11 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       row["xnnpack"] = exporters.delegation(path)
     rows.append(row)
     log(_line(row))
+    if not row.get("input_quantization", {}).get("raw_pixels", True):
+      q = row["input_quantization"]
+      log(f"  {fmt:<12} note: the calibration images do not span 0..255, so the uint8 input "
+          f"is requantized (scale {q['scale']:.4f}, zero point {q['zero_point']}): pixels "
+          "outside their range are clipped")
     if (row.get("xnnpack") or {}).get("not_delegated"):
       log(f"  {fmt:<12} note: ops outside XNNPACK (TFLite's own kernels, slower): "
           + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
