@@ -154,6 +154,34 @@ def test_int8_litert_is_really_integer(run, exported):
   scale, _ = interpreter.get_input_details()[0]["quantization"]
   assert 0.9 <= scale <= 1.1
   assert 0.0 <= row["top1"] <= 1.0 and exported["calibration_images"] == 64
+  assert row["input_quantization"]["dtype"] == "uint8"
+  # Weights were rounded with the calibration images (deploy/rounding.py), and export.json
+  # says from where those images came.
+  assert row["weight_rounding"]["method"] == "gptq" and row["weight_rounding"]["layers"] > 0
+  assert exported["calibration"]["from"] == "pool" and exported["calibration"]["images"] == 64
+
+
+def test_calibration_pool_is_the_training_side_without_val_or_test(run):
+  """pool = the labelled training images plus those train_fraction left out; no val/test."""
+  _, result = run
+  assert result.config["train_fraction"] == 0.5
+  x_test, _, train, about_train = evaluation._read_splits(result, 10_000, 0, "train")
+  _, _, pool, about_pool = evaluation._read_splits(result, 10_000, 0, "pool")
+  labelled = sum(result.data["images_per_class"]["train"].values())
+  assert about_train["drawn_from"] == len(train) == labelled
+  assert about_pool["drawn_from"] == len(pool) > 1.8 * len(train)
+  assert about_pool["labelled_training_images"] == len(train)
+  pool_set = {image.tobytes() for image in pool}
+  assert all(image.tobytes() in pool_set for image in train)
+  from tfbackbones.config import TrainConfig
+  from tfbackbones.data import catalog, pipeline
+  cfg = TrainConfig.from_dict(result.config)
+  ids = pipeline.prepare(catalog.get(cfg.dataset), data_dir=cfg.data_dir,
+                         image_size=result.image_size, val_fraction=cfg.val_fraction,
+                         train_fraction=1.0, split_seed=cfg.split_seed,
+                         select_on=cfg.select_on, cache="none", download=False).ids
+  assert len(pool) == len(ids.train) and not set(ids.train) & set(ids.val or [])
+  assert len(x_test) == result.test["count"]
 
 
 @pytest.mark.heavy
