@@ -98,9 +98,11 @@ def test_round_weights_rounds_a_copy_onto_the_converters_grid():
   copy, stats = rounding.round_weights(float_model, calibration)
   for old, new in zip(before, float_model.get_weights()):
     np.testing.assert_array_equal(old, new)  # the original is untouched
-  assert stats["layers"] == 3 and stats["weights_changed"] > 0
+  # The stem and the depthwise are rounded; the dense head has 32 calibration rows for 8
+  # inputs, too few to estimate its statistics (MIN_ROWS_PER_INPUT), so it keeps nearest.
+  assert stats["layers"] == 2 and stats["nearest_layers"] == 1 and stats["weights_changed"] > 0
   assert stats["kept_nearest_channels"] == 0
-  for target in rounding.targets(copy):
+  for target in rounding.targets(copy)[:2]:
     kernel = target.layer.kernel.numpy().astype(np.float64)
     fold = rounding._fold(target)
     folded = (kernel[..., 0].reshape(-1, kernel.shape[2]) if target.kind == "depthwise"

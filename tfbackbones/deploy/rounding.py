@@ -30,7 +30,10 @@ differs.
 Scope: Conv2D (groups 1), DepthwiseConv2D (depth multiplier 1) and Dense layers of a
 functional model (nested models included), each with the BatchNormalization that reads
 its output, if any. A layer whose input dimension is above `max_inputs` keeps the
-converter's nearest rounding (H would be too big to invert quickly).
+converter's nearest rounding (H would be too big to invert quickly), and so does one whose
+H rests on fewer than `min_rows_per_input` calibration rows per input (deep layers at
+small resolution, a dense head: 80 images give 80 rows for 1280 inputs), where GPTQ would
+fit the calibration images rather than the data.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ import numpy as np
 QMAX = 127          # TFLite's symmetric int8 weight range is [-127, 127]
 DAMP = 0.01         # GPTQ's dampening: 1% of H's mean diagonal, for inputs that barely vary
 MAX_INPUTS = 4096   # k*k*C_in above this: keep nearest rounding
+# Calibration rows (images x output positions) per input below this: H is estimated from
+# too few samples, GPTQ would fit the rounding to the calibration images themselves (it
+# can move error into directions they happen not to span), so keep nearest rounding.
+MIN_ROWS_PER_INPUT = 20
 
 
 @dataclasses.dataclass
@@ -235,7 +242,8 @@ def _copy(model):
 
 
 def round_weights(model, calibration: np.ndarray, *, damp: float = DAMP,
-                  max_inputs: int = MAX_INPUTS, batch_size: int = 16):
+                  max_inputs: int = MAX_INPUTS, min_rows_per_input: float = MIN_ROWS_PER_INPUT,
+                  batch_size: int = 16):
   """A copy of `model` whose kernels sit on the INT8 grid, rounded with `calibration`.
 
   Args:
@@ -243,18 +251,24 @@ def round_weights(model, calibration: np.ndarray, *, damp: float = DAMP,
     calibration: (N, H, W, 3) the INT8 representative images (training split only).
     damp: GPTQ's dampening, a share of H's mean diagonal.
     max_inputs: layers with more inputs per output (k*k*C_in) keep nearest rounding.
+    min_rows_per_input: layers whose statistics come from fewer calibration rows (images
+      x output positions) per input keep nearest rounding.
     batch_size: images per forward pass while collecting statistics.
 
   Returns:
     (copy, stats): stats has `layers` rounded, `weights_changed` (integers that differ
-    from nearest rounding) and `weights`.
+    from nearest rounding) and `weights` in them, and `nearest_layers` left to the
+    converter's nearest rounding (too many inputs, or too few calibration rows).
   """
   copy = _copy(model)
   found = [t for t in targets(copy) if _inputs(t) <= max_inputs]
   collect_hessians(copy, found, calibration, batch_size)
   stats = {"method": "gptq", "layers": 0, "weights": 0, "weights_changed": 0,
-           "kept_nearest_channels": 0}
+           "kept_nearest_channels": 0, "nearest_layers": len(targets(copy)) - len(found)}
   for target in found:
+    if target.count < min_rows_per_input * _inputs(target):
+      stats["nearest_layers"] += 1
+      continue
     changed = round_layer(target, damp)
     stats["layers"] += 1
     stats["weights"] += changed["weights"]
