@@ -280,6 +280,10 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
   workdir, _ = run
   with pytest.raises(exporters.ExportError, match="Did you mean 'litert_int8'"):
     evaluation.ExportConfig(workdir=workdir, formats=["litert_int9"]).validate()
+  with pytest.raises(evaluation.WorkdirError, match="use one of pool, train"):
+    evaluation.ExportConfig(workdir=workdir, calibration_from="val").validate()
+  with pytest.raises(exporters.ExportError, match="valid: gptq, nearest"):
+    evaluation.ExportConfig(workdir=workdir, int8_rounding="round").validate()
   with pytest.raises(evaluation.WorkdirError, match="no such folder"):
     evaluation.check_workdir(str(tmp_path / "missing"))
   (tmp_path / "unfinished").mkdir()
