@@ -27,6 +27,11 @@ unfolded from the BatchNorm, into a copy of the model. The grid is the converter
 int8 kernels and so the latency are unchanged; only which integers the kernels hold
 differs.
 
+Measured (docs/export.md): on the three ImageNet-initialised quickstart runs the stem's
+output error fell from 5.7 to 0.25 quantization steps and INT8 top-1 agreement with Keras
+rose from 87/94/91% to 97/95/95%. On the three random-init runs, where weight rounding
+was not the problem, it changed 0, 2 and 6 of 100 test images for the worse.
+
 Scope: Conv2D (groups 1), DepthwiseConv2D (depth multiplier 1) and Dense layers of a
 functional model (nested models included), each with the BatchNormalization that reads
 its output, if any. A layer whose input dimension is above `max_inputs` keeps the
