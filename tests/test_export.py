@@ -154,6 +154,34 @@ def test_int8_litert_is_really_integer(run, exported):
   scale, _ = interpreter.get_input_details()[0]["quantization"]
   assert 0.9 <= scale <= 1.1
   assert 0.0 <= row["top1"] <= 1.0 and exported["calibration_images"] == 64
+  assert row["input_quantization"]["dtype"] == "uint8"
+  # Weights were rounded with the calibration images (deploy/rounding.py), and export.json
+  # says from where those images came.
+  assert row["weight_rounding"]["method"] == "gptq" and row["weight_rounding"]["layers"] > 0
+  assert exported["calibration"]["from"] == "pool" and exported["calibration"]["images"] == 64
+
+
+def test_calibration_pool_is_the_training_side_without_val_or_test(run):
+  """pool = the labelled training images plus those train_fraction left out; no val/test."""
+  _, result = run
+  assert result.config["train_fraction"] == 0.5
+  x_test, _, train, about_train = evaluation._read_splits(result, 10_000, 0, "train")
+  _, _, pool, about_pool = evaluation._read_splits(result, 10_000, 0, "pool")
+  labelled = sum(result.data["images_per_class"]["train"].values())
+  assert about_train["drawn_from"] == len(train) == labelled
+  assert about_pool["drawn_from"] == len(pool) > 1.8 * len(train)
+  assert about_pool["labelled_training_images"] == len(train)
+  pool_set = {image.tobytes() for image in pool}
+  assert all(image.tobytes() in pool_set for image in train)
+  from tfbackbones.config import TrainConfig
+  from tfbackbones.data import catalog, pipeline
+  cfg = TrainConfig.from_dict(result.config)
+  ids = pipeline.prepare(catalog.get(cfg.dataset), data_dir=cfg.data_dir,
+                         image_size=result.image_size, val_fraction=cfg.val_fraction,
+                         train_fraction=1.0, split_seed=cfg.split_seed,
+                         select_on=cfg.select_on, cache="none", download=False).ids
+  assert len(pool) == len(ids.train) and not set(ids.train) & set(ids.val or [])
+  assert len(x_test) == result.test["count"]
 
 
 @pytest.mark.heavy
@@ -252,6 +280,10 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
   workdir, _ = run
   with pytest.raises(exporters.ExportError, match="Did you mean 'litert_int8'"):
     evaluation.ExportConfig(workdir=workdir, formats=["litert_int9"]).validate()
+  with pytest.raises(evaluation.WorkdirError, match="use one of pool, train"):
+    evaluation.ExportConfig(workdir=workdir, calibration_from="val").validate()
+  with pytest.raises(exporters.ExportError, match="valid: gptq, nearest"):
+    evaluation.ExportConfig(workdir=workdir, int8_rounding="round").validate()
   with pytest.raises(evaluation.WorkdirError, match="no such folder"):
     evaluation.check_workdir(str(tmp_path / "missing"))
   (tmp_path / "unfinished").mkdir()
@@ -291,3 +323,11 @@ def test_study_export_skips_exported_and_unfinished_runs(run, exported, tmp_path
                                         ["litert"], log=log)
   assert failures == {} and log.lines == []
   assert os.path.getmtime(os.path.join(workdir, evaluation.EXPORT_JSON)) == stamp
+
+
+def test_predict_breaks_ties_as_the_export_measures():
+  """Tied probabilities (a uint8 output at 128/256 each): the first class, as argmax."""
+  from tfbackbones import predict
+  tied = np.array([0.25, 0.375, 0.375], np.float32)
+  assert predict.top_k(tied, ["a", "b", "c"], 2) == [(1, "b", 0.375), (2, "c", 0.375)]
+  assert predict.top_k(tied, ["a", "b", "c"], 1)[0][0] == int(tied.argmax())

@@ -28,8 +28,15 @@ flags.DEFINE_string("workdir", None, "Workdir of a finished training run.")
 flags.DEFINE_list("formats", list(exporters.FORMATS),
                   f"Formats to export: {', '.join(exporters.FORMATS)}.")
 flags.DEFINE_integer("calibration_images", 200, "Training images that calibrate INT8.")
+flags.DEFINE_string("calibration_from", "pool",
+                    "Where INT8 calibration images come from: pool (the run's whole training "
+                    "pool, labelled or not) or train (its labelled training split). Never "
+                    "val or test.")
 flags.DEFINE_integer("latency_runs", 50, "Timed batch-1 calls per artifact and setting.")
 flags.DEFINE_integer("latency_warmup", 5, "Untimed calls before timing.")
+flags.DEFINE_enum("int8_rounding", "gptq", list(exporters.INT8_ROUNDINGS),
+                  "How litert_int8 rounds weights to int8: gptq (with the calibration "
+                  "images, docs/export.md) or nearest (the TFLite converter alone).")
 flags.DEFINE_bool("latency", True, "Measure latency (--nolatency: accuracy and size only).")
 
 
@@ -43,7 +50,8 @@ def main(argv):
   config = evaluation.ExportConfig(
       workdir=FLAGS.workdir, formats=FLAGS.formats,
       calibration_images=FLAGS.calibration_images, latency_runs=FLAGS.latency_runs,
-      latency_warmup=FLAGS.latency_warmup, latency=FLAGS.latency)
+      latency_warmup=FLAGS.latency_warmup, latency=FLAGS.latency,
+      int8_rounding=FLAGS.int8_rounding, calibration_from=FLAGS.calibration_from)
   try:  # the cheap checks first, before TensorFlow starts
     config.validate()
     evaluation.check_workdir(config.workdir)

@@ -33,8 +33,12 @@ flags.DEFINE_integer("threads", 0, "Threads for LiteRT/onnxruntime (0 = all core
 
 
 def top_k(probabilities, class_names, k):
-  """[(class_index, class_name, probability)] of the k most probable classes."""
-  order = probabilities.argsort()[::-1][:k]
+  """[(class_index, class_name, probability)] of the k most probable classes.
+
+  Equal probabilities keep class order, so the first is `argmax`, the class the export's
+  measurements count (a uint8 INT8 output ties two classes at 128/256 now and then).
+  """
+  order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
   return [(int(i), class_names[i], float(probabilities[i])) for i in order]
 
 

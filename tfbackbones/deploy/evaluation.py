@@ -10,8 +10,11 @@ batch 1 (median and p90, 1 thread and all cores, warm-up excluded, a fresh proce
 see `latency.py`) and the size on disk. The Keras model gets the same row, so a report
 can put every format of every backbone on one accuracy-vs-latency plot.
 
-INT8 calibration images are drawn (seeded) from the run's training split, never from
-val or test.
+INT8 calibration images are drawn (seeded) from the training side of the run's data, never
+from val or test: by default from the whole training pool (`calibration_from="pool"`: the
+run's labelled training images plus those `train_fraction` left unlabelled; calibration
+needs no labels), or from the labelled training split only (`"train"`). export.json says
+which and how many.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tfbackbones.deploy import exporters, latency, runtimes
 EXPORT_DIR = "export"
 EXPORT_JSON = "export.json"
 DEFAULT_FORMATS = exporters.FORMATS
+CALIBRATION_FROM = ("pool", "train")
 
 
 class WorkdirError(ValueError):
@@ -44,9 +48,15 @@ class ExportConfig:
   latency_runs: int = 50
   latency_warmup: int = 5
   latency: bool = True
+  int8_rounding: str = "gptq"
+  calibration_from: str = "pool"
 
   def validate(self) -> ExportConfig:
     self.formats = exporters.check_formats(list(self.formats))
+    exporters.check_int8_rounding(self.int8_rounding)
+    if self.calibration_from not in CALIBRATION_FROM:
+      raise WorkdirError(f"--calibration_from={self.calibration_from}: use one of "
+                         f"{', '.join(CALIBRATION_FROM)}")
     if self.calibration_images < 1:
       raise WorkdirError(f"--calibration_images={self.calibration_images}: use >= 1")
     if self.latency_runs < 1 or self.latency_warmup < 0:
@@ -76,13 +86,24 @@ def check_workdir(workdir: str):
 
 
 def _test_and_calibration(result, count: int, seed: int = 0):
-  """(test images, test labels, calibration images), uint8 at the run's size."""
+  """(test images, test labels, calibration images from the labelled training split)."""
+  return _read_splits(result, count, seed, "train")[:3]
+
+
+def _read_splits(result, count: int, seed: int = 0, calibration_from: str = "pool"):
+  """(test images, test labels, calibration images, what the calibration set is).
+
+  Images are uint8 at the run's size. `calibration_from="pool"` reads the data with
+  train_fraction 1: the same split rule and seeds give the same val and test images and a
+  training side that is the run's whole pool (`pipeline.split_ids_from_index`).
+  """
   from tfbackbones.config import TrainConfig
   from tfbackbones.data import catalog, pipeline
   cfg = TrainConfig.from_dict(result.config)
+  pool = calibration_from == "pool"
   data = pipeline.prepare(
       catalog.get(cfg.dataset), data_dir=cfg.data_dir, image_size=result.image_size,
-      val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
+      val_fraction=cfg.val_fraction, train_fraction=1.0 if pool else cfg.train_fraction,
       split_seed=cfg.split_seed, select_on=cfg.select_on, cache="none", download=False,
       manual_dir=cfg.manual_dir, augment_at=cfg.augment_at)
   test = list(data.test.batch(256).as_numpy_iterator())
@@ -92,7 +113,14 @@ def _test_and_calibration(result, count: int, seed: int = 0):
   if data.augment_at == "native":
     train = train.map(lambda x, y: (pipeline.resize_uint8(x, data.image_size), y))
   calibration = np.concatenate([x for x, _ in train.batch(256).as_numpy_iterator()])
-  return images, labels, calibration
+  per_class = ((result.data or {}).get("images_per_class") or {}).get("train") or {}
+  about = {"from": calibration_from, "images": int(len(calibration)),
+           "drawn_from": int(data.num_train), "seed": seed,
+           "split": "training pool (labelled training images and those train_fraction "
+                    "left unlabelled; never val or test)" if pool else "training split",
+           "train_fraction": cfg.train_fraction,
+           "labelled_training_images": sum(per_class.values()) if per_class else None}
+  return images, labels, calibration, about
 
 
 def _compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
@@ -117,9 +145,10 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   from tfbackbones.training import workdir as wd
   keras_path = os.path.join(cfg.workdir, runtimes.MODEL_FILE)
   out_dir = os.path.join(cfg.workdir, EXPORT_DIR)
-  images, labels, calibration = _test_and_calibration(result, cfg.calibration_images)
+  images, labels, calibration, about = _read_splits(
+      result, cfg.calibration_images, calibration_from=cfg.calibration_from)
   log(f"{cfg.workdir}: {len(labels)} test images, {len(calibration)} calibration images "
-      f"from the training split")
+      f"(of {about['drawn_from']}) from the {about['split']}")
   reference_model = runtimes.open_model(keras_path)
   reference = reference_model.predict(images)
   rows = [_row("keras", keras_path, reference_model, reference, reference, labels, cfg)]
@@ -130,9 +159,12 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
   for fmt in cfg.formats:
     try:
-      path = exporters.export(fmt, model, out_dir, calibration)
+      facts: dict = {}
+      path = exporters.export(fmt, model, out_dir, calibration,
+                              int8_rounding=cfg.int8_rounding, facts=facts)
       predictor = runtimes.open_model(path)
       row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
+      row.update(facts)
     except Exception as e:
       # One format failing (a converter limitation) must not lose the others' results;
       # the row says what failed, and no number stands in for it.
@@ -144,6 +176,11 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       row["xnnpack"] = exporters.delegation(path)
     rows.append(row)
     log(_line(row))
+    if not row.get("input_quantization", {}).get("raw_pixels", True):
+      q = row["input_quantization"]
+      log(f"  {fmt:<12} note: the calibration images do not span 0..255, so the uint8 input "
+          f"is requantized (scale {q['scale']:.4f}, zero point {q['zero_point']}): pixels "
+          "outside their range are clipped")
     if (row.get("xnnpack") or {}).get("not_delegated"):
       log(f"  {fmt:<12} note: ops outside XNNPACK (TFLite's own kernels, slower): "
           + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
@@ -152,6 +189,7 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       "seed": result.seed, "image_size": result.image_size,
       "class_names": class_names, "test_count": int(len(labels)),
       "calibration_images": int(len(calibration)),
+      "calibration": about,
       "training_test_top1": result.test["top1"],
       "input": "uint8 RGB (1, H, W, 3) at image_size, resized as in training; "
                "output: class probabilities",
