@@ -48,6 +48,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from tfbackbones import layer_walk
+
 QMAX = 127          # TFLite's symmetric int8 weight range is [-127, 127]
 DAMP = 0.01         # GPTQ's dampening: 1% of H's mean diagonal, for inputs that barely vary
 MAX_INPUTS = 4096   # k*k*C_in above this: keep nearest rounding
@@ -67,14 +69,6 @@ class Target:
   count: int = 0
 
 
-def _leaves(model):
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      yield from _leaves(layer)
-    else:
-      yield layer
-
-
 def _kind(layer) -> str | None:
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     return "depthwise" if layer.depth_multiplier == 1 else None
@@ -88,7 +82,7 @@ def _kind(layer) -> str | None:
 
 def targets(model) -> list[Target]:
   """The layers to round, each with the BatchNorm that directly follows it, if any."""
-  leaves = list(_leaves(model))
+  leaves = layer_walk.walk(model, into="models", containers=False)
   found = []
   for layer, after in zip(leaves, leaves[1:] + [None]):
     kind = _kind(layer)
