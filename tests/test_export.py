@@ -327,7 +327,7 @@ def test_study_export_skips_exported_and_unfinished_runs(run, exported, tmp_path
 
 def test_predict_breaks_ties_as_the_export_measures():
   """Tied probabilities (a uint8 output at 128/256 each): the first class, as argmax."""
-  from tfbackbones import predict
+  from tfbackbones.deploy import runtimes
   tied = np.array([0.25, 0.375, 0.375], np.float32)
-  assert predict.top_k(tied, ["a", "b", "c"], 2) == [(1, "b", 0.375), (2, "c", 0.375)]
-  assert predict.top_k(tied, ["a", "b", "c"], 1)[0][0] == int(tied.argmax())
+  assert runtimes.top_k(tied, ["a", "b", "c"], 2) == [(1, "b", 0.375), (2, "c", 0.375)]
+  assert runtimes.top_k(tied, ["a", "b", "c"], 1)[0][0] == int(tied.argmax())

@@ -32,16 +32,6 @@ flags.DEFINE_string("out", None, "Also write the predictions to this CSV file.")
 flags.DEFINE_integer("threads", 0, "Threads for LiteRT/onnxruntime (0 = all cores).")
 
 
-def top_k(probabilities, class_names, k):
-  """[(class_index, class_name, probability)] of the k most probable classes.
-
-  Equal probabilities keep class order, so the first is `argmax`, the class the export's
-  measurements count (a uint8 INT8 output ties two classes at 128/256 now and then).
-  """
-  order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
-  return [(int(i), class_names[i], float(probabilities[i])) for i in order]
-
-
 def write_csv(path: str, rows: list) -> None:
   with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
@@ -77,7 +67,7 @@ def main(argv):
                     for image in decoded])
   probabilities = predictor.predict(batch)
   k = min(FLAGS.top_k, probabilities.shape[1])
-  rows = [(path, top_k(p, predictor.class_names, k))
+  rows = [(path, runtimes.top_k(p, predictor.class_names, k))
           for path, p in zip(files, probabilities, strict=True)]
   for path, ranked in rows:
     print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for _, name, p in ranked))

@@ -228,3 +228,13 @@ def _open_onnx(path: str, threads: int) -> Predictor:
 
 _OPENERS = {"keras": _open_keras, "saved_model": _open_saved_model,
             "litert": _open_litert, "onnx": _open_onnx}
+
+
+def top_k(probabilities, class_names, k: int) -> list:
+  """[(class_index, class_name, probability)] of the k most probable classes.
+
+  Equal probabilities keep class order, so the first is `argmax`, the class the export's
+  measurements count (a uint8 INT8 output ties two classes at 128/256 now and then).
+  """
+  order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+  return [(int(i), class_names[i], float(probabilities[i])) for i in order]
