@@ -6,10 +6,9 @@ models, the recommender's features and the exported models' preprocessing
 (`deploy/images.py`, NumPy) all see its pixels. On CPU that op costs more than decoding
 the JPEG: 1.8 ms against 1.2 ms for a 500x375 photo to 224x224, one thread. Here the
 same filter runs as a gather of the source rows each output row needs (uint8, then cast)
-and a weighted sum, then the same along the columns. The result agrees with the op to
-float rounding (|diff| < 1e-4 before rounding to uint8, so the uint8 images are equal
-except where a value sits on a .5 tie); tests/test_resize.py checks that on a grid of
-shapes, up- and downscaling. It costs about 1.1 ms for the same photo.
+and a weighted sum, then the same along the columns, in the op's own float order: the
+float result is bit for bit the op's on every shape tests/test_resize.py draws (up- and
+downscaling, unit sizes, one axis each way). It costs about 1.1 ms for the same photo.
 
 The gathered block is (output rows, taps, input row length), and the number of taps grows
 with the downscale factor (2 x factor + 1). Past `MAX_TAPS` (a factor of about 4, e.g. a
@@ -32,6 +31,8 @@ MAX_TAPS = 9
 
 def _spans(in_size: tf.Tensor, out_size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """(sources (out, taps) int32, weights (out, taps) float32, taps) along one axis."""
+  # 1 / (out / in), as ComputeSpansCore computes it: in / out rounds differently in
+  # float32 and the weights, hence the pixels, stop being the op's (tests/test_resize.py).
   inv_scale = 1.0 / (tf.cast(out_size, tf.float32) / tf.cast(in_size, tf.float32))
   kernel_scale = tf.maximum(inv_scale, 1.0)
   # A span holds at most floor(2 * kernel_scale) + 1 sources (start and end below).
@@ -58,8 +59,8 @@ def _along_rows(image: tf.Tensor, out_size: int, sources, weights) -> tf.Tensor:
 def antialiased_bilinear(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
   """(H, W, C) image (any real dtype, C static) -> (height, width, C) float32.
 
-  Equal, to float rounding, to `tf.image.resize(image, (height, width), "bilinear",
-  antialias=True)`.
+  The same floats as `tf.image.resize(image, (height, width), "bilinear",
+  antialias=True)` on every shape the tests draw.
   """
   channels = image.shape[-1]
   if channels is None:
