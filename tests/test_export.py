@@ -45,7 +45,7 @@ def exported(run):
 def test_images(run):
   """(uint8 test images, labels) of the run's test split, as the pipeline reads them."""
   workdir, result = run
-  images_, labels, _ = evaluation._test_and_calibration(result, 1)
+  images_, labels, _, _ = evaluation._read_splits(result, 1, 0, "train")
   return images_, labels
 
 

@@ -356,7 +356,7 @@ def test_a_local_preset_fine_tunes_and_resumes_in_the_engine(
   # The run's usable model (the export path's input) is the best weights the run tested:
   # per image, its probabilities are those of the trained model after the run (restored
   # to the best weights for the test evaluation), up to float rounding of two graphs.
-  x, labels, _ = evaluation._test_and_calibration(result, 1)
+  x, labels, _, _ = evaluation._read_splits(result, 1, 0, "train")
   probs = runtimes.open_model(cfg.workdir).predict(x)
   inputs = backbones.preprocess_images(x.astype("float32"), backbones.get(cfg.backbone)
                                        .preprocessing)

@@ -85,11 +85,6 @@ def check_workdir(workdir: str):
   return result
 
 
-def _test_and_calibration(result, count: int, seed: int = 0):
-  """(test images, test labels, calibration images from the labelled training split)."""
-  return _read_splits(result, count, seed, "train")[:3]
-
-
 def _read_splits(result, count: int, seed: int = 0, calibration_from: str = "pool"):
   """(test images, test labels, calibration images, what the calibration set is).
 
