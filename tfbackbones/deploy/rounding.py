@@ -260,10 +260,11 @@ def round_weights(model, calibration: np.ndarray, *, damp: float = DAMP,
     converter's nearest rounding (too many inputs, or too few calibration rows).
   """
   copy = _copy(model)
-  found = [t for t in targets(copy) if _inputs(t) <= max_inputs]
+  every = targets(copy)
+  found = [t for t in every if _inputs(t) <= max_inputs]
   collect_hessians(copy, found, calibration, batch_size)
   stats = {"method": "gptq", "layers": 0, "weights": 0, "weights_changed": 0,
-           "kept_nearest_channels": 0, "nearest_layers": len(targets(copy)) - len(found)}
+           "kept_nearest_channels": 0, "nearest_layers": len(every) - len(found)}
   for target in found:
     if target.count < min_rows_per_input * _inputs(target):
       stats["nearest_layers"] += 1
