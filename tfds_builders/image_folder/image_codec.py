@@ -185,6 +185,23 @@ def _open_header(data: bytes):
     return None  # `decode` raises the proper error
 
 
+def _kept_as(image, data: bytes) -> str | None:
+  """"jpeg" or "png" if a file is stored with its own bytes, else None: the one rule of
+  `encode_for_tfds` and `stored_as_is`.
+
+  Args:
+    image: the file opened by PIL (a lazy header or a decoded image).
+    data: the file's bytes (its first 26 are enough).
+  """
+  if image.mode not in _PASS_THROUGH_MODES or _exif_orientation(image) != 1:
+    return None
+  if image.format == "JPEG":
+    return "jpeg"
+  if image.format == "PNG" and _is_plain_8bit_png(data):
+    return "png"
+  return None
+
+
 def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   """Decodes `data` and returns bytes to store in an `Image(shape=(None, None, 3))`.
 
@@ -203,20 +220,16 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   # The common case, an 8-bit RGB or gray JPEG stored as is, only needs a check that the
   # file decodes: a 1/8-scale draft decode reads the whole stream, 1.6-2.9x faster.
   header = _open_header(data)
-  if header is not None and header.format == "JPEG" and header.mode in _PASS_THROUGH_MODES \
-      and _exif_orientation(header) == 1:
+  if header is not None and _kept_as(header, data) == "jpeg":
     width, height = header.size
     decode(data, name, jpeg_draft=True)
     return EncodedImage(data, "jpeg", height, width, len(header.getbands()), False)
   image = decode(data, name)
   width, height = image.size
-  orientation = _exif_orientation(image)
-  if orientation == 1 and image.mode in _PASS_THROUGH_MODES:
-    if image.format == "JPEG":
-      return EncodedImage(data, "jpeg", height, width, len(image.getbands()), False)
-    if image.format == "PNG" and _is_plain_8bit_png(data):
-      return EncodedImage(data, "png", height, width, len(image.getbands()), False)
-  if orientation != 1:
+  kind = _kept_as(image, data)
+  if kind is not None:
+    return EncodedImage(data, kind, height, width, len(image.getbands()), False)
+  if _exif_orientation(image) != 1:
     image = ImageOps.exif_transpose(image)
   image = to_8bit(image)
   width, height = image.size
@@ -241,17 +254,9 @@ def stored_as_is(path) -> str | None:
     with epath.Path(path).open("rb") as f:
       prefix = f.read(32)
       f.seek(0)
-      header = Image.open(f)
-      fmt, mode, orientation = header.format, header.mode, _exif_orientation(header)
+      return _kept_as(Image.open(f), prefix)
   except Exception:
     return None  # not an image: `encode_for_tfds` says why
-  if mode not in _PASS_THROUGH_MODES or orientation != 1:
-    return None
-  if fmt == "JPEG":
-    return "jpeg"
-  if fmt == "PNG" and _is_plain_8bit_png(prefix):
-    return "png"
-  return None
 
 
 def record_skipped(info, split: str, skipped: Sequence[tuple[str, str]],
