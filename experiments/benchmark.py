@@ -22,7 +22,7 @@ input: tf.data images/s (read, decode JPEG, resize, TrivialAugment, normalise, b
   torchvision DataLoader with TrivialAugmentWide at the same worker count, on the same
   JPEG files; and that rate over the training consumption of `--consumer` at that size.
   Then the recommender's first pass over a new class folder of `--num_images` JPEGs (list,
-  split, read each file once; DCT scaling on and off) vs a DataLoader doing PIL decode +
+  split, read each file once; fast and exact read) vs a DataLoader doing PIL decode +
   resize on the same files (`first_pass_ratio=`; experiments/benchmark_recommend.py).
 inference: batch-1 and batch-32 latency, throughput, size and peak memory per backbone
   (each in its own process, so peak memory is its own); with the `export` extra also

@@ -7,8 +7,9 @@ split, read each sampled file once) against torchvision's DataLoader on the same
 pass, the scores), then once more (everything cached); compares its feature-extraction
 throughput per candidate with a plain `keras.Model.predict` of the same feature model over
 the same, already preprocessed, images (so predict gets the easier job), interleaved,
-median of 3; and, when DCT scaling changes pixels at this size, ranks once more with a
-full decode to show what it changed. `--what=input` runs the first-pass part alone.
+median of 3; and ranks once more with the exact read (TensorFlow's decode + resize, the
+pixels fine-tuning sees) to show what the fast read's pixels change in the scores.
+`--what=input` runs the first-pass part alone.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _our_first_pass(config) -> tuple:
 
 
 def measure_first_pass(folder: str, config, repeats: int = 3, workers: int = 2) -> dict:
-  """The recommender's first pass (DCT scaling on, then off) vs torchvision's DataLoader
+  """The recommender's first pass (fast read, then exact read) vs torchvision's DataLoader
   on the same sampled files: interleaved `repeats` times, medians, load averages.
 
   Wall img/s is what the issue asks for, and it depends on what else the machine runs
@@ -157,16 +158,17 @@ def measure_first_pass(folder: str, config, repeats: int = 3, workers: int = 2) 
   """
   import dataclasses
   import statistics
-  full_config = dataclasses.replace(config, dct_scaling=False)
-  _, sample = _our_first_pass(full_config)  # warm-up: imports, the OS file cache
+  exact_config = dataclasses.replace(config, fast_read=False)
+  _, sample = _our_first_pass(exact_config)  # warm-up: imports, the OS file cache
+  _our_first_pass(config)
   rel_paths = sample.train_ids + sample.val_ids
   torch_ok = _torch_first_pass(folder, rel_paths[:64], config.image_size, workers)
-  runs = {"dct": [], "full": [], "torch": []}
-  cpu_ms = {"dct": [], "full": [], "torch": []}
+  runs = {"fast": [], "exact": [], "torch": []}
+  cpu_ms = {"fast": [], "exact": [], "torch": []}
   loads = []
   for _ in range(repeats):
     loads.append(os.getloadavg()[0])
-    for key, c in (("dct", config), ("full", full_config)):
+    for key, c in (("fast", config), ("exact", exact_config)):
       (img_s, ms), _ = _our_first_pass(c)
       runs[key].append(img_s)
       cpu_ms[key].append(ms)
@@ -178,29 +180,30 @@ def measure_first_pass(folder: str, config, repeats: int = 3, workers: int = 2) 
   cpu = {k: statistics.median(v) if v else None for k, v in cpu_ms.items()}
   return {"images": len(rel_paths), "runs": runs, "median": median, "cpu_ms_per_image": cpu,
           "load_avg": loads, "workers": workers, "image_size": config.image_size,
-          "ratio_dct": median["dct"] / median["torch"] if median["torch"] else None,
-          "ratio_full": median["full"] / median["torch"] if median["torch"] else None,
-          "cpu_ratio_full": cpu["torch"] / cpu["full"] if cpu["torch"] else None}
+          "ratio_fast": median["fast"] / median["torch"] if median["torch"] else None,
+          "ratio_exact": median["exact"] / median["torch"] if median["torch"] else None,
+          "cpu_ratio_fast": cpu["torch"] / cpu["fast"] if cpu["torch"] else None,
+          "cpu_ratio_exact": cpu["torch"] / cpu["exact"] if cpu["torch"] else None}
 
 
 def print_first_pass(r: dict) -> None:
   m = r["median"]
   print(f"first pass over a new folder, {r['images']} JPEGs (500x375) -> "
-        f"{r['image_size']} px, median of {len(r['runs']['dct'])} interleaved runs "
+        f"{r['image_size']} px, median of {len(r['runs']['fast'])} interleaved runs "
         f"(load average {', '.join(f'{x:.1f}' for x in r['load_avg'])}):")
   cpu = r["cpu_ms_per_image"]
-  print(f"  recommend, direct read + DCT scaling:   {m['dct']:.1f} img/s  "
-        f"{_spread(r['runs']['dct'])}  {cpu['dct']:.2f} CPU ms/image")
-  print(f"  recommend, direct read, full decode:    {m['full']:.1f} img/s  "
-        f"{_spread(r['runs']['full'])}  {cpu['full']:.2f} CPU ms/image")
+  print(f"  recommend, fast read (Pillow, threads): {m['fast']:.1f} img/s  "
+        f"{_spread(r['runs']['fast'])}  {cpu['fast']:.2f} CPU ms/image")
+  print(f"  recommend, exact read (TF, tf.data):    {m['exact']:.1f} img/s  "
+        f"{_spread(r['runs']['exact'])}  {cpu['exact']:.2f} CPU ms/image")
   if m["torch"]:
     print(f"  torchvision DataLoader ({r['workers']} workers, PIL decode + resize): "
           f"{m['torch']:.1f} img/s  {_spread(r['runs']['torch'])}  "
           f"{cpu['torch']:.2f} CPU ms/image")
-    print(f"first_pass_ratio={r['ratio_dct']:.2f} (DCT scaling) "
-          f"full_decode_ratio={r['ratio_full']:.2f} "
-          f"cpu_ratio={r['cpu_ratio_full']:.2f} (torchvision's CPU per image over ours, "
-          "full decode)")
+    print(f"first_pass_ratio={r['ratio_fast']:.2f} (the default, fast read) "
+          f"exact_read_ratio={r['ratio_exact']:.2f} "
+          f"cpu_ratio={r['cpu_ratio_fast']:.2f} (torchvision's CPU per image over the fast "
+          f"read's; exact read {r['cpu_ratio_exact']:.2f})")
   else:
     print("  torchvision: not installed (no ratio)")
 
@@ -209,19 +212,19 @@ def _spread(xs) -> str:
   return f"[{min(xs):.1f}-{max(xs):.1f}]" if xs else ""
 
 
-def _dct_check(config, cold) -> dict | None:
-  """Does DCT scaling change the ranking? The same candidates with a full decode."""
+def _exact_check(config, cold) -> dict:
+  """Do the fast read's pixels change the scores? The same candidates, exact read."""
   import dataclasses
 
   from tfbackbones.recommend import rank as rank_lib
   from tfbackbones.recommend import run
-  full = run(dataclasses.replace(config, dct_scaling=False,
-                                 workdir=config.workdir + "_full_decode"),
+  full = run(dataclasses.replace(config, fast_read=False,
+                                 workdir=config.workdir + "_exact_read"),
              progress=lambda _: None)
   by = {r["candidate"]: r for r in full.rows}
   names = [r["candidate"] for r in cold.rows if r["candidate"] in by]
-  out = {"order_dct": [r["candidate"] for r in cold.rows],
-         "order_full": [r["candidate"] for r in full.rows]}
+  out = {"order_fast": [r["candidate"] for r in cold.rows],
+         "order_exact": [r["candidate"] for r in full.rows]}
   for key in ("logme", "knn", "probe", "mean_rank"):
     a = [r[key] for r in cold.rows if r["candidate"] in by]
     b = [by[n][key] for n in names]
@@ -267,10 +270,9 @@ def measure_recommend(names: list, num_images: int, size: int, batch: int,
     rows.append({"candidate": row["candidate"], "rank": row["rank"],
                  "cold_extract_img_s": row["img_per_sec"], "extract_img_s": ours,
                  "predict_img_s": predict, "ratio": ours / predict})
-  # DCT scaling only changes pixels when a JPEG is >= 2x the size on both sides.
-  dct = _dct_check(config, cold) if min(375 // size, 500 // size) >= 2 else None
+  exact = _exact_check(config, cold)
   return {"images": n, "first_pass": first_pass, "folder_images": num_images,
-          "image_size": size, "batch": batch, "dct_check": dct,
+          "image_size": size, "batch": batch, "exact_check": exact,
           "candidates": names, "ranked": len(cold.rows), "skipped": cold.skipped,
           "cold_seconds": cold_s, "cold_cpu_seconds": cold_cpu, "warm_seconds": warm_s,
           "warm_extracted": warm.extracted,
@@ -295,16 +297,16 @@ def print_recommend(r: dict) -> None:
   for row in r["rows"]:
     print(f"  {row['candidate']:<32}{row['rank']:>5}{row['extract_img_s']:>15.1f}"
           f"{row['predict_img_s']:>15.1f}{row['ratio']:>8.2f}")
-  if r["dct_check"]:
-    d = r["dct_check"]
-    print(f"  DCT scaling vs full decode: ranking {d['order_dct']} vs {d['order_full']}; "
+  if r.get("exact_check"):
+    d = r["exact_check"]
+    print(f"  fast read vs exact read: ranking {d['order_fast']} vs {d['order_exact']}; "
           + ", ".join(f"{k} tau {d[k]['tau']:.2f} (max |diff| {d[k]['max_abs_diff']:.3g})"
                       for k in ("logme", "knn", "probe", "mean_rank")))
   total_extract = sum(r["images"] / x["extract_img_s"] for x in r["rows"])
   total_predict = sum(r["images"] / x["predict_img_s"] for x in r["rows"])
   ratio = total_predict / total_extract if total_extract else float("nan")
   fp = r["first_pass"]
-  first = f" first_pass_ratio={fp['ratio_dct']:.2f}" if fp.get("ratio_dct") else ""
+  first = f" first_pass_ratio={fp['ratio_fast']:.2f}" if fp.get("ratio_fast") else ""
   print(f"ratio={ratio:.3f} (recommend feature extraction vs keras Model.predict, "
         f"time-weighted over candidates) cold_seconds={r['cold_seconds']:.1f}{first}")
 

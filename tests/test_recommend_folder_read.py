@@ -50,7 +50,7 @@ def _config(folder, tmp_path, **kw):
   values = dict(dataset=f"folder:{folder}", backbones=(f"{TINY_MODEL}@none",),
                 workdir=str(tmp_path / "rec"), data_dir=str(tmp_path / "tfds"),
                 image_size=32, max_images=200, batch_size=16, val_fraction=0.2,
-                dct_scaling=False)
+                fast_read=False)
   values.update(kw)
   return RecommendConfig(**values).validate()
 
@@ -99,7 +99,7 @@ def test_direct_read_is_the_prepared_split_and_pixels(tmp_path):
   assert drawn.train_ids == prepared.train and drawn.val_ids == prepared.val
 
   wanted = sorted(drawn.train_ids + drawn.val_ids)
-  mine, unreadable = folder_read.read(root, wanted, (32, 32), dct_scaling=False)
+  mine, unreadable = folder_read.read(root, wanted, (32, 32), fast=False)
   assert unreadable == []
   theirs = {i.decode(): image for i, image, _ in pipeline.decoded_with_ids(
       builder, spec, "train", wanted, (32, 32)).as_numpy_iterator()}
@@ -107,8 +107,19 @@ def test_direct_read_is_the_prepared_split_and_pixels(tmp_path):
   for row, rel in enumerate(wanted):
     np.testing.assert_array_equal(mine[row], theirs[rel], err_msg=rel)
 
+  # The fast read (Pillow) decodes every kind of file to the same picture, the converted
+  # ones included (rotated, CMYK, palette, 16-bit, BMP), and resizes it within a grey
+  # level of TensorFlow's resize: no DCT scaling at this size (40x48 -> 32x32).
+  fast, unreadable = folder_read.read(root, wanted, (32, 32), fast=True)
+  assert unreadable == []
+  for row, rel in enumerate(wanted):
+    diff = np.abs(fast[row].astype(int) - theirs[rel].astype(int))
+    assert diff.max() <= 1, (rel, diff.max())
+  assert 0 < np.mean(fast != np.stack([theirs[rel] for rel in wanted])) < 0.5
 
-def test_unreadable_files_are_skipped_counted_and_cached(tmp_path):
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_unreadable_files_are_skipped_counted_and_cached(tmp_path, fast):
   from tfbackbones.recommend import features
   root = write_mixed_folder(str(tmp_path / "photos"), per_class=12)
   with open(os.path.join(root, "class0", "03.jpg"), "rb") as f:
@@ -118,7 +129,7 @@ def test_unreadable_files_are_skipped_counted_and_cached(tmp_path):
   with open(os.path.join(root, "class1", "notes.jpg"), "w") as f:
     f.write("not an image")
   lines = []
-  config = _config(root, tmp_path)
+  config = _config(root, tmp_path, fast_read=fast)
   first = run(config, progress=lines.append)
   assert first.unreadable == ["class0/03.jpg", "class1/notes.jpg"]
   said = [line for line in lines if "unreadable files" in line]
@@ -144,9 +155,10 @@ def _drawn(config):
   return sample.draw(config)
 
 
-def test_dct_scaling_is_close_to_a_full_decode_and_cached_apart(tmp_path):
-  """Large JPEGs decoded at a reduced DCT scale: nearly the same pixels (a few grey
-  levels), a different cache key (other pixels, other features)."""
+def test_fast_read_of_large_jpegs_is_close_to_the_exact_read_and_cached_apart(tmp_path):
+  """Large JPEGs read fast (decoded at a reduced DCT scale, Pillow's resize): nearly the
+  same pixels (a few grey levels), a different cache key (other pixels, other
+  features)."""
   from PIL import Image
 
   from tfbackbones.recommend import folder_read, sample
@@ -160,11 +172,11 @@ def test_dct_scaling_is_close_to_a_full_decode_and_cached_apart(tmp_path):
       image = np.clip(smooth[..., None] + rng.normal(0, 8, (200, 260, 3)), 0, 255)
       Image.fromarray(image.astype(np.uint8)).save(root / f"c{c}" / f"{i}.jpg", quality=90)
   rels = sorted(f"c{c}/{i}.jpg" for c in range(2) for i in range(6))
-  full, _ = folder_read.read(str(root), rels, (48, 48), dct_scaling=False)
-  scaled, _ = folder_read.read(str(root), rels, (48, 48), dct_scaling=True)
+  full, _ = folder_read.read(str(root), rels, (48, 48), fast=False)
+  scaled, _ = folder_read.read(str(root), rels, (48, 48), fast=True)
   diffs = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(full, scaled, strict=True)]
   assert 0 < np.mean([d.mean() for d in diffs]) < 3.0
-  keys = {flag: sample.draw(_config(str(root), tmp_path, dct_scaling=flag,
+  keys = {flag: sample.draw(_config(str(root), tmp_path, fast_read=flag,
                                     image_size=48)).key for flag in (True, False)}
   assert keys[True] != keys[False]
 

@@ -45,8 +45,9 @@ flags.DEFINE_float("val_fraction", _D.val_fraction, "Train/val split, as in trai
 flags.DEFINE_integer("split_seed", _D.split_seed, "Train/val split seed, as in train.")
 flags.DEFINE_float("train_fraction", _D.train_fraction, "Share of the training split, "
                    "as in train: the sample comes from it.")
-flags.DEFINE_bool("dct_scaling", _D.dct_scaling, "Folders: decode large JPEGs at a "
-                  "reduced DCT scale (faster first pass, slightly different pixels).")
+flags.DEFINE_bool("fast_read", _D.fast_read, "Folders: decode and resize with Pillow on "
+                  "threads (faster first pass; pixels within about a grey level of "
+                  "fine-tuning's). --nofast_read: TensorFlow's exact pixels.")
 flags.DEFINE_integer("sample_seed", _D.sample_seed, "Which images are sampled.")
 flags.DEFINE_integer("knn_k", _D.knn_k, "Neighbours of the kNN score.")
 flags.DEFINE_list("scores", list(_D.scores), f"Scores in the combined rank: {SCORES}.")
@@ -68,7 +69,7 @@ def config_from_flags() -> RecommendConfig:
       download=FLAGS.download, max_images=FLAGS.max_images, val_share=FLAGS.val_share,
       image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
       val_fraction=FLAGS.val_fraction, split_seed=FLAGS.split_seed,
-      train_fraction=FLAGS.train_fraction, dct_scaling=FLAGS.dct_scaling,
+      train_fraction=FLAGS.train_fraction, fast_read=FLAGS.fast_read,
       sample_seed=FLAGS.sample_seed, knn_k=FLAGS.knn_k, scores=tuple(FLAGS.scores),
       top_k=FLAGS.top_k, finetune_epochs=FLAGS.finetune_epochs,
       finetune_top=FLAGS.finetune_top, finetune_max_epochs=FLAGS.finetune_max_epochs,

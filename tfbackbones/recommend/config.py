@@ -31,9 +31,10 @@ class RecommendConfig:
       `tfbackbones.train`, so the recommender never looks at the test images.
     train_fraction: share of the training split fine-tuning would use (as in
       `tfbackbones.train`); the sample is drawn from that share only.
-    dct_scaling: folder datasets: decode JPEGs at least twice the image size at a
-      reduced DCT scale (faster first pass; slightly different pixels, see
-      docs/recommend.md). False = a full decode, the pixels fine-tuning sees.
+    fast_read: folder datasets: decode and resize with Pillow on threads (large JPEGs
+      at a reduced DCT scale, torchvision's antialiased bilinear resize): a faster first
+      pass, pixels within a grey level or so of fine-tuning's (docs/recommend.md).
+      False = TensorFlow's decode and resize, exactly the pixels fine-tuning sees.
     sample_seed: which images are sampled.
     knn_k: neighbours of the leave-one-out kNN score.
     scores: scores that enter the combined rank.
@@ -57,7 +58,7 @@ class RecommendConfig:
   val_fraction: float = 0.1
   split_seed: int = 42
   train_fraction: float = 1.0
-  dct_scaling: bool = True
+  fast_read: bool = True
   sample_seed: int = 0
   knn_k: int = 5
   scores: tuple = SCORES

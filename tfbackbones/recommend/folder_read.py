@@ -9,16 +9,24 @@ answer that is twice the work, so the recommender reads the folder directly:
   `SPLIT_SEED`; the train/val split is then drawn by `pipeline.split_ids_from_index`, the
   rule `tfbackbones.train` applies to the prepared copy. So the sample is taken from the
   images fine-tuning will train and select on, and never from its test images.
-* **One decode per file, in parallel `tf.data`.** Files whose bytes a prepared copy stores
-  unchanged (8-bit RGB/gray JPEG or PNG without EXIF rotation, `image_codec.stored_as_is`)
-  are read and decoded by TensorFlow; the others (EXIF-rotated, CMYK, 16-bit, palette,
-  BMP, TIFF, WebP, ...) go through `image_codec.encode_for_tfds`, the builder's own
-  conversion, so their pixels are the prepared copy's too.
-* **DCT scaling** (`dct_scaling`, on by default): a JPEG at least twice the target size in
-  both sides is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (`decode_jpeg(ratio=)`, never
-  below the target size), then resized as usual. It skips most of the inverse DCT and the
-  resize's work; the pixels differ slightly from a full decode + resize (docs/recommend.md
-  has what that did to the scores).
+* **One decode per file.** Each file is decoded to the picture a prepared copy would
+  hold: files it stores unchanged (8-bit RGB/gray JPEG or PNG without EXIF rotation)
+  as they are, the others (EXIF-rotated, CMYK, 16-bit, palette, BMP, TIFF, WebP, ...)
+  through the builder's own conversion (`image_codec.prepared_pixels`).
+* **Fast read** (`fast`, on by default; `--fast_read`): Pillow decodes and resizes on a
+  thread pool (its C code releases the GIL), with no TensorFlow in the loop. A JPEG at
+  least twice the target size on both sides is decoded by libjpeg at 1/2, 1/4 or 1/8
+  scale (never below the target size), and the resize is Pillow's antialiased bilinear,
+  the one torchvision's `Resize` uses. Why not TensorFlow's decode + resize, the pixels
+  fine-tuning sees: in a parallel `tf.data` map on 2 cores it costs ~3 CPU ms a 500x375
+  photo at 224 px and kept both cores busy only in some runs (wall time alternated
+  between ~370 and ~600 img/s on an idle machine), against ~2.4 ms and ~800 img/s here.
+  The pixels differ from fine-tuning's by at most one grey level (on ~15% of them, at
+  full scale; DCT scaling adds a few levels), and what that does to the scores is
+  measured by `experiments.benchmark --what=recommend` (docs/recommend.md).
+* **Exact read** (`fast=False`, `--nofast_read`): TensorFlow decodes and resizes in a
+  parallel `tf.data` map, exactly as the training pipeline does (`pipeline.decode_image`,
+  `pipeline.resize_uint8`), so the pixels are the prepared copy's, bit for bit.
 * **Corrupt files** are skipped and counted (one line), as preparation would skip them.
 
 The TFDS copy is prepared only when fine-tuning starts (`--finetune_top`).
@@ -36,7 +44,6 @@ from tfbackbones.data import pipeline
 
 # Routes: how a file's bytes reach the decoder.
 _CONVERT, _AS_IS = 0, 1
-_DCT_RATIOS = (8, 4, 2)
 
 
 @dataclasses.dataclass
@@ -104,49 +111,79 @@ def _convert(path: bytes) -> bytes:
   return image_codec.encode_for_tfds(epath.Path(name).read_bytes(), name).data
 
 
-def _decode_scaled(encoded, size):
-  """A JPEG decoded at the largest 1/2, 1/4 or 1/8 scale still >= `size` on both sides;
-  anything else (a smaller JPEG, a PNG) as `pipeline.decode_image` decodes it."""
-  import tensorflow as tf
-  height, width = size
-
-  def jpeg():
-    shape = tf.io.extract_jpeg_shape(encoded)
-    factor = tf.minimum(shape[0] // height, shape[1] // width)
-    branches = [(tf.greater_equal(factor, r),
-                 lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r,
-                                               dct_method="INTEGER_ACCURATE"))
-                for r in _DCT_RATIOS]
-    return tf.case(branches, default=lambda: pipeline.decode_image(encoded),
-                   exclusive=False)
-
-  # Unscaled files decode exactly as fine-tuning decodes them: `pipeline.decode_image`.
-  return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: pipeline.decode_image(encoded))
-
-
-def read(root: str, rel_paths: list, size, dct_scaling: bool,
+def read(root: str, rel_paths: list, size, fast: bool,
          batch_size: int = 64) -> tuple[np.ndarray, list]:
   """Reads and resizes `rel_paths` under `root`, each file once, in parallel.
 
-  The images land in one preallocated array while `tf.data` decodes the next ones, so
-  nothing is copied or stacked after the last file (at 224 px that copy alone was ~10%
-  of a first pass over 800 photos).
+  The images land in one preallocated array as they are decoded, so nothing is copied or
+  stacked after the last file (at 224 px that copy alone was ~10% of a first pass over
+  800 photos).
 
   Args:
     root: the folder.
     rel_paths: files to read (relative paths, the examples' ids).
-    size: (height, width) to resize to (`pipeline.resize_uint8`, as fine-tuning does).
-    dct_scaling: decode large JPEGs at a reduced DCT scale (see the module docstring).
-    batch_size: images per tf.data batch.
+    size: (height, width) to resize to.
+    fast: Pillow on threads (the module docstring's fast read), else TensorFlow's exact
+      pixels.
+    batch_size: images per tf.data batch (exact read).
 
   Returns:
     ((len(rel_paths), height, width, 3) uint8 in `rel_paths` order, [relative paths that
     could not be read]; their rows are undefined).
   """
+  full = [os.path.join(root, rel) for rel in rel_paths]
+  images = np.empty((len(full), *size, 3), np.uint8)
+  seen = (_read_fast if fast else _read_exact)(full, tuple(size), images, batch_size)
+  unreadable = [rel for rel, ok in zip(rel_paths, seen, strict=True) if not ok]
+  return images, unreadable
+
+
+def _fast_pixels(path: str, size: tuple) -> np.ndarray | None:
+  """One file -> (height, width, 3) uint8 with Pillow, or None if it cannot be read."""
+  from PIL import Image
+
+  from tfds_builders.image_folder import image_codec
+  height, width = size
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+    image = image_codec.prepared_pixels(data, path, jpeg_min_size=(width, height))
+  except (OSError, image_codec.UnreadableImageError):
+    return None
+  # Gray stays one channel through the resize (a third of the work); RGB after it is the
+  # same picture, as the resize treats channels apart.
+  image = image.resize((width, height), Image.Resampling.BILINEAR)
+  return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _read_fast(full: list, size: tuple, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """Fills `images` with Pillow on a thread pool; returns which rows were read."""
+  del batch_size  # whole files are the unit of work here
+  from tfds_builders.image_folder import image_codec
+  seen = np.zeros(len(full), bool)
+  pixels = image_codec.map_ordered(lambda path: _fast_pixels(path, size), full,
+                                   num_threads=_threads())
+  for i, image in enumerate(pixels):
+    if image is not None:
+      images[i] = image
+      seen[i] = True
+  return seen
+
+
+def _threads() -> int:
+  """The cores this process may run on (what a DataLoader's `num_workers` would be)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    return os.cpu_count() or 1
+
+
+def _read_exact(full: list, size: tuple, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """Fills `images` through a parallel `tf.data` map with the training pipeline's decode
+  and resize; returns which rows were read."""
   import tensorflow as tf
 
   from tfds_builders.image_folder import image_codec
-  full = [os.path.join(root, rel) for rel in rel_paths]
   routes = [_AS_IS if image_codec.stored_as_is(p) else _CONVERT for p in full]
 
   # Plain TF ops with explicit tf.cond: AutoGraph has nothing to convert, and converting
@@ -158,18 +195,14 @@ def read(root: str, rel_paths: list, size, dct_scaling: bool,
         route == _AS_IS, lambda: tf.io.read_file(path),
         lambda: tf.reshape(tf.numpy_function(_convert, [path], tf.string, stateful=False),
                            []))
-    image = (_decode_scaled(encoded, size) if dct_scaling
-             else pipeline.decode_image(encoded))
-    return i, pipeline.resize_uint8(image, size)
+    return i, pipeline.resize_uint8(pipeline.decode_image(encoded), size)
 
   ds = tf.data.Dataset.from_tensor_slices(
       (np.arange(len(full), dtype=np.int64), full, np.asarray(routes, np.int32)))
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
   ds = ds.ignore_errors().batch(batch_size).prefetch(1)
-  images = np.empty((len(full), *size, 3), np.uint8)
   seen = np.zeros(len(full), bool)
   for indices, batch in ds.as_numpy_iterator():
     images[indices] = batch
     seen[indices] = True
-  unreadable = [rel for rel, ok in zip(rel_paths, seen, strict=True) if not ok]
-  return images, unreadable
+  return seen

@@ -146,10 +146,10 @@ def _source(config) -> _Source:
                                train_fraction=config.train_fraction,
                                split_seed=config.split_seed)
     facts = {"version": folder.version, "fingerprint": folder.fingerprint}
-    if config.dct_scaling:
-      facts["decode"] = "dct_scaling"  # other pixels than a full decode: other features
+    if config.fast_read:
+      facts["decode"] = "pillow"  # other pixels than fine-tuning's: other features
     return _Source(folder.ids, folder.labels, folder.class_names, spec.domain, size, facts,
-                   lambda ids: folder_read.read(folder.root, ids, size, config.dct_scaling))
+                   lambda ids: folder_read.read(folder.root, ids, size, config.fast_read))
   builder = pipeline.get_builder(spec, config.data_dir, config.download, config.manual_dir)
   ids = pipeline.draw_split_ids(spec, builder, val_fraction=config.val_fraction,
                                 train_fraction=config.train_fraction,

@@ -89,16 +89,40 @@ def decode(data: bytes, name: str, jpeg_draft: bool = False):
       error even if PIL could pad it: a half-grey image with the right label is worse
       than a missing one.
   """
-  from PIL import Image, ImageFile
-  if ImageFile.LOAD_TRUNCATED_IMAGES:
-    # Set globally by some other library: it would let truncated files through.
-    raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; refusing to decode "
-                       "images, since truncated files would not be detected")
+  from PIL import Image
+  _refuse_truncated()
   try:
     image = Image.open(io.BytesIO(data))
-    if jpeg_draft and image.format == "JPEG":
-      width, height = image.size
-      image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+  except Exception as e:
+    raise UnreadableImageError(f"{name}: {type(e).__name__}: {e}") from e
+  draft = None
+  if jpeg_draft:
+    width, height = image.size
+    draft = (max(1, width // 8), max(1, height // 8))
+  return _load(image, name, draft)
+
+
+def _refuse_truncated() -> None:
+  """Raises if some other library set PIL's LOAD_TRUNCATED_IMAGES globally: it would let
+  truncated files through undetected."""
+  from PIL import ImageFile
+  if ImageFile.LOAD_TRUNCATED_IMAGES:
+    raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; refusing to decode "
+                       "images, since truncated files would not be detected")
+
+
+def _load(image, name: str, jpeg_min_size: tuple | None = None):
+  """Decodes every pixel of a lazily opened PIL image (a JPEG at the smallest DCT scale
+  still at least `jpeg_min_size` (width, height) on both sides, when given).
+
+  Raises:
+    UnreadableImageError: corrupt or truncated (see `decode`).
+  """
+  _refuse_truncated()
+  try:
+    if jpeg_min_size is not None and image.format == "JPEG":
+      # libjpeg decodes at 1/8, 1/4 or 1/2 scale, the smallest still >= jpeg_min_size.
+      image.draft(image.mode, tuple(jpeg_min_size))
     image.load()  # Image.open only reads the header; load() decodes every pixel.
   except Exception as e:
     # PIL raises OSError, SyntaxError, ValueError, struct.error, ... for bad files.
@@ -216,7 +240,6 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   Raises:
     UnreadableImageError: the file is corrupt, truncated or not an image.
   """
-  from PIL import ImageOps
   # The common case, an 8-bit RGB or gray JPEG stored as is, only needs a check that the
   # file decodes: a 1/8-scale draft decode reads the whole stream, 1.6-2.9x faster.
   header = _open_header(data)
@@ -229,11 +252,38 @@ def encode_for_tfds(data: bytes, name: str) -> EncodedImage:
   kind = _kept_as(image, data)
   if kind is not None:
     return EncodedImage(data, kind, height, width, len(image.getbands()), False)
-  if _exif_orientation(image) != 1:
-    image = ImageOps.exif_transpose(image)
-  image = to_8bit(image)
+  image = _converted(image)
   width, height = image.size
   return EncodedImage(encode_png(image), "png", height, width, len(image.getbands()), True)
+
+
+def _converted(image):
+  """What a prepared copy holds for a file it does not store as is: the decoded image
+  turned upright by its EXIF orientation and converted to 8 bits (`to_8bit`)."""
+  from PIL import ImageOps
+  if _exif_orientation(image) != 1:
+    image = ImageOps.exif_transpose(image)
+  return to_8bit(image)
+
+
+def prepared_pixels(data: bytes, name: str, jpeg_min_size: tuple | None = None):
+  """The picture a prepared copy of this file holds, as a PIL image ("L" or "RGB").
+
+  For a reader that decodes files itself (the recommender's fast read of a folder): a
+  file `encode_for_tfds` stores as is is decoded, and a JPEG among them can be decoded
+  at a reduced DCT scale (`jpeg_min_size`, (width, height): the smallest of 1/8, 1/4,
+  1/2 still at least that size; other pixels than a full decode). Any other file gets
+  `encode_for_tfds`'s conversion without its PNG round trip, which is lossless. Files
+  are skipped by the same rule as preparation: the same decoder, the same errors.
+
+  Raises:
+    UnreadableImageError: the file is corrupt, truncated or not an image.
+  """
+  header = _open_header(data)
+  if header is not None and _kept_as(header, data) == "jpeg":
+    return _load(header, name, jpeg_min_size)
+  image = decode(data, name)
+  return image if _kept_as(image, data) is not None else _converted(image)
 
 
 def stored_as_is(path) -> str | None:
