@@ -22,7 +22,8 @@ answer that is twice the work, so the recommender reads the folder directly:
   photo at 224 px and kept both cores busy only in some runs (wall time alternated
   between ~370 and ~600 img/s on an idle machine), against ~2.4 ms and ~800 img/s here.
   The pixels differ from fine-tuning's by at most one grey level (on ~15% of them, at
-  full scale; DCT scaling adds a few levels), and what that does to the scores is
+  full scale; DCT scaling moves them more: 2-7 levels on average on a noisy photo,
+  up to 30 on single pixels), and what that does to the scores is
   measured by `experiments.benchmark --what=recommend` (docs/recommend.md).
 * **Exact read** (`fast=False`, `--nofast_read`): TensorFlow decodes and resizes in a
   parallel `tf.data` map, exactly as the training pipeline does (`pipeline.decode_image`,
