@@ -151,12 +151,11 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   model = artifacts.load_model(keras_path)
   class_names = result.class_names or reference_model.class_names
   os.makedirs(out_dir, exist_ok=True)
+  options = exporters.ExportOptions(calibration=calibration, int8_rounding=cfg.int8_rounding)
   artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
   for fmt in cfg.formats:
     try:
-      facts: dict = {}
-      path = exporters.export(fmt, model, out_dir, calibration,
-                              int8_rounding=cfg.int8_rounding, facts=facts)
+      path, facts = exporters.export(fmt, model, out_dir, options)
       predictor = runtimes.open_model(path)
       row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
       row.update(facts)
