@@ -75,16 +75,17 @@ def test_a_model_at_a_rounding_boundary_is_unstable_and_seeded():
   assert stability.measure(predict, images, reference, draws=0) is None
 
 
-@pytest.mark.parametrize("agreement, mean, verdict", [
-    (0.99, 0.80, stability.MEETS_TARGET),
-    (0.95, 1.00, stability.BELOW_FLOAT_NOISE),     # a stable model: any flip is the export's
-    (0.93, 0.92, stability.WITHIN_FLOAT_NOISE),    # above the model's own agreement
-    (0.88, 0.92, stability.WITHIN_FLOAT_NOISE),    # 2 standard errors on 100 images: 5.4 pts
-    (0.85, 0.92, stability.BELOW_FLOAT_NOISE),
-    (0.95, None, stability.UNMEASURED),
+@pytest.mark.parametrize("agreement, mean, low, verdict", [
+    (0.99, 0.80, 0.78, stability.MEETS_TARGET),
+    (0.95, 1.00, 1.00, stability.BELOW_FLOAT_NOISE),   # a stable model: any flip is the export's
+    (0.93, 0.92, 0.91, stability.WITHIN_FLOAT_NOISE),  # above the model's own agreement
+    (0.91, 0.92, 0.91, stability.WITHIN_FLOAT_NOISE),  # as low as its worst noise draw
+    # The quickstart's known-bad nearest-rounding INT8 export (float: 90.67%, worst 90%).
+    (0.89, 0.9067, 0.90, stability.BELOW_FLOAT_NOISE),
+    (0.95, None, None, stability.UNMEASURED),
 ])
-def test_the_verdict_and_its_one_note(agreement, mean, verdict):
-  measured = None if mean is None else {"mean": mean, "min": mean, "images": 100}
+def test_the_verdict_and_its_one_note(agreement, mean, low, verdict):
+  measured = None if mean is None else {"mean": mean, "min": low, "images": 100}
   judged = stability.judge(agreement, measured)
   assert judged["verdict"] == verdict
   note = stability.note(agreement, measured, judged)
@@ -93,4 +94,5 @@ def test_the_verdict_and_its_one_note(agreement, mean, verdict):
   else:
     assert f"{agreement:.1%}" in note and "\n" not in note
     assert ("not the quantization" in note) == (verdict == stability.WITHIN_FLOAT_NOISE)
+    assert mean is None or f"{mean:.1%}" in note
     assert ("a real quantization error" in note) == (verdict == stability.BELOW_FLOAT_NOISE)

@@ -14,7 +14,7 @@ Before the exports, the Keras model's agreement with itself is measured on noisy
 the same test images (`stability.py`: +-1 grey level, `stability_draws` seeded draws),
 export.json's `float_stability`. Each artifact's agreement is judged against it
 (`versus_float_stability`), and an export below the 98% target gets one printed note:
-within the float model's own noise floor (the model is the limit) or clearly below it (a
+within the float model's own noise floor (the model is the limit) or below it (a
 real quantization error).
 
 INT8 calibration images are drawn (seeded) from the training side of the run's data, never
