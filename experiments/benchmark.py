@@ -585,7 +585,8 @@ def litert_latencies(spec, model, size: int) -> dict:
   calibration = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), np.uint8)
   out = {}
   with tempfile.TemporaryDirectory() as folder:
-    paths = {fmt: exporters.export(fmt, full, folder, calibration)
+    options = exporters.ExportOptions(calibration=calibration)
+    paths = {fmt: exporters.export(fmt, full, folder, options)[0]
              for fmt in ("litert", "litert_int8")}
     out["litert_int8_mb"] = exporters.size_mb(paths["litert_int8"])
     report = exporters.delegation(paths["litert_int8"]) or {}

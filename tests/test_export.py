@@ -18,7 +18,7 @@ from helpers import Quiet, tiny_config
 from tfbackbones import artifacts, runner
 from tfbackbones.backbones import preprocessing
 from tfbackbones.data import pipeline
-from tfbackbones.deploy import evaluation, exporters, images, latency, runtimes
+from tfbackbones.deploy import evaluation, exporters, images, latency, runtimes, stability
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytest.importorskip("ai_edge_litert")
@@ -196,6 +196,24 @@ def test_export_json_is_written(run, exported):
 
 
 @pytest.mark.heavy
+def test_float_stability_is_measured_on_the_test_split(run, exported, test_images):
+  """export.json's noise floor is the Keras model's on the run's own test pixels, seeded:
+  measured again here from the split, it is the same record; every artifact is judged
+  against it."""
+  workdir, _ = run
+  x_test, _ = test_images
+  measured = exported["float_stability"]
+  assert measured["draws"] == stability.DEFAULT_DRAWS and measured["images"] == len(x_test)
+  keras_model = runtimes.open_model(workdir)
+  again = stability.measure(keras_model.predict, x_test, keras_model.predict(x_test).argmax(1),
+                            measured["draws"], measured["seed"])
+  assert again == measured
+  for row in exported["artifacts"][1:]:
+    assert row["versus_float_stability"] == stability.judge(row["agreement_with_keras"],
+                                                            measured)
+
+
+@pytest.mark.heavy
 def test_latency_in_a_fresh_process(run, exported):
   workdir, _ = run
   onnx = os.path.join(workdir, {r["format"]: r for r in exported["artifacts"]}["onnx"]["path"])
@@ -284,6 +302,8 @@ def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
     evaluation.ExportConfig(workdir=workdir, calibration_from="val").validate()
   with pytest.raises(exporters.ExportError, match="valid: gptq, nearest"):
     evaluation.ExportConfig(workdir=workdir, int8_rounding="round").validate()
+  with pytest.raises(evaluation.WorkdirError, match="--stability_draws=-1: use >= 0"):
+    evaluation.ExportConfig(workdir=workdir, stability_draws=-1).validate()
   with pytest.raises(evaluation.WorkdirError, match="no such folder"):
     evaluation.check_workdir(str(tmp_path / "missing"))
   (tmp_path / "unfinished").mkdir()
@@ -305,6 +325,7 @@ def test_report_shows_the_deployment_table(run, exported, tmp_path):
   int8 = [r for r in table.rows if r["format"] == "litert_int8"][0]
   row = {a["format"]: a for a in exported["artifacts"]}["litert_int8"]
   assert int8["top1"] == pytest.approx(100 * row["top1"])
+  assert int8["float_stability"] == pytest.approx(100 * exported["float_stability"]["mean"])
   assert deployment.pareto_plots(table) == {}  # no latency measured: nothing to plot
   paths = generate.build(study, str(tmp_path / "report"), log=Quiet())
   with open(paths["deployment.md"]) as f:

@@ -49,8 +49,9 @@ def test_rewrite_computes_the_same_function():
 def test_int8_hard_swish_runs_in_xnnpack_and_underscore_names_export(tmp_path):
   import tensorflow as tf
   model = _model("_blocks.0._conv")  # a SavedModel variable path may not start with "_"
-  fp32 = exporters.export("litert", model, str(tmp_path))
-  int8 = exporters.export("litert_int8", model, str(tmp_path), _pixels(8))
+  fp32, _ = exporters.export("litert", model, str(tmp_path))
+  int8, _ = exporters.export("litert_int8", model, str(tmp_path),
+                             exporters.ExportOptions(calibration=_pixels(8)))
   assert exporters.delegation(fp32)["not_delegated"] == {}  # float HARD_SWISH is delegated
   report = exporters.delegation(int8)
   assert report["partitions"] == 1 and "HARD_SWISH" not in report["not_delegated"]

@@ -132,9 +132,9 @@ def test_int8_export_holds_the_rounded_integers_and_agrees_better(tmp_path):
   reference = model.predict(test, verbose=0)
   errors = {}
   for method in exporters.INT8_ROUNDINGS:
-    facts: dict = {}
-    path = exporters.export("litert_int8", model, str(tmp_path / method), calibration,
-                            int8_rounding=method, facts=facts)
+    path, facts = exporters.export(
+        "litert_int8", model, str(tmp_path / method),
+        exporters.ExportOptions(calibration=calibration, int8_rounding=method))
     assert facts["weight_rounding"]["method"] == method
     assert facts["input_quantization"]["dtype"] == "uint8"
     probs = runtimes.open_model(path).predict(test)

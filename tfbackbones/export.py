@@ -6,7 +6,9 @@ r"""Export a finished run for deployment and measure what it costs: `python -m t
 Writes `<workdir>/export/` (saved_model/, model_fp32.tflite, model_fp16.tflite,
 model_int8.tflite, model.onnx, labels.txt) and `<workdir>/export.json`: per artifact the
 test top-1 with its own runtime, the drop against the Keras float model, top-1 agreement,
-batch-1 latency (median/p90, 1 thread and all cores) and size. Needs the `export` extra
+batch-1 latency (median/p90, 1 thread and all cores) and size; and the Keras model's
+own stability under +-1 grey level of noise, against which a low agreement is judged
+(the model's sensitivity or a real quantization error: a printed note). Needs the `export` extra
 (`pip install -e '.[export]'`) and the run's dataset where training found it. See
 docs/export.md.
 
@@ -21,7 +23,7 @@ import sys
 from absl import app, flags
 
 from tfbackbones import cli
-from tfbackbones.deploy import evaluation, exporters
+from tfbackbones.deploy import evaluation, exporters, stability
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a finished training run.")
@@ -37,6 +39,10 @@ flags.DEFINE_integer("latency_warmup", 5, "Untimed calls before timing.")
 flags.DEFINE_enum("int8_rounding", "gptq", list(exporters.INT8_ROUNDINGS),
                   "How litert_int8 rounds weights to int8: gptq (with the calibration "
                   "images, docs/export.md) or nearest (the TFLite converter alone).")
+flags.DEFINE_integer("stability_draws", stability.DEFAULT_DRAWS,
+                     "Noisy copies of the test set (+-1 grey level) on which the Keras float "
+                     "model's agreement with itself is measured: the noise floor an export's "
+                     "agreement is judged against (docs/export.md). 0 skips it.")
 flags.DEFINE_bool("latency", True, "Measure latency (--nolatency: accuracy and size only).")
 
 
@@ -51,7 +57,8 @@ def main(argv):
       workdir=FLAGS.workdir, formats=FLAGS.formats,
       calibration_images=FLAGS.calibration_images, latency_runs=FLAGS.latency_runs,
       latency_warmup=FLAGS.latency_warmup, latency=FLAGS.latency,
-      int8_rounding=FLAGS.int8_rounding, calibration_from=FLAGS.calibration_from)
+      int8_rounding=FLAGS.int8_rounding, calibration_from=FLAGS.calibration_from,
+      stability_draws=FLAGS.stability_draws)
   try:  # the cheap checks first, before TensorFlow starts
     config.validate()
     evaluation.check_workdir(config.workdir)

@@ -10,6 +10,13 @@ batch 1 (median and p90, 1 thread and all cores, warm-up excluded, a fresh proce
 see `latency.py`) and the size on disk. The Keras model gets the same row, so a report
 can put every format of every backbone on one accuracy-vs-latency plot.
 
+Before the exports, the Keras model's agreement with itself is measured on noisy copies of
+the same test images (`stability.py`: +-1 grey level, `stability_draws` seeded draws),
+export.json's `float_stability`. Each artifact's agreement is judged against it
+(`versus_float_stability`), and an export below the 98% target gets one printed note:
+within the float model's own noise floor (the model is the limit) or below it (a
+real quantization error).
+
 INT8 calibration images are drawn (seeded) from the training side of the run's data, never
 from val or test: by default from the whole training pool (`calibration_from="pool"`: the
 run's labelled training images plus those `train_fraction` left unlabelled; calibration
@@ -27,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tfbackbones.deploy import exporters, latency, runtimes
+from tfbackbones.deploy import exporters, latency, runtimes, stability
 
 EXPORT_DIR = "export"
 EXPORT_JSON = "export.json"
@@ -50,6 +57,8 @@ class ExportConfig:
   latency: bool = True
   int8_rounding: str = "gptq"
   calibration_from: str = "pool"
+  stability_draws: int = stability.DEFAULT_DRAWS
+  stability_seed: int = stability.DEFAULT_SEED
 
   def validate(self) -> ExportConfig:
     self.formats = exporters.check_formats(list(self.formats))
@@ -61,6 +70,9 @@ class ExportConfig:
       raise WorkdirError(f"--calibration_images={self.calibration_images}: use >= 1")
     if self.latency_runs < 1 or self.latency_warmup < 0:
       raise WorkdirError("--latency_runs must be >= 1 and --latency_warmup >= 0")
+    if self.stability_draws < 0:
+      raise WorkdirError(f"--stability_draws={self.stability_draws}: use >= 0 (0 skips "
+                         "the float model's noise-stability measurement)")
     return self
 
 
@@ -148,18 +160,25 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   reference = reference_model.predict(images)
   rows = [_row("keras", keras_path, reference_model, reference, reference, labels, cfg)]
   log(_line(rows[-1]))
+  float_stability = stability.measure(reference_model.predict, images, reference.argmax(1),
+                                      cfg.stability_draws, cfg.stability_seed)
+  if float_stability:
+    log(f"  {'keras':<12} stability: agrees with itself on {float_stability['mean']:.2%} "
+        f"(min {float_stability['min']:.2%}) of the test images under "
+        f"+-{stability.NOISE_LEVELS} grey level of noise ({cfg.stability_draws} draws)")
   model = artifacts.load_model(keras_path)
   class_names = result.class_names or reference_model.class_names
   os.makedirs(out_dir, exist_ok=True)
+  options = exporters.ExportOptions(calibration=calibration, int8_rounding=cfg.int8_rounding)
   artifacts.write_labels(os.path.join(out_dir, runtimes.LABELS_FILE), class_names)
   for fmt in cfg.formats:
     try:
-      facts: dict = {}
-      path = exporters.export(fmt, model, out_dir, calibration,
-                              int8_rounding=cfg.int8_rounding, facts=facts)
+      path, facts = exporters.export(fmt, model, out_dir, options)
       predictor = runtimes.open_model(path)
       row = _row(fmt, path, predictor, predictor.predict(images), reference, labels, cfg)
       row.update(facts)
+      row["versus_float_stability"] = stability.judge(row["agreement_with_keras"],
+                                                      float_stability)
     except Exception as e:
       # One format failing (a converter limitation) must not lose the others' results;
       # the row says what failed, and no number stands in for it.
@@ -176,6 +195,10 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       log(f"  {fmt:<12} note: the calibration images do not span 0..255, so the uint8 input "
           f"is requantized (scale {q['scale']:.4f}, zero point {q['zero_point']}): pixels "
           "outside their range are clipped")
+    agreement_note = stability.note(row["agreement_with_keras"], float_stability,
+                                    row["versus_float_stability"])
+    if agreement_note:
+      log(f"  {fmt:<12} note: {agreement_note}")
     if (row.get("xnnpack") or {}).get("not_delegated"):
       log(f"  {fmt:<12} note: ops outside XNNPACK (TFLite's own kernels, slower): "
           + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
@@ -186,6 +209,7 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       "calibration_images": int(len(calibration)),
       "calibration": about,
       "training_test_top1": result.test["top1"],
+      "float_stability": float_stability,
       "input": "uint8 RGB (1, H, W, 3) at image_size, resized as in training; "
                "output: class probabilities",
       "artifacts": rows,

@@ -24,6 +24,7 @@ the export command checks its flags before TensorFlow starts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Callable
@@ -39,6 +40,18 @@ INT8_ROUNDINGS = ("gptq", "nearest")  # see rounding.py; "nearest" is the conver
 
 class ExportError(ValueError):
   """A bad format name or a model that a format cannot represent."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: an array field is not hashable
+class ExportOptions:
+  """What an exporter may use beyond the model; every exporter takes the same options.
+
+  Attributes:
+    calibration: (N, H, W, 3) uint8 training images (`litert_int8` calibrates on them).
+    int8_rounding: one of INT8_ROUNDINGS (`litert_int8`'s weight rounding).
+  """
+  calibration: np.ndarray | None = None
+  int8_rounding: str = "gptq"
 
 
 def check_formats(formats) -> tuple:
@@ -62,24 +75,26 @@ def check_int8_rounding(name: str) -> str:
   return name
 
 
-def _saved_model(model, path, calibration):
-  del calibration
+def _saved_model(model, path, options: ExportOptions) -> dict:
+  del options  # float formats need no calibration
   from tfbackbones.deploy import rewrite
   rewrite.for_export(model).export(path, format="tf_saved_model", verbose=False)
+  return {}
 
 
-def _litert(model, path, calibration):
-  del calibration
+def _litert(model, path, options: ExportOptions) -> dict:
+  del options  # float formats need no calibration
   import tensorflow as tf
 
   from tfbackbones.deploy import rewrite
   rewrite.for_export(model).export(
       path, format="litert", verbose=False,
       target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+  return {}
 
 
-def _litert_fp16(model, path, calibration):
-  del calibration
+def _litert_fp16(model, path, options: ExportOptions) -> dict:
+  del options  # float formats need no calibration
   import tensorflow as tf
 
   from tfbackbones.deploy import rewrite
@@ -87,10 +102,12 @@ def _litert_fp16(model, path, calibration):
       path, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
       target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS],
                    "supported_types": [tf.float16]})
+  return {}
 
 
-def _litert_int8(model, path, calibration, int8_rounding: str = "gptq"):
-  """Full-integer: the converter calibrates every activation's range on `calibration`.
+def _litert_int8(model, path, options: ExportOptions) -> dict:
+  """Full-integer: the converter calibrates every activation's range on
+  `options.calibration`.
 
   Before that, the weights of a copy are rounded to the converter's int8 grid with the
   same images (`rounding.round_weights`, GPTQ): on the few-photo quickstart, nearest
@@ -106,7 +123,8 @@ def _litert_int8(model, path, calibration, int8_rounding: str = "gptq"):
 
   from tfbackbones import artifacts
   from tfbackbones.deploy import rewrite, rounding
-  check_int8_rounding(int8_rounding)
+  calibration = options.calibration
+  check_int8_rounding(options.int8_rounding)
   if calibration is None or not len(calibration):
     raise ExportError("litert_int8 needs calibration images from the training split")
 
@@ -116,7 +134,7 @@ def _litert_int8(model, path, calibration, int8_rounding: str = "gptq"):
 
   float_model = artifacts.float_input_variant(model)
   facts = {"weight_rounding": {"method": "nearest"}}
-  if int8_rounding == "gptq":
+  if options.int8_rounding == "gptq":
     float_model, facts["weight_rounding"] = rounding.round_weights(float_model, calibration)
   int8_model = rewrite.for_export(float_model, int8=True)
   int8_model.export(
@@ -143,7 +161,7 @@ def input_quantization(tflite_path: str) -> dict:
           "raw_pixels": bool(scale == 1.0 and zero_point == 0)}
 
 
-def _onnx(model, path, calibration):
+def _onnx(model, path, options: ExportOptions) -> dict:
   """tf2onnx on the frozen graph, not Keras's `export(format="onnx")`.
 
   Keras converts the traced function itself, and with tf2onnx 1.17 the tensors it captures
@@ -151,7 +169,7 @@ def _onnx(model, path, calibration):
   Normalization layer) stay ONNX graph *inputs* that nobody feeds, so onnxruntime
   refuses to run the model. Freezing the function first makes them constants.
   """
-  del calibration
+  del options  # float formats need no calibration
   import tensorflow as tf
   import tf2onnx
   from tensorflow.python.framework import convert_to_constants
@@ -167,6 +185,7 @@ def _onnx(model, path, calibration):
       frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
       output_names=[t.name for t in frozen.outputs], output_path=path,
       custom_op_handlers=ONNX_OP_HANDLERS)
+  return {}
 
 
 def _erfc_as_one_minus_erf(ctx, node, name, args):
@@ -193,32 +212,32 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
 ONNX_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
-EXPORTERS: dict[str, Callable] = {"saved_model": _saved_model, "litert": _litert,
-                                  "litert_fp16": _litert_fp16, "litert_int8": _litert_int8,
-                                  "onnx": _onnx}
+# Every exporter: (model, path, options: ExportOptions) -> facts for export.json (a dict,
+# empty when the format has nothing to report).
+EXPORTERS: dict[str, Callable[..., dict]] = {
+    "saved_model": _saved_model, "litert": _litert, "litert_fp16": _litert_fp16,
+    "litert_int8": _litert_int8, "onnx": _onnx}
 
 
-def export(fmt: str, model, out_dir: str, calibration: np.ndarray | None = None, *,
-           int8_rounding: str = "gptq", facts: dict | None = None) -> str:
-  """Writes `model` in format `fmt` under `out_dir`; returns the artifact's path.
+def export(fmt: str, model, out_dir: str,
+           options: ExportOptions | None = None) -> tuple[str, dict]:
+  """Writes `model` in format `fmt` under `out_dir`.
 
   Args:
     fmt: one of FORMATS.
     model: a model with the `model.keras` contract (uint8 pixels in, probabilities out).
     out_dir: folder for the artifact (created).
-    calibration: (N, H, W, 3) uint8 training images, for `litert_int8`.
-    int8_rounding: one of INT8_ROUNDINGS, for `litert_int8`.
-    facts: if given, updated with what the exporter reports (litert_int8: the weight
-      rounding and the input's quantization).
+    options: calibration images and INT8 rounding (default: none, GPTQ); each format
+      uses what it needs, and `litert_int8` refuses to run without calibration.
+
+  Returns:
+    (the artifact's path, the exporter's facts for export.json: litert_int8 reports its
+    weight rounding and input quantization, the float formats nothing).
   """
   check_formats([fmt])
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, FILES[fmt])
-  kwargs = {"int8_rounding": int8_rounding} if fmt == "litert_int8" else {}
-  reported = EXPORTERS[fmt](model, path, calibration, **kwargs)
-  if facts is not None and reported:
-    facts.update(reported)
-  return path
+  return path, dict(EXPORTERS[fmt](model, path, options or ExportOptions()))
 
 
 def size_mb(path: str) -> float:

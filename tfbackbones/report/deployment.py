@@ -19,8 +19,8 @@ from tfbackbones.report import plots, render, tables
 
 EXPORT_JSON = "export.json"
 COLUMNS = ["dataset", "backbone", "seed", "format", "runtime", "top1", "top1_drop_points",
-           "agreement_with_keras", "size_mb", "latency_1thread_ms", "latency_1thread_p90_ms",
-           "latency_all_cores_ms", "cores"]
+           "agreement_with_keras", "float_stability", "size_mb", "latency_1thread_ms",
+           "latency_1thread_p90_ms", "latency_all_cores_ms", "cores"]
 
 # The readable columns of the Markdown/HTML table (the CSV has every column).
 render.DISPLAY["deployment"] = [
@@ -31,6 +31,7 @@ render.DISPLAY["deployment"] = [
     ("test top-1", lambda r: f"{r['top1']:.2f}"),
     ("drop (pts)", lambda r: f"{r['top1_drop_points']:+.2f}"),
     ("agrees %", lambda r: f"{r['agreement_with_keras']:.1f}"),
+    ("float stable %", lambda r: _percent(r["float_stability"])),
     ("MB", lambda r: f"{r['size_mb']:.2f}"),
     ("ms, 1 thread", lambda r: _ms(r["latency_1thread_ms"])),
     ("p90", lambda r: _ms(r["latency_1thread_p90_ms"])),
@@ -40,6 +41,17 @@ render.DISPLAY["deployment"] = [
 
 def _ms(v) -> str:
   return f"{v:.2f}" if tables.finite(v) else "–"
+
+
+def _percent(v) -> str:
+  return f"{v:.1f}" if tables.finite(v) else "–"
+
+
+def _stability(export: dict) -> float | None:
+  """The Keras model's mean agreement with itself under +-1 grey level of noise, in %
+  (export.json's `float_stability`; None in exports made before it or with 0 draws)."""
+  measured = export.get("float_stability")
+  return 100.0 * measured["mean"] if measured else None
 
 
 def load(workdir: str | None) -> list[dict]:
@@ -69,7 +81,8 @@ def table(exports: list[dict]) -> tables.Table:
           "dataset": e["dataset"], "backbone": e["backbone"], "seed": e["seed"],
           "format": a["format"], "runtime": a["runtime"], "top1": 100.0 * a["top1"],
           "top1_drop_points": a["top1_drop_points"],
-          "agreement_with_keras": 100.0 * a["agreement_with_keras"], "size_mb": a["size_mb"],
+          "agreement_with_keras": 100.0 * a["agreement_with_keras"],
+          "float_stability": _stability(e), "size_mb": a["size_mb"],
           "latency_1thread_ms": _latency(a, "threads_1"),
           "latency_1thread_p90_ms": _latency(a, "threads_1", "p90_ms"),
           "latency_all_cores_ms": _latency(a, "threads_all"),
@@ -77,7 +90,10 @@ def table(exports: list[dict]) -> tables.Table:
   rows.sort(key=lambda r: (r["dataset"], r["backbone"], r["seed"], r["format"]))
   notes = ["Each artifact run with its own runtime on the run's test split; drop and "
            "agreement are against the Keras float model of the same run. Latency: batch 1, "
-           "median of timed calls after warm-up, in a fresh process."] if rows else []
+           "median of timed calls after warm-up, in a fresh process. Float stable: the "
+           "Keras model's agreement with itself under +-1 grey level of input noise (mean "
+           "over draws), the noise floor below which agreement points to the model, not "
+           "the export."] if rows else []
   return tables.Table("deployment", "Deployment: accuracy, size and latency after export",
                       COLUMNS, rows, notes)
 
