@@ -192,3 +192,17 @@ def test_bad_folders_are_user_errors(tmp_path, make, message):
   make(root)
   with pytest.raises(runner.USER_ERRORS, match=message):
     sample.draw(_config(root, tmp_path))
+
+
+def test_the_command_line_module_imports_no_tensorflow():
+  """`python -m tfbackbones.recommend` must reach `cli.quiet_logs()` before TensorFlow
+  loads: the package used to import the whole recommender (and Keras) on import, so
+  TF's start-up block showed and `TF_CPP_MIN_LOG_LEVEL` was set too late to hide TF's
+  C++ warnings (a Python traceback for every non-image file in the exact read)."""
+  import subprocess
+  import sys
+  code = ("import sys, tfbackbones.recommend.__main__; "
+          "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert out.stdout.strip() == "[]"

@@ -6,9 +6,19 @@ Public API:
 
 Command line: `python -m tfbackbones.recommend --dataset=folder:/path --backbones=a,b`.
 See docs/recommend.md.
+
+`run` and `Recommendation` are imported on first use: the recommender imports Keras and
+TensorFlow, and `python -m tfbackbones.recommend` imports this package before its `main`
+can quiet TensorFlow's start-up (`cli.quiet_logs`).
 """
 
 from tfbackbones.recommend.config import SCORES, RecommendConfig
-from tfbackbones.recommend.recommender import Recommendation, run
 
 __all__ = ["SCORES", "Recommendation", "RecommendConfig", "run"]
+
+
+def __getattr__(name):
+  if name in ("Recommendation", "run"):
+    from tfbackbones.recommend import recommender
+    return getattr(recommender, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
