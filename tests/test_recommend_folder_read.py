@@ -206,3 +206,45 @@ def test_the_command_line_module_imports_no_tensorflow():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert out.stdout.strip() == "[]"
+
+
+def test_a_sample_of_one_batch_still_measures_throughput():
+  """A small folder's whole sample fits in one batch, and the first batch (which traces
+  the graph) is not timed: img/s used to be NaN, printed as `nan img/s`, with no fine-tune
+  estimate and a bare NaN (not JSON) in recommend.json."""
+  from tfbackbones.recommend import features
+  calls = []
+
+  def forward(batch):
+    calls.append(len(batch))
+    return np.zeros((len(batch), 4), np.float32)
+
+  feats, timed_images, timed_seconds = features.forward_pass(
+      forward, np.zeros((30, 32, 32, 3), np.uint8), batch_size=32)
+  assert feats.shape == (30, 4)
+  assert timed_images == 30 and timed_seconds > 0 and calls == [30, 30]
+
+
+def test_recommend_json_is_standard_json(tmp_path):
+  """Undefined figures (Kendall tau over two tied candidates, an unmeasured speed) are
+  written as null: a bare NaN is not JSON, and strict readers (jq, browsers) refuse the
+  whole file."""
+  import json
+
+  from tfbackbones.recommend import outputs
+
+  class Rec:
+    def as_dict(self):
+      return {"agreement": {"logme~knn": float("nan")},
+              "rows": [{"img_per_sec": float("inf"), "knn": 0.5}]}
+
+  Rec.rows = []
+  json_path, _ = outputs.write(Rec(), str(tmp_path))
+
+  def refuse(constant):
+    raise ValueError(f"not JSON: {constant}")
+
+  with open(json_path) as f:
+    data = json.loads(f.read(), parse_constant=refuse)
+  assert data["agreement"]["logme~knn"] is None and data["rows"][0]["knn"] == 0.5
+  assert data["rows"][0]["img_per_sec"] is None

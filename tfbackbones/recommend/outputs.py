@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 
 from tfbackbones.recommend import rank as rank_lib
@@ -22,7 +23,7 @@ def write(rec, workdir: str) -> tuple[str, str]:
   tf.io.gfile.makedirs(workdir)
   json_path = os.path.join(workdir, JSON_FILE)
   with tf.io.gfile.GFile(json_path, "w") as f:
-    f.write(json.dumps(rec.as_dict(), indent=1, default=str))
+    f.write(json.dumps(_finite(rec.as_dict()), indent=1, default=str, allow_nan=False))
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
   writer.writeheader()
@@ -32,6 +33,19 @@ def write(rec, workdir: str) -> tuple[str, str]:
   with tf.io.gfile.GFile(csv_path, "w") as f:
     f.write(buffer.getvalue())
   return json_path, csv_path
+
+
+def _finite(value):
+  """`value` with NaN and infinities as None: they are not JSON, and a strict reader
+  (jq, a browser) refuses the whole file over one undefined figure (a Kendall tau over
+  two tied candidates). The report's readers show None as n/a."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite(v) for v in value]
+  return value
 
 
 def read(workdir: str) -> dict:
