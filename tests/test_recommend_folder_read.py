@@ -248,3 +248,21 @@ def test_recommend_json_is_standard_json(tmp_path):
     data = json.loads(f.read(), parse_constant=refuse)
   assert data["agreement"]["logme~knn"] is None and data["rows"][0]["knn"] == 0.5
   assert data["rows"][0]["img_per_sec"] is None
+
+
+def test_a_class_without_train_or_val_images_is_a_user_error(tmp_path):
+  """A class folder with one image has no train or no val image once the folder is
+  split. Fine-tuning refuses such a folder (`checks.plan_classes`); the recommender used
+  to rank it anyway and print fine-tuning commands that then failed."""
+  from PIL import Image
+
+  from tfbackbones import runner
+  from tfbackbones.recommend import sample
+  root = tmp_path / "photos"
+  rng = np.random.default_rng(0)
+  for name, count in (("cats", 8), ("dogs", 8), ("lonely", 1)):
+    os.makedirs(root / name)
+    for i in range(count):
+      Image.fromarray(_noise(rng, (90, 90, 90))).save(root / name / f"{i}.jpg")
+  with pytest.raises(runner.USER_ERRORS, match="no training or no validation image.*'lonely': 0 train"):
+    sample.draw(_config(str(root), tmp_path, val_fraction=0.1))

@@ -162,6 +162,27 @@ def _source(config) -> _Source:
                  facts, _tfds_reader(builder, spec, config.dataset, size))
 
 
+def _check_classes(dataset: str, class_names: list, ids: pipeline.SplitIds) -> None:
+  """Refuses what fine-tuning refuses: a class without a train or a val image.
+
+  `tfbackbones.train` stops on such a class (`checks.plan_classes`), so a ranking of it
+  would end in fine-tuning commands that fail. Its `--min_images_per_class` (drop the
+  class) has no counterpart here, so the fix named is the data's.
+  """
+  from tfbackbones.data import checks
+  train, val = ids.class_counts.get("train"), ids.class_counts.get("val")
+  if train is None or val is None:
+    return
+  bad = [i for i, name in enumerate(class_names) if not train[i] or not val[i]]
+  if bad:
+    listed = "; ".join(f"{class_names[i]!r}: {train[i]} train, {val[i]} val" for i in bad)
+    raise checks.DataError(
+        f"{dataset}: {len(bad)} class(es) have no training or no validation image after "
+        f"the split: {listed}. Fine-tuning (tfbackbones.train) refuses such a dataset, so "
+        "the recommender does too: add images to the class (a folder needs about 4 per "
+        "class: 20% go to test, 10% of the rest to validation) or remove its folder.")
+
+
 def draw(config) -> Sample:
   """Draws the sample of `config` (preparing a catalog dataset if needed and allowed).
 
@@ -177,6 +198,7 @@ def draw(config) -> Sample:
   """
   source = _source(config)
   ids, label_of, size = source.ids, source.labels, source.size
+  _check_classes(config.dataset, source.class_names, ids)
   n_val = max(1, int(round(config.max_images * config.val_share)))
   n_train = config.max_images - n_val
   train_ids = _take(ids.train, [label_of[i] for i in ids.train], n_train,
