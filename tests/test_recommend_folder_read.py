@@ -264,5 +264,19 @@ def test_a_class_without_train_or_val_images_is_a_user_error(tmp_path):
     os.makedirs(root / name)
     for i in range(count):
       Image.fromarray(_noise(rng, (90, 90, 90))).save(root / name / f"{i}.jpg")
-  with pytest.raises(runner.USER_ERRORS, match="no training or no validation image.*'lonely': 0 train"):
+  with pytest.raises(runner.USER_ERRORS,
+                     match="no training or no validation image.*'lonely': 0 train"):
     sample.draw(_config(str(root), tmp_path, val_fraction=0.1))
+
+
+@pytest.mark.parametrize("fast,said", [(True, "fast read (Pillow"),
+                                       (False, "exact read (TensorFlow")])
+def test_progress_says_which_read_and_that_the_sample_is_capped(tmp_path, fast, said):
+  """The two reads give other pixels and other cached features; the terminal used to
+  name neither, and announced `a sample of 1000 images` for a folder of 30."""
+  from tfbackbones.recommend import recommender
+  root = write_mixed_folder(str(tmp_path / "photos"), per_class=8)
+  lines = []
+  recommender.run(_config(root, tmp_path, fast_read=fast), progress=lines.append)
+  assert any("up to 200 images" in line for line in lines)
+  assert sum(said in line for line in lines) == 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from tfbackbones import backbones, imagesize
 from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.data import catalog
 from tfbackbones.recommend import candidates as candidates_lib
 from tfbackbones.recommend import features as features_lib
 from tfbackbones.recommend import rank as rank_lib
@@ -78,6 +79,16 @@ def finetune_command(candidate, config: RecommendConfig, image_size) -> str:
   return " ".join(shlex.quote(p) for p in parts)
 
 
+def _read_mode(config: RecommendConfig) -> str:
+  """How a folder's files are read (other pixels, other cached features); "" otherwise."""
+  if not config.dataset.startswith(catalog.FOLDER_PREFIX):
+    return ""
+  if config.fast_read:
+    return ("; fast read (Pillow, pixels within about a grey level of fine-tuning's; "
+            "--nofast_read for the exact ones)")
+  return "; exact read (TensorFlow, fine-tuning's pixels)"
+
+
 def _first_line(error: Exception) -> str:
   return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -96,12 +107,12 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
   started = time.perf_counter()
   config.validate()
   cands = candidates_lib.parse(config.backbones, config.weights)
-  progress(f"dataset {config.dataset}: drawing a stratified sample of {config.max_images} "
-           "images from train + val")
+  progress(f"dataset {config.dataset}: drawing a stratified sample of up to "
+           f"{config.max_images} images from train + val")
   sample = sample or sample_lib.draw(config)
   progress(f"sample: {len(sample.train_ids)} train + {len(sample.val_ids)} val images, "
            f"{sample.num_classes} classes, {imagesize.text(sample.image_size)} px; "
-           f"{len(cands)} candidates")
+           f"{len(cands)} candidates{_read_mode(config)}")
   ranked, skipped, extracted, reported_unreadable = [], [], 0, False
   for i, cand in enumerate(cands, 1):
     spec = backbones.get(cand.name)
