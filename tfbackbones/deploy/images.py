@@ -8,14 +8,19 @@ is close but not equal; a model shipped to users should see the pixels it was tr
 `resize` below is that kernel, separable, in float32; tests check it against TF (the
 rounded uint8 results differ by at most 1 grey level, on a few pixels).
 
-Decoding uses Pillow, which drops alpha and expands grayscale and palettes to RGB as
-`tf.io.decode_png/decode_jpeg(channels=3)` do. JPEG: both use libjpeg's accurate integer
-DCT (the pipeline asks TF for `INTEGER_ACCURATE`).
+Decoding gives the picture a prepared copy of the file holds, the one training saw: the
+image_folder builder's own rule (`image_codec.prepared_pixels`: EXIF-rotated photos turned
+upright, 16-bit images scaled by 255/65535, CMYK and palettes to RGB, truncated files
+refused). Pillow then expands grayscale to RGB as `tf.io.decode_image(channels=3)` does.
+JPEG: both use libjpeg's accurate integer DCT (the pipeline asks TF for
+`INTEGER_ACCURATE`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -52,18 +57,39 @@ def find_images(paths: Sequence[str]) -> list[str]:
   return found
 
 
+def _image_codec():
+  """tfds_builders' `image_codec` (NumPy and Pillow only), loaded from its file.
+
+  `import tfds_builders.image_folder.image_codec` would first run the package's
+  `__init__`, which registers every builder with TFDS and so imports TensorFlow; predict
+  must run LiteRT and ONNX models without it.
+  """
+  name = "tfbackbones.deploy._image_codec"
+  if name not in sys.modules:
+    package = importlib.util.find_spec("tfds_builders")  # locates, does not import
+    path = os.path.join(os.path.dirname(package.origin), "image_folder", "image_codec.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
+
+
 def read_rgb(path: str) -> np.ndarray:
-  """Decodes an image file to (H, W, 3) uint8 RGB.
+  """Decodes an image file to (H, W, 3) uint8 RGB: the picture training saw of it.
 
   Raises:
-    ImageError: the file is not an image Pillow can decode.
+    ImageError: the file is not an image, or is corrupt or truncated (as preparation
+      decides).
   """
-  from PIL import Image, UnidentifiedImageError
+  codec = _image_codec()
   try:
-    with Image.open(path) as image:
-      return np.asarray(image.convert("RGB"), dtype=np.uint8)
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+    with open(path, "rb") as f:
+      image = codec.prepared_pixels(f.read(), path)
+  except (OSError, codec.UnreadableImageError) as e:
+    why = str(e).removeprefix(f"{path}: ")  # the codec names the file too
+    raise ImageError(f"{path}: not a readable image ({why})") from e
+  return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
 def _weights(in_size: int, out_size: int) -> np.ndarray:
