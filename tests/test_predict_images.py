@@ -58,3 +58,44 @@ def test_unreadable_files_are_image_errors(tmp_path):
   for name in ("notes.jpg", "zero.png"):
     with pytest.raises(images.ImageError, match="not a readable image"):
       images.read_rgb(str(tmp_path / name))
+
+
+def test_predict_keeps_one_full_size_image_in_memory_at_a_time(tmp_path, monkeypatch,
+                                                                capsys):
+  """predict used to decode every file at full size before resizing any: a folder of
+  100 phone photos (12 MP, 36 MB each decoded) took ~3.6 GB (8 of them: 477 MB peak
+  RSS). Each image is now resized as soon as it is decoded."""
+  from absl import flags
+
+  from tfbackbones import predict
+  from tfbackbones.deploy import images, runtimes
+  _files(tmp_path)
+  model = tmp_path / "m.tflite"
+  model.write_bytes(b"")
+  alive, peak = [0], [0]
+  real_read = images.read_rgb
+
+  class Tracked(np.ndarray):
+    def __del__(self):
+      alive[0] -= 1
+
+  def read(path):
+    alive[0] += 1
+    peak[0] = max(peak[0], alive[0])
+    return real_read(path).view(Tracked)
+
+  class Model:
+    height, width, class_names = 16, 16, ["a", "b"]
+
+    def predict(self, batch):
+      assert batch.shape == (3, 16, 16, 3)
+      return np.tile([0.25, 0.75], (len(batch), 1))
+
+  monkeypatch.setattr(images, "read_rgb", read)
+  monkeypatch.setattr(runtimes, "open_model", lambda path, threads=None: Model())
+  flags.FLAGS(["predict", f"--model={model}", "--top_k=1"])
+  try:
+    predict.main(["predict", str(tmp_path)])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert capsys.readouterr().out.count("b 0.7500") == 3 and peak[0] == 1
