@@ -61,11 +61,16 @@ def main(argv):
       stability_draws=FLAGS.stability_draws)
   try:  # the cheap checks first, before TensorFlow starts
     config.validate()
-    evaluation.check_workdir(config.workdir)
   except (evaluation.WorkdirError, exporters.ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  cli.quiet_logs()  # before TensorFlow is imported
+  # Before TensorFlow is imported: reading the workdir's result.json already imports it.
+  cli.quiet_logs()
+  try:
+    evaluation.check_workdir(config.workdir)
+  except evaluation.WorkdirError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   from tfbackbones import runner
   from tfbackbones.deploy import runtimes
   try:
