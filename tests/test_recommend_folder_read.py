@@ -280,3 +280,18 @@ def test_progress_says_which_read_and_that_the_sample_is_capped(tmp_path, fast, 
   recommender.run(_config(root, tmp_path, fast_read=fast), progress=lines.append)
   assert any("up to 200 images" in line for line in lines)
   assert sum(said in line for line in lines) == 1
+
+
+def test_a_class_left_without_readable_images_is_said(tmp_path):
+  """A class whose sampled files are all unreadable was ranked on silently, as one of
+  the dataset's classes, while fine-tuning (which skips unreadable files too) refuses
+  it: the unreadable-files line now names it."""
+  from tfbackbones.recommend import recommender
+  root = write_mixed_folder(str(tmp_path / "photos"), per_class=8)
+  os.makedirs(os.path.join(root, "broken"))
+  for i in range(8):
+    open(os.path.join(root, "broken", f"{i}.jpg"), "wb").close()
+  lines = []
+  recommender.run(_config(root, tmp_path, fast_read=True), progress=lines.append)
+  [said] = [line for line in lines if "unreadable files" in line]
+  assert "'broken'" in said and "no readable train or val image" in said

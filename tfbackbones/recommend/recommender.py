@@ -89,6 +89,22 @@ def _read_mode(config: RecommendConfig) -> str:
   return "; exact read (TensorFlow, fine-tuning's pixels)"
 
 
+def _emptied_classes(sample: sample_lib.Sample) -> str:
+  """The unreadable-files line's warning about classes left without a readable train or
+  val image in the sample ("" if none): fine-tuning refuses such a class, and its scores
+  here are over the other classes only."""
+  def count(ids):
+    return np.bincount(sample.label_array(ids), minlength=sample.num_classes)
+  train, val = count(sample.train_ids), count(sample.val_ids)
+  emptied = [name for i, name in enumerate(sample.class_names) if not train[i] or not val[i]]
+  if not emptied:
+    return ""
+  return (f". Class(es) {', '.join(repr(n) for n in emptied)} have no readable train or "
+          "val image left in the sample: the scores are over the other classes, and fine-tuning "
+          "will refuse them (fix or remove the files, or pass --min_images_per_class=N to "
+          "tfbackbones.train)")
+
+
 def _first_line(error: Exception) -> str:
   return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -137,7 +153,8 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
       reported_unreadable = True
       progress(f"skipped {len(sample.unreadable)} unreadable files of the sample (e.g. "
                f"{', '.join(sample.unreadable[:3])}); left out. A prepared copy skips them too, "
-               "so fine-tuning's val split may differ by a file per class affected")
+               "so fine-tuning's val split may differ by a file per class affected"
+               + _emptied_classes(sample))
     ranked.append((cand, spec, feats, _score(feats, sample, config)))
 
   rows, agreement = [], {}
