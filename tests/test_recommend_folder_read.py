@@ -219,10 +219,11 @@ def test_a_sample_of_one_batch_still_measures_throughput():
     calls.append(len(batch))
     return np.zeros((len(batch), 4), np.float32)
 
-  feats, timed_images, timed_seconds = features.forward_pass(
-      forward, np.zeros((30, 32, 32, 3), np.uint8), batch_size=32)
-  assert feats.shape == (30, 4)
-  assert timed_images == 30 and timed_seconds > 0 and calls == [30, 30]
+  images = np.zeros((30, 32, 32, 3), np.uint8)
+  feats, timed_images, timed_seconds = features.forward_pass(forward, images, batch_size=32)
+  assert feats.shape == (30, 4) and timed_images == 0
+  speed = features.throughput(forward, images, 32, timed_images, timed_seconds)
+  assert np.isfinite(speed) and speed > 0 and calls == [30, 30]
 
 
 def test_recommend_json_is_standard_json(tmp_path):

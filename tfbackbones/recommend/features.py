@@ -168,9 +168,7 @@ def forward_pass(forward, images: np.ndarray, batch_size: int,
 
   Returns:
     (features (N, D) float32, images timed, seconds timed): the first batch, which may
-    trace the graph, is not timed. When it is the only batch (a small folder), it is run
-    once more, traced, to be timed: otherwise there is no throughput and no fine-tune
-    estimate.
+    trace the graph, is not timed (see `throughput` when it is the only one).
   """
   chunks, timed_images, timed_seconds = [], 0, 0.0
   for start in range(0, len(images), batch_size):
@@ -181,11 +179,22 @@ def forward_pass(forward, images: np.ndarray, batch_size: int,
       timed_images += len(batch)
       timed_seconds += time.perf_counter() - t0
     on_batch(start + len(batch))
+  return np.concatenate(chunks), timed_images, timed_seconds
+
+
+def throughput(forward, images: np.ndarray, batch_size: int, timed_images: int,
+               timed_seconds: float) -> float:
+  """Images per second from `forward_pass`'s timing.
+
+  When the sample was a single batch (a small folder) nothing was timed: that batch is
+  run once more, traced, to be timed; otherwise there would be no img/s and no fine-tune
+  estimate (it used to print `nan img/s`).
+  """
   if not timed_images and len(images):
     t0 = time.perf_counter()
     np.asarray(forward(images[:batch_size]))
     timed_images, timed_seconds = min(len(images), batch_size), time.perf_counter() - t0
-  return np.concatenate(chunks), timed_images, timed_seconds
+  return timed_images / timed_seconds if timed_seconds > 0 else float("nan")
 
 
 def extract(spec, candidate: Candidate, sample, batch_size: int,
@@ -213,7 +222,7 @@ def extract(spec, candidate: Candidate, sample, batch_size: int,
 
   feats, timed_images, timed_seconds = forward_pass(forward, everything, batch_size,
                                                     on_batch)
-  img_per_sec = timed_images / timed_seconds if timed_seconds > 0 else float("nan")
+  img_per_sec = throughput(forward, everything, batch_size, timed_images, timed_seconds)
   keras.backend.clear_session()
   return Features(train=feats[:n_train], val=feats[n_train:], params=params,
                   img_per_sec=float(img_per_sec), seconds=time.perf_counter() - started,
