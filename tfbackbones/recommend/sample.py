@@ -178,9 +178,10 @@ def _check_classes(dataset: str, class_names: list, ids: pipeline.SplitIds) -> N
     listed = "; ".join(f"{class_names[i]!r}: {train[i]} train, {val[i]} val" for i in bad)
     raise checks.DataError(
         f"{dataset}: {len(bad)} class(es) have no training or no validation image after "
-        f"the split: {listed}. Fine-tuning (tfbackbones.train) refuses such a dataset, so "
-        "the recommender does too: add images to the class (a folder needs about 4 per "
-        "class: 20% go to test, 10% of the rest to validation) or remove its folder.")
+        f"the split: {listed}. Fine-tuning (tfbackbones.train) refuses such a dataset "
+        "unless told to drop the class (--min_images_per_class), which the recommender "
+        "cannot do: add images to the class (a folder needs about 4 per class: 20% go to "
+        "test, 10% of the rest to validation) or remove its folder.")
 
 
 def draw(config) -> Sample:
