@@ -294,6 +294,21 @@ def test_predict_bad_input_is_one_line_exit_2(run, tmp_path, args, message):
   assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
+def test_predict_skips_and_counts_unreadable_files_in_a_folder(run, test_images, tmp_path):
+  """A stray non-image in a folder is skipped and counted on stderr; the others are
+  predicted (exit 0), instead of one error line and no predictions at all."""
+  workdir, _ = run
+  folder = _digit_pngs(str(tmp_path / "digits"), test_images, count=2)
+  with open(os.path.join(folder, "notes.jpg"), "w") as f:
+    f.write("not an image")
+  proc = _cli("tfbackbones.predict", f"--workdir={workdir}", "--top_k=1", folder)
+  assert proc.returncode == 0, proc.stderr
+  assert "skipped 1 unreadable files found in the folders given" in proc.stderr
+  assert "notes.jpg" in proc.stderr and "Traceback" not in proc.stderr
+  printed = [line for line in proc.stdout.splitlines() if line.startswith(folder)]
+  assert len(printed) == 2 and not any("notes.jpg" in line for line in printed)
+
+
 def test_export_bad_workdir_and_format_are_clear_errors(run, tmp_path):
   workdir, _ = run
   with pytest.raises(exporters.ExportError, match="Did you mean 'litert_int8'"):

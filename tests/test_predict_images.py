@@ -60,18 +60,15 @@ def test_unreadable_files_are_image_errors(tmp_path):
       images.read_rgb(str(tmp_path / name))
 
 
-def test_predict_keeps_one_full_size_image_in_memory_at_a_time(tmp_path, monkeypatch,
-                                                                capsys):
+def test_images_are_resized_as_they_are_decoded(tmp_path, monkeypatch):
   """predict used to decode every file at full size before resizing any: a folder of
   100 phone photos (12 MP, 36 MB each decoded) took ~3.6 GB (8 of them: 477 MB peak
-  RSS). Each image is now resized as soon as it is decoded."""
-  from absl import flags
-
-  from tfbackbones import predict
-  from tfbackbones.deploy import images, runtimes
-  _files(tmp_path)
-  model = tmp_path / "m.tflite"
-  model.write_bytes(b"")
+  RSS). Each image is now resized as soon as it is decoded: one full-size image alive at
+  a time. (Tested on `images.load_found`, predict's only reader, rather than through
+  predict.main: importing that entry point defines absl flags that other entry points
+  define too, which fails under xdist.)"""
+  from tfbackbones.deploy import images
+  names = _files(tmp_path)
   alive, peak = [0], [0]
   real_read = images.read_rgb
 
@@ -84,18 +81,28 @@ def test_predict_keeps_one_full_size_image_in_memory_at_a_time(tmp_path, monkeyp
     peak[0] = max(peak[0], alive[0])
     return real_read(path).view(Tracked)
 
-  class Model:
-    height, width, class_names = 16, 16, ["a", "b"]
-
-    def predict(self, batch):
-      assert batch.shape == (3, 16, 16, 3)
-      return np.tile([0.25, 0.75], (len(batch), 1))
-
   monkeypatch.setattr(images, "read_rgb", read)
-  monkeypatch.setattr(runtimes, "open_model", lambda path, threads=None: Model())
-  flags.FLAGS(["predict", f"--model={model}", "--top_k=1"])
-  try:
-    predict.main(["predict", str(tmp_path)])
-  finally:
-    flags.FLAGS.unparse_flags()
-  assert capsys.readouterr().out.count("b 0.7500") == 3 and peak[0] == 1
+  batch, kept, skipped = images.load_found(images.find_images([str(tmp_path)]), 16, 16)
+  assert batch.shape == (3, 16, 16, 3) and skipped == []
+  assert sorted(os.path.basename(p) for p in kept) == sorted(names)
+  assert peak[0] == 1
+
+
+def test_unreadable_files_in_a_folder_are_skipped_named_ones_are_errors(tmp_path):
+  """One stray non-image in a folder must not cost the folder's predictions (preparation
+  and the recommender skip such files too); a file the user names is still an error."""
+  from tfbackbones.deploy import images
+  _files(tmp_path)
+  (tmp_path / "notes.jpg").write_text("not an image")
+  found = images.find_images([str(tmp_path)])
+  batch, kept, skipped = images.load_found(found, 8, 8)
+  assert len(batch) == len(kept) == 3
+  assert [os.path.basename(p) for p, _ in skipped] == ["notes.jpg"]
+  assert "not a readable image" in skipped[0][1]
+  with pytest.raises(images.ImageError, match="notes.jpg: not a readable image"):
+    images.load_found(images.find_images([str(tmp_path / "notes.jpg")]), 8, 8)
+  only_bad = tmp_path / "bad"
+  only_bad.mkdir()
+  (only_bad / "a.png").write_text("x")
+  with pytest.raises(images.ImageError, match="none of the 1 images could be read"):
+    images.load_found(images.find_images([str(only_bad)]), 8, 8)

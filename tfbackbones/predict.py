@@ -6,10 +6,11 @@ r"""Classify images with a trained or exported model: `python -m tfbackbones.pre
 
 `--model` is a finished run's workdir (its model.keras), a `.keras`, `.tflite` or `.onnx`
 file, or a SavedModel folder; `--workdir` is the same flag. Folders are searched
-recursively for images. Images are resized to the model's input exactly as training
-resized them (tfbackbones/deploy/images.py). LiteRT and ONNX models run without
-importing TensorFlow. Class names come from labels.txt beside the model or in the
-workdir. With `--out`, a CSV gets one row per image and rank:
+recursively for images; unreadable files found in them are skipped and counted on
+stderr, while an unreadable file named itself is an error. Images are resized to the
+model's input exactly as training resized them (tfbackbones/deploy/images.py). LiteRT and
+ONNX models run without importing TensorFlow. Class names come from labels.txt beside the
+model or in the workdir. With `--out`, a CSV gets one row per image and rank:
 path,rank,class_index,class_name,probability.
 """
 
@@ -56,14 +57,15 @@ def main(argv):
     # The cheap checks first: a bad model or image path fails before a runtime starts.
     if runtimes.detect_format(FLAGS.model) in ("keras", "saved_model"):
       quiet.import_tensorflow_quietly()  # its runtime is TensorFlow: load it without noise
-    files = images_lib.find_images(paths)
+    found = images_lib.find_images(paths)
     predictor = runtimes.open_model(FLAGS.model, threads=FLAGS.threads or None)
-    # Each file is resized as soon as it is decoded: a 12 MP photo is 36 MB decoded, and
-    # holding every one at full size took gigabytes for a folder of phone photos.
-    batch = images_lib.load(files, predictor.height, predictor.width)
+    batch, files, skipped = images_lib.load_found(found, predictor.height, predictor.width)
   except (runtimes.ArtifactError, images_lib.ImageError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if skipped:
+    print(f"skipped {len(skipped)} unreadable files found in the folders given (e.g. "
+          f"{skipped[0][1]}); predicting the other {len(files)}", file=sys.stderr)
   probabilities = predictor.predict(batch)
   k = min(FLAGS.top_k, probabilities.shape[1])
   rows = [(path, runtimes.top_k(p, predictor.class_names, k))
