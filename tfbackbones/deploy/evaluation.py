@@ -165,7 +165,8 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
   if float_stability:
     log(f"  {'keras':<12} stability: agrees with itself on {float_stability['mean']:.2%} "
         f"(min {float_stability['min']:.2%}) of the test images under "
-        f"+-{stability.NOISE_LEVELS} grey level of noise ({cfg.stability_draws} draws)")
+        f"+-{stability.NOISE_LEVELS} grey level of noise ({cfg.stability_draws} "
+        f"draw{'s' if cfg.stability_draws != 1 else ''})")
   model = artifacts.load_model(keras_path)
   class_names = result.class_names or reference_model.class_names
   os.makedirs(out_dir, exist_ok=True)

@@ -91,7 +91,7 @@ def main(argv):
     sys.exit(2)
   json_path, csv_path = outputs.write(rec, config.workdir)
   print(outputs.summary(rec))
-  print(f"\nwrote {json_path} and {csv_path} ({rec.extracted} candidates extracted, "
+  print(f"\nwrote {json_path} and {csv_path} ({rec.extracted} extracted, "
         f"{len(rec.rows) - rec.extracted} from cache, {rec.seconds:.0f} s)")
   if rec.rows and config.finetune_top:
     from tfbackbones.recommend import finetune

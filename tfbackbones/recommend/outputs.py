@@ -55,6 +55,14 @@ def read(workdir: str) -> dict:
     return json.loads(f.read())
 
 
+def _minutes(value) -> str:
+  """Whole minutes, but tenths below ten: a small folder's estimate is under a minute and
+  used to print as 0."""
+  if isinstance(value, (int, float)) and value == value and value < 10:
+    return "<0.1" if value < 0.05 else rank_lib.fmt(value, 1)
+  return rank_lib.fmt(value, 0)
+
+
 def summary(rec) -> str:
   """The ranking as a text table, then agreement, skipped candidates and commands."""
   f = rank_lib.fmt
@@ -67,7 +75,7 @@ def summary(rec) -> str:
     lines.append(f"{r['rank']:>4}  {r['candidate']:<28}{f(r['mean_rank'], 1):>10}"
                  f"{f(r['logme'], 3):>9}{f(r['knn']):>7}{f(r['probe']):>7}"
                  f"{f(r['params_m'], 1):>10}{f(r['img_per_sec'], 1):>8}"
-                 f"{f(r['est_finetune_min'], 0):>12}")
+                 f"{_minutes(r['est_finetune_min']):>12}")
   if not rec.rows:
     lines.append("  (no candidate could be ranked)")
   lines.append("")

@@ -128,7 +128,7 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
   sample = sample or sample_lib.draw(config)
   progress(f"sample: {len(sample.train_ids)} train + {len(sample.val_ids)} val images, "
            f"{sample.num_classes} classes, {imagesize.text(sample.image_size)} px; "
-           f"{len(cands)} candidates{_read_mode(config)}")
+           f"{len(cands)} candidate{'s' if len(cands) != 1 else ''}{_read_mode(config)}")
   ranked, skipped, extracted, reported_unreadable = [], [], 0, False
   for i, cand in enumerate(cands, 1):
     spec = backbones.get(cand.name)
