@@ -43,6 +43,14 @@ def _count(counts: Sequence[int] | None, i: int) -> int | None:
   return None if counts is None else int(counts[i])
 
 
+def starved_classes(train: Sequence[int], val: Sequence[int] | None, *,
+                    needs_val: bool = True) -> list[int]:
+  """Indices of the classes fine-tuning cannot use: no training image, or no validation
+  image when selection needs one. The one rule `plan_classes` and the recommender apply."""
+  return [i for i in range(len(train))
+          if train[i] == 0 or (needs_val and val is not None and val[i] == 0)]
+
+
 def plan_classes(name: str, class_names: Sequence[str], counts: dict, *, needs_val: bool,
                  min_images_per_class: int = 0) -> ClassPlan:
   """Decides which classes to keep, or raises DataError.
@@ -65,15 +73,12 @@ def plan_classes(name: str, class_names: Sequence[str], counts: dict, *, needs_v
     raise DataError(f"{name} has {len(class_names)} class(es) ({', '.join(class_names)}): "
                     "a classifier needs at least two. Add a folder per class.")
 
-  def starved(i):
-    return train[i] == 0 or (needs_val and val is not None and val[i] == 0)
-
   def pool(i):
     return train[i] + ((_count(val, i) or 0) if needs_val else 0)
 
   table = {c: {"train": train[i], "val": _count(val, i), "test": _count(test, i)}
            for i, c in enumerate(class_names)}
-  bad = [i for i in range(len(class_names)) if starved(i)]
+  bad = starved_classes(train, val, needs_val=needs_val)
   if min_images_per_class <= 0:
     if bad:
       listed = "; ".join(f"{class_names[i]!r}: {train[i]} train, {_count(val, i)} val, "

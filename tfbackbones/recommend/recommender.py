@@ -11,7 +11,7 @@ import numpy as np
 
 from tfbackbones import backbones, imagesize
 from tfbackbones.backbones import weights as weights_lib
-from tfbackbones.data import catalog
+from tfbackbones.data import catalog, checks
 from tfbackbones.recommend import candidates as candidates_lib
 from tfbackbones.recommend import features as features_lib
 from tfbackbones.recommend import rank as rank_lib
@@ -95,8 +95,8 @@ def _emptied_classes(sample: sample_lib.Sample) -> str:
   here are over the other classes only."""
   def count(ids):
     return np.bincount(sample.label_array(ids), minlength=sample.num_classes)
-  train, val = count(sample.train_ids), count(sample.val_ids)
-  emptied = [name for i, name in enumerate(sample.class_names) if not train[i] or not val[i]]
+  emptied = [sample.class_names[i]
+             for i in checks.starved_classes(count(sample.train_ids), count(sample.val_ids))]
   if not emptied:
     return ""
   return (f". Class(es) {', '.join(repr(n) for n in emptied)} have no readable train or "

@@ -173,7 +173,7 @@ def _check_classes(dataset: str, class_names: list, ids: pipeline.SplitIds) -> N
   train, val = ids.class_counts.get("train"), ids.class_counts.get("val")
   if train is None or val is None:
     return
-  bad = [i for i, name in enumerate(class_names) if not train[i] or not val[i]]
+  bad = checks.starved_classes(train, val)
   if bad:
     listed = "; ".join(f"{class_names[i]!r}: {train[i]} train, {val[i]} val" for i in bad)
     raise checks.DataError(
