@@ -139,7 +139,7 @@ def load(paths: Iterable[str], height: int, width: int) -> np.ndarray:
   Each file is resized as soon as it is decoded: a 12 MP photo is 36 MB decoded, and
   holding every one at full size took gigabytes for a folder of phone photos.
   """
-  return np.stack([resize(read_rgb(p), height, width) for p in paths])
+  return load_found([(p, True) for p in paths], height, width)[0]
 
 
 def load_found(found: Sequence[tuple[str, bool]], height: int,
@@ -165,6 +165,6 @@ def load_found(found: Sequence[tuple[str, bool]], height: int,
       continue
     kept.append(path)
   if not images:
-    raise ImageError(f"none of the {len(found)} images could be read (e.g. "
-                     f"{skipped[0][1]})")
+    raise ImageError(f"none of the {len(found)} images could be read"
+                     + (f" (e.g. {skipped[0][1]})" if skipped else ""))
   return np.stack(images), kept, skipped
