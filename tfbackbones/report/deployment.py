@@ -92,8 +92,8 @@ def table(exports: list[dict]) -> tables.Table:
            "agreement are against the Keras float model of the same run. Latency: batch 1, "
            "median of timed calls after warm-up, in a fresh process. Float stable: the "
            "Keras model's agreement with itself under +-1 grey level of input noise (mean "
-           "over draws), the noise floor below which agreement points to the model, not "
-           "the export."] if rows else []
+           "over draws); an export's agreement at or above the worst draw points to the "
+           "model, not the export (export.json's versus_float_stability)."] if rows else []
   return tables.Table("deployment", "Deployment: accuracy, size and latency after export",
                       COLUMNS, rows, notes)
 
