@@ -208,11 +208,6 @@ def print_first_pass(r: dict) -> None:
     print("  torchvision: not installed (no ratio)")
 
 
-def _tau(tau: float) -> str:
-  """Kendall's tau is undefined when one side is constant (all probes at 1.00, say)."""
-  return "n/a (a side is constant)" if tau != tau else f"{tau:.2f}"
-
-
 def _spread(xs) -> str:
   return f"[{min(xs):.1f}-{max(xs):.1f}]" if xs else ""
 
@@ -303,9 +298,11 @@ def print_recommend(r: dict) -> None:
     print(f"  {row['candidate']:<32}{row['rank']:>5}{row['extract_img_s']:>15.1f}"
           f"{row['predict_img_s']:>15.1f}{row['ratio']:>8.2f}")
   if r.get("exact_check"):
+    from tfbackbones.recommend import rank as rank_lib  # n/a for an undefined tau
     d = r["exact_check"]
     print(f"  fast read vs exact read: ranking {d['order_fast']} vs {d['order_exact']}; "
-          + ", ".join(f"{k} tau {_tau(d[k]['tau'])} (max |diff| {d[k]['max_abs_diff']:.3g})"
+          + ", ".join(f"{k} tau {rank_lib.fmt(d[k]['tau'])} "
+                      f"(max |diff| {d[k]['max_abs_diff']:.3g})"
                       for k in ("logme", "knn", "probe", "mean_rank")))
   total_extract = sum(r["images"] / x["extract_img_s"] for x in r["rows"])
   total_predict = sum(r["images"] / x["predict_img_s"] for x in r["rows"])
