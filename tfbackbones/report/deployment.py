@@ -31,20 +31,17 @@ render.DISPLAY["deployment"] = [
     ("test top-1", lambda r: f"{r['top1']:.2f}"),
     ("drop (pts)", lambda r: f"{r['top1_drop_points']:+.2f}"),
     ("agrees %", lambda r: f"{r['agreement_with_keras']:.1f}"),
-    ("float stable %", lambda r: _percent(r["float_stability"])),
+    ("float stable %", lambda r: _fixed(r["float_stability"], 1)),
     ("MB", lambda r: f"{r['size_mb']:.2f}"),
-    ("ms, 1 thread", lambda r: _ms(r["latency_1thread_ms"])),
-    ("p90", lambda r: _ms(r["latency_1thread_p90_ms"])),
-    ("ms, all cores", lambda r: _ms(r["latency_all_cores_ms"])),
+    ("ms, 1 thread", lambda r: _fixed(r["latency_1thread_ms"])),
+    ("p90", lambda r: _fixed(r["latency_1thread_p90_ms"])),
+    ("ms, all cores", lambda r: _fixed(r["latency_all_cores_ms"])),
 ]
 
 
-def _ms(v) -> str:
-  return f"{v:.2f}" if tables.finite(v) else "–"
-
-
-def _percent(v) -> str:
-  return f"{v:.1f}" if tables.finite(v) else "–"
+def _fixed(v, digits: int = 2) -> str:
+  """A number with `digits` decimals, or a dash where none was measured."""
+  return f"{v:.{digits}f}" if tables.finite(v) else "–"
 
 
 def _stability(export: dict) -> float | None:
