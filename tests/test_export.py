@@ -367,3 +367,15 @@ def test_predict_breaks_ties_as_the_export_measures():
   tied = np.array([0.25, 0.375, 0.375], np.float32)
   assert runtimes.top_k(tied, ["a", "b", "c"], 2) == [(1, "b", 0.375), (2, "c", 0.375)]
   assert runtimes.top_k(tied, ["a", "b", "c"], 1)[0][0] == int(tied.argmax())
+
+
+@pytest.mark.parametrize("xnnpack,noted", [
+    (None, False),
+    ({"partitions": 1, "not_delegated": {}, "interface_ops": 2}, False),
+    ({"partitions": 1, "not_delegated": {"SOFTMAX": 1}, "interface_ops": 2}, False),
+    ({"partitions": 2, "not_delegated": {"SOFTMAX": 1}, "interface_ops": 2}, True),
+    ({"partitions": 1, "not_delegated": {"SOFTMAX": 1, "HARD_SWISH": 18}}, True),
+    ({"partitions": 19, "not_delegated": {"HARD_SWISH": 18}}, True),
+])
+def test_only_ops_outside_xnnpack_that_cost_time_are_noted(xnnpack, noted):
+  assert evaluation._delegation_matters(xnnpack) is noted

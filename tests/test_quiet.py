@@ -70,3 +70,33 @@ def test_installing_the_package_prints_no_setuptools_warning(tmp_path):
   names = zipfile.ZipFile(wheel[0]).namelist()
   assert sum("dummy_data" in n for n in names) > 100  # package data still ships
   assert "tfbackbones/report/paper_results.csv" in names
+
+
+def _native(text: str) -> None:
+  """Writes to file descriptor 2 as C++ code does, past sys.stderr."""
+  os.write(2, text.encode())
+
+
+def test_native_output_drops_litert_chatter_and_keeps_other_lines(capfd, monkeypatch):
+  monkeypatch.setattr(quiet, "_quieted", True)
+  with quiet.native_output():
+    _native("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    _native("fully_quantize: 0, inference_type: 6, input_inference_type: UINT8\n")
+    _native("W: a real warning from the converter\n")
+  err = capfd.readouterr().err
+  assert err == "W: a real warning from the converter\n"
+
+
+def test_native_output_replays_everything_when_the_block_fails(capfd, monkeypatch):
+  monkeypatch.setattr(quiet, "_quieted", True)
+  with pytest.raises(RuntimeError), quiet.native_output():
+    _native("fully_quantize: 0\n")
+    raise RuntimeError("conversion failed")
+  assert "fully_quantize: 0" in capfd.readouterr().err
+
+
+def test_native_output_filters_nothing_unless_an_entry_point_quieted(capfd, monkeypatch):
+  monkeypatch.setattr(quiet, "_quieted", False)
+  with quiet.native_output():
+    _native("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+  assert "XNNPACK delegate" in capfd.readouterr().err

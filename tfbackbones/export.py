@@ -80,8 +80,9 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   failed = [a["format"] for a in report["artifacts"] if "error" in a]
+  written = len(report["artifacts"]) - 1 - len(failed)  # the keras row is not an artifact
   print(f"wrote {os.path.join(FLAGS.workdir, evaluation.EXPORT_JSON)} "
-        f"({len(report['artifacts']) - 1 - len(failed)} artifacts under "
+        f"({written} artifact{'s' if written != 1 else ''} under "
         f"{os.path.join(FLAGS.workdir, evaluation.EXPORT_DIR)}"
         + (f"; FAILED: {', '.join(failed)})" if failed else ")"))
   return 1 if failed else 0

@@ -29,6 +29,15 @@ NOISE_TEMPLATES = frozenset({
     "Variant folder %s has no %s",
     "Using custom data configuration: %s",
 })
+# Lines that LiteRT's C++ code prints to file descriptor 2 on every export or prediction,
+# below any logging switch: the interpreter's first CPU delegate, and the TFLite
+# converter's echo of its own int8 settings. Matched by prefix.
+NATIVE_NOISE_PREFIXES = (
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "fully_quantize: ",
+)
+
+_quieted = False  # set by quiet(): only a quieted entry point filters native output
 
 
 class _NoiseFilter(logging.Filter):
@@ -48,6 +57,8 @@ def quiet(tensorflow: bool = True) -> None:
     tensorflow: import TensorFlow now, its start-up block hidden. False for entry points
       that must not load it at all (predict on LiteRT/ONNX artifacts).
   """
+  global _quieted
+  _quieted = True
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   absl_logger = logging.getLogger("absl")
   if _FILTER not in absl_logger.filters:
@@ -85,3 +96,33 @@ def import_tensorflow_quietly() -> None:
       captured.seek(0)
       sys.stderr.write(captured.read().decode("utf-8", "replace"))
       raise
+
+
+@contextlib.contextmanager
+def native_output():
+  """Drops LiteRT's fixed C++ chatter (NATIVE_NOISE_PREFIXES) written during the block.
+
+  C++ code writes to file descriptor 2 directly, so neither `logging` nor
+  `TF_CPP_MIN_LOG_LEVEL` reaches these lines. The block's fd 2 goes to a temporary file;
+  afterwards every other line is written back, so a real warning or error still shows
+  (all of it when the block raises). Outside a quieted entry point (`--verbose`, tests,
+  library use) this does nothing.
+  """
+  if not _quieted:
+    yield
+    return
+  with tempfile.TemporaryFile() as captured:
+    failed = False
+    try:
+      with _stderr_to(captured):
+        yield
+    except BaseException:
+      failed = True
+      raise
+    finally:
+      captured.seek(0)
+      lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+      sys.stderr.write("".join(
+          line for line in lines
+          if failed or not line.startswith(NATIVE_NOISE_PREFIXES)))
+      sys.stderr.flush()

@@ -144,6 +144,21 @@ def _latencies(path: str, cfg: ExportConfig) -> dict:
           for key, threads in settings.items()}
 
 
+def _delegation_matters(xnnpack: dict | None) -> bool:
+  """Whether the ops XNNPACK left out are worth a printed note.
+
+  A full-integer classifier leaves its final int8 SOFTMAX to TFLite (this LiteRT's
+  XNNPACK delegate does not take it; the float SOFTMAX it does): one pass over
+  num_classes values after the one partition, which no export setting changes. Anything
+  else outside, or a graph split into several partitions, costs real time (MobileNetV3's
+  HARD_SWISH: docs/export.md) and is noted.
+  export.json lists all of them either way.
+  """
+  if not xnnpack or not xnnpack.get("not_delegated"):
+    return False
+  return xnnpack.get("partitions", 0) > 1 or set(xnnpack["not_delegated"]) != {"SOFTMAX"}
+
+
 def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dict:
   """Exports, evaluates and times every format of `cfg.formats`; writes export.json."""
   cfg.validate()
@@ -200,7 +215,7 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
                                     row["versus_float_stability"])
     if agreement_note:
       log(f"  {fmt:<12} note: {agreement_note}")
-    if (row.get("xnnpack") or {}).get("not_delegated"):
+    if _delegation_matters(row.get("xnnpack")):
       log(f"  {fmt:<12} note: ops outside XNNPACK (TFLite's own kernels, slower): "
           + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
   report = {

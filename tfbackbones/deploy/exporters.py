@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfbackbones import quiet
+
 FILES = {"saved_model": "saved_model", "litert": "model_fp32.tflite",
          "litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite",
          "onnx": "model.onnx"}
@@ -153,8 +155,7 @@ def input_quantization(tflite_path: str) -> dict:
   reach 0 and 255, pixels outside their range are clipped and every pixel is rounded
   onto a coarser grid, a noise the model sees on every image.
   """
-  from ai_edge_litert.interpreter import Interpreter
-  detail = Interpreter(model_path=tflite_path).get_input_details()[0]
+  detail = _interpreter(tflite_path).get_input_details()[0]
   scale, zero_point = detail["quantization"]
   return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
           "zero_point": int(zero_point),
@@ -237,7 +238,17 @@ def export(fmt: str, model, out_dir: str,
   check_formats([fmt])
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, FILES[fmt])
-  return path, dict(EXPORTERS[fmt](model, path, options or ExportOptions()))
+  with quiet.native_output():
+    return path, dict(EXPORTERS[fmt](model, path, options or ExportOptions()))
+
+
+def _interpreter(tflite_path: str, threads: int | None = None):
+  """A LiteRT interpreter with its tensors allocated, without its C++ greeting."""
+  from ai_edge_litert.interpreter import Interpreter
+  with quiet.native_output():
+    interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
+    interpreter.allocate_tensors()
+  return interpreter
 
 
 def size_mb(path: str) -> float:
@@ -250,9 +261,8 @@ def size_mb(path: str) -> float:
 
 def tensor_dtypes(tflite_path: str) -> dict:
   """How many tensors of each dtype a .tflite holds (int8 models: no float32 ones)."""
-  from ai_edge_litert.interpreter import Interpreter
   counts: dict = {}
-  for detail in Interpreter(model_path=tflite_path).get_tensor_details():
+  for detail in _interpreter(tflite_path).get_tensor_details():
     name = np.dtype(detail["dtype"]).name
     counts[name] = counts.get(name, 0) + 1
   return counts
@@ -276,9 +286,7 @@ def delegation(tflite_path: str, threads: int = 1) -> dict | None:
     {"partitions": N, "not_delegated": {op name: count}, "interface_ops": K}, or None
     if this ai-edge-litert does not list its nodes.
   """
-  from ai_edge_litert.interpreter import Interpreter
-  interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
-  interpreter.allocate_tensors()
+  interpreter = _interpreter(tflite_path, threads)
   try:
     nodes = interpreter._get_ops_details()  # private, but the only listing of the nodes
   except AttributeError:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfbackbones import quiet
+
 FORMATS = ("keras", "saved_model", "litert", "onnx")
 LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.keras"
@@ -159,8 +161,9 @@ def _open_litert(path: str, threads: int) -> Predictor:
   except ImportError as e:
     raise _missing("ai-edge-litert", e) from e
   try:
-    interpreter = Interpreter(model_path=path, num_threads=threads)
-    interpreter.allocate_tensors()
+    with quiet.native_output():
+      interpreter = Interpreter(model_path=path, num_threads=threads)
+      interpreter.allocate_tensors()
   except (ValueError, RuntimeError) as e:
     raise ArtifactError(f"{path}: not a LiteRT model the interpreter can load ({e})") from e
   inp = interpreter.get_input_details()[0]
