@@ -59,7 +59,7 @@ import time
 
 from absl import app, flags
 
-from tfbackbones import cli
+from tfbackbones import cli, cores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train",
@@ -80,7 +80,7 @@ flags.DEFINE_integer("num_images", 256, "JPEG files for the input benchmark.")
 flags.DEFINE_string("consumer", "mobilenet_v3_large", "Backbone whose training rate the "
                     "input pipeline must outpace.")
 flags.DEFINE_list("backbones", [], "Backbones for inference (default: every keras one).")
-flags.DEFINE_integer("cpu_replicas", 2 if (os.cpu_count() or 1) >= 2 else 0,
+flags.DEFINE_integer("cpu_replicas", 2 if cores.usable() >= 2 else 0,
                      "Also time the loop with the CPU split into this many replicas "
                      "(0 = no).")
 flags.DEFINE_bool("fused_activations", True, "With --fused_kernels: also the one-pass "
@@ -173,7 +173,8 @@ else:
   build = lambda num_classes: getattr(torchvision.models, arch)(num_classes=num_classes)
 size, batch, classes, steps, repeats = map(int, (size, batch, classes, steps, repeats))
 torch.manual_seed(0)
-torch.set_num_threads(os.cpu_count() or 1)
+torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1)  # the cores we may use, as ours
 fmt = torch.channels_last if channels_last == "1" else torch.contiguous_format
 model = build(classes).to(memory_format=fmt)
 model.train()
@@ -591,7 +592,7 @@ def litert_latencies(spec, model, size: int) -> dict:
     out["litert_int8_mb"] = exporters.size_mb(paths["litert_int8"])
     report = exporters.delegation(paths["litert_int8"]) or {}
     out["int8_not_delegated"] = report.get("not_delegated")
-    for suffix, threads in (("b1", os.cpu_count() or 1), ("1t", 1)):
+    for suffix, threads in (("b1", cores.usable()), ("1t", 1)):
       timing = latency.interleaved(
           {fmt: runtimes.open_model(path, threads=threads) for fmt, path in paths.items()})
       for fmt in paths:
@@ -640,7 +641,7 @@ def print_inference(rows: list, size: int) -> None:
           f"{r['litert_int8_b1_ms']:>9.2f}{r['int8_speedup_b1']:>8.2f}x"
           f"{r['litert_1t_ms']:>9.2f}{r['litert_int8_1t_ms']:>9.2f}{r['int8_speedup_1t']:>8.2f}x"
           f"{r['litert_int8_mb']:>9.1f}  {outside or '-'}")
-  print(f"  (speedup: median of per-round fp32/INT8 ratios; b1 on all {os.cpu_count()} cores, "
+  print(f"  (speedup: median of per-round fp32/INT8 ratios; b1 on all {cores.usable()} cores, "
         "1t on one thread)")
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tfbackbones import cores
 from tfbackbones.deploy import exporters, latency, runtimes, stability
 
 EXPORT_DIR = "export"
@@ -139,7 +140,7 @@ def _compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> di
 
 
 def _latencies(path: str, cfg: ExportConfig) -> dict:
-  settings = {"threads_1": 1, "threads_all": os.cpu_count() or 1}
+  settings = {"threads_1": 1, "threads_all": cores.usable()}
   return {key: latency.in_subprocess(path, threads, cfg.latency_runs, cfg.latency_warmup)
           for key, threads in settings.items()}
 
@@ -229,7 +230,8 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
       "input": "uint8 RGB (1, H, W, 3) at image_size, resized as in training; "
                "output: class probabilities",
       "artifacts": rows,
-      "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
+      "machine": {"cpu_count": os.cpu_count(), "usable_cores": cores.usable(),
+                  "processor": platform.processor(),
                   "python": platform.python_version()},
       "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
   wd.write_json(os.path.join(cfg.workdir, EXPORT_JSON), report)

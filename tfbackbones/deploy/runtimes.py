@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfbackbones import quiet
+from tfbackbones import cores, quiet
 
 FORMATS = ("keras", "saved_model", "litert", "onnx")
 LABELS_FILE = "labels.txt"
@@ -103,7 +103,7 @@ def open_model(path: str, threads: int | None = None) -> Predictor:
   fmt = detect_format(path)
   if fmt == "keras" and os.path.isdir(path):
     path = os.path.join(path, MODEL_FILE)
-  threads = threads or os.cpu_count() or 1
+  threads = threads or cores.usable()
   return _OPENERS[fmt](path, threads)
 
 

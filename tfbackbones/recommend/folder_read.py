@@ -40,6 +40,7 @@ import os
 
 import numpy as np
 
+from tfbackbones import cores
 from tfbackbones.config import ConfigError
 from tfbackbones.data import pipeline
 
@@ -173,10 +174,7 @@ def _read_fast(full: list, size: tuple, images: np.ndarray, batch_size: int) -> 
 
 def _threads() -> int:
   """The cores this process may run on (what a DataLoader's `num_workers` would be)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not on Linux
-    return os.cpu_count() or 1
+  return cores.usable()
 
 
 def _read_exact(full: list, size: tuple, images: np.ndarray, batch_size: int) -> np.ndarray:

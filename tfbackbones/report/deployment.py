@@ -71,6 +71,7 @@ def _latency(row: dict, key: str, stat: str = "median_ms") -> float | None:
 def table(exports: list[dict]) -> tables.Table:
   rows = []
   for e in exports:
+    machine = e.get("machine", {})
     for a in e["artifacts"]:
       if "error" in a:  # a format that failed to export: no numbers to show
         continue
@@ -83,7 +84,8 @@ def table(exports: list[dict]) -> tables.Table:
           "latency_1thread_ms": _latency(a, "threads_1"),
           "latency_1thread_p90_ms": _latency(a, "threads_1", "p90_ms"),
           "latency_all_cores_ms": _latency(a, "threads_all"),
-          "cores": e.get("machine", {}).get("cpu_count")})
+          # usable_cores since session 8; older export.json files have only cpu_count
+          "cores": machine.get("usable_cores", machine.get("cpu_count"))})
   rows.sort(key=lambda r: (r["dataset"], r["backbone"], r["seed"], r["format"]))
   notes = ["Each artifact run with its own runtime on the run's test split; drop and "
            "agreement are against the Keras float model of the same run. Latency: batch 1, "

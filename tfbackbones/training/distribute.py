@@ -17,6 +17,8 @@ import re
 import keras
 import tensorflow as tf
 
+from tfbackbones.cores import usable as usable_cores
+
 _STRATEGIES: dict = {}
 
 
@@ -46,8 +48,7 @@ def configure_cpu_replicas(replicas: int) -> None:
   try:
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * replicas)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    cores = usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // replicas))
     tf.config.threading.set_inter_op_parallelism_threads(replicas)
     logging.info("CPU split into %d replicas, %d intra-op thread(s) each", replicas,

@@ -23,13 +23,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from typing import TypeVar
 
 import numpy as np
 from absl import logging
+
+from tfbackbones import cores
 
 # EXIF tag 0x0112: how the camera was held. 1 = as stored; anything else needs a transpose.
 _EXIF_ORIENTATION = 0x0112
@@ -351,7 +352,7 @@ def map_ordered(fn: Callable[[_T], _R], items: Iterable[_T],
     items: the inputs.
     num_threads: worker threads (default: CPU count, at most 8; 1 = no threads).
   """
-  num_threads = num_threads or min(_MAX_THREADS, os.cpu_count() or 1)
+  num_threads = num_threads or min(_MAX_THREADS, cores.usable())
   if num_threads <= 1:
     yield from map(fn, items)
     return
