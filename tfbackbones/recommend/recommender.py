@@ -11,7 +11,7 @@ import numpy as np
 
 from tfbackbones import backbones, imagesize
 from tfbackbones.backbones import weights as weights_lib
-from tfbackbones.data import catalog, checks
+from tfbackbones.data import checks
 from tfbackbones.recommend import candidates as candidates_lib
 from tfbackbones.recommend import features as features_lib
 from tfbackbones.recommend import rank as rank_lib
@@ -79,14 +79,12 @@ def finetune_command(candidate, config: RecommendConfig, image_size) -> str:
   return " ".join(shlex.quote(p) for p in parts)
 
 
-def _read_mode(config: RecommendConfig) -> str:
-  """How a folder's files are read (other pixels, other cached features); "" otherwise."""
-  if not config.dataset.startswith(catalog.FOLDER_PREFIX):
-    return ""
-  if config.fast_read:
-    return ("; fast read (Pillow, pixels within about a grey level of fine-tuning's; "
-            "--nofast_read for the exact ones)")
-  return "; exact read (TensorFlow, fine-tuning's pixels)"
+_READ_MODES = {
+    "fast": "; fast read (Pillow, pixels within about a grey level of fine-tuning's; "
+            "--nofast_read for the exact ones)",
+    "exact": "; exact read (TensorFlow, fine-tuning's pixels)",
+    "tfds": "",  # a prepared dataset: fine-tuning's own pixels, nothing to say
+}
 
 
 def _emptied_classes(sample: sample_lib.Sample) -> str:
@@ -128,7 +126,7 @@ def run(config: RecommendConfig, progress: Callable[[str], None] = print,
   sample = sample or sample_lib.draw(config)
   progress(f"sample: {len(sample.train_ids)} train + {len(sample.val_ids)} val images, "
            f"{sample.num_classes} classes, {imagesize.text(sample.image_size)} px; "
-           f"{len(cands)} candidate{'s' if len(cands) != 1 else ''}{_read_mode(config)}")
+           f"{len(cands)} candidate{'s' if len(cands) != 1 else ''}{_READ_MODES[sample.read_mode]}")
   ranked, skipped, extracted, reported_unreadable = [], [], 0, False
   for i, cand in enumerate(cands, 1):
     spec = backbones.get(cand.name)

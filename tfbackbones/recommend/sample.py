@@ -42,6 +42,8 @@ class Sample:
       the feature cache key.
     unreadable: sampled files that could not be decoded (folder datasets): dropped from
       `train_ids` / `val_ids` when found (decoding, or a cache file that recorded them).
+    read_mode: how the pixels are read: "fast" or "exact" for a folder (folder_read.py),
+      "tfds" for a prepared dataset (fine-tuning's own pixels).
   """
   dataset: str
   domain: str
@@ -57,6 +59,7 @@ class Sample:
   _read: Callable | None = dataclasses.field(repr=False, default=None)
   _images: dict | None = dataclasses.field(repr=False, default=None)
   unreadable: list = dataclasses.field(default_factory=list)
+  read_mode: str = "tfds"
 
   def label_array(self, ids: list) -> np.ndarray:
     return np.asarray([self.labels[i] for i in ids], np.int32)
@@ -133,6 +136,7 @@ class _Source:
   size: tuple
   key_facts: dict       # version, fingerprint (and decode mode): part of the cache key
   read: Callable        # fn(ids) -> ((len(ids), H, W, 3) uint8 in ids order, [unreadable])
+  read_mode: str = "tfds"  # Sample.read_mode
 
 
 def _source(config) -> _Source:
@@ -149,7 +153,8 @@ def _source(config) -> _Source:
     if config.fast_read:
       facts["decode"] = "pillow"  # other pixels than fine-tuning's: other features
     return _Source(folder.ids, folder.labels, folder.class_names, spec.domain, size, facts,
-                   lambda ids: folder_read.read(folder.root, ids, size, config.fast_read))
+                   lambda ids: folder_read.read(folder.root, ids, size, config.fast_read),
+                   "fast" if config.fast_read else "exact")
   builder = pipeline.get_builder(spec, config.data_dir, config.download, config.manual_dir)
   ids = pipeline.draw_split_ids(spec, builder, val_fraction=config.val_fraction,
                                 train_fraction=config.train_fraction,
@@ -218,4 +223,5 @@ def draw(config) -> Sample:
                 num_classes=len(source.class_names), class_names=source.class_names,
                 image_size=size, train_ids=train_ids, val_ids=val_ids,
                 labels={i: label_of[i] for i in train_ids + val_ids},
-                num_train=len(ids.train), key=key, _read=source.read)
+                num_train=len(ids.train), key=key, _read=source.read,
+                read_mode=source.read_mode)
