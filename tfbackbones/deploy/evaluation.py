@@ -221,6 +221,10 @@ def export_workdir(cfg: ExportConfig, log: Callable[[str], None] = print) -> dic
           + ", ".join(f"{op} x{n}" for op, n in row["xnnpack"]["not_delegated"].items()))
   report = {
       "workdir": cfg.workdir, "backbone": result.backbone, "dataset": result.dataset,
+      # what tells runs of one backbone apart in the report (ImageNet vs random init,
+      # the label fraction), as in its other tables
+      "weights": result.config.get("weights"),
+      "train_fraction": result.config.get("train_fraction"),
       "seed": result.seed, "image_size": result.image_size,
       "class_names": class_names, "test_count": int(len(labels)),
       "calibration_images": int(len(calibration)),

@@ -29,6 +29,9 @@ MEETS_TARGET = "meets_target"
 WITHIN_FLOAT_NOISE = "within_float_noise"  # the model, not the export, is the limit
 BELOW_FLOAT_NOISE = "below_float_noise"    # a real export (quantization) error
 UNMEASURED = "unmeasured"                  # below target, stability not measured
+# How the report's Deployment table names each verdict (a column a few characters wide).
+SHORT = {MEETS_TARGET: "meets 98%", WITHIN_FLOAT_NOISE: "model's own noise",
+         BELOW_FLOAT_NOISE: "export error", UNMEASURED: "not measured"}
 
 
 def noisy(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

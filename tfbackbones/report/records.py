@@ -91,7 +91,7 @@ def catalog_domain(dataset: str) -> str:
     return "unknown"
 
 
-def _read_json(path: str) -> dict | None:
+def read_json(path: str) -> dict | None:
   try:
     with tf.io.gfile.GFile(path, "r") as f:
       return json.loads(f.read())
@@ -100,7 +100,7 @@ def _read_json(path: str) -> dict | None:
     return None
 
 
-def _with_init(backbone: str, config: dict) -> str:
+def with_init(backbone: str, config: dict) -> str:
   """Marks random-init runs (`<backbone>-scratch`) so they never pool with pretrained ones."""
   return f"{backbone}-scratch" if str(config.get("weights", "")).lower() == "none" else backbone
 
@@ -116,7 +116,7 @@ def from_result(result: RunResult, path: str) -> Record:
     if latency is not None:
       resources.setdefault("inference_latency_ms", latency)
   return Record(
-      backbone=_with_init(result.backbone, result.config), dataset=result.dataset,
+      backbone=with_init(result.backbone, result.config), dataset=result.dataset,
       domain=result.domain or catalog_domain(result.dataset),
       train_fraction=float(result.train_fraction), seed=result.seed,
       status=FINISHED if result.ranked else (
@@ -147,7 +147,7 @@ def _relative_parts(path: str) -> list[str]:
 def _incomplete(config: dict, path: str, status: str = INCOMPLETE) -> Record:
   dataset = config.get("dataset", "unknown")
   return Record(
-      backbone=_with_init(config.get("backbone", "unknown"), config), dataset=dataset,
+      backbone=with_init(config.get("backbone", "unknown"), config), dataset=dataset,
       domain=catalog_domain(dataset),
       train_fraction=float(config.get("train_fraction", 1.0)), seed=config.get("seed"),
       status=status,
@@ -175,7 +175,7 @@ def read_workdir(workdir: str) -> list[Record]:
           logging.warning("%s", e)
           records.append(_unreadable(str(e), dirname))
       else:
-        config = _read_json(os.path.join(dirname, "config.json")) \
+        config = read_json(os.path.join(dirname, "config.json")) \
             if "config.json" in files else _config_in_state(dirname)
         if isinstance(config, dict):
           records.append(_incomplete(config, dirname))
@@ -188,7 +188,7 @@ def read_workdir(workdir: str) -> list[Record]:
     subdirs[:] = [d for d in subdirs if d.rstrip("/") not in _SKIP_DIRS
                   and not d.startswith("tmp_worker")]
   for manifest in tf.io.gfile.glob(os.path.join(workdir, "studies", "*.json")):
-    for run in (_read_json(manifest) or {}).get("runs", []):
+    for run in (read_json(manifest) or {}).get("runs", []):
       if run["id"] not in seen:
         seen.add(run["id"])
         records.append(_incomplete(run, os.path.join(workdir, run["id"]), MISSING))
@@ -197,7 +197,7 @@ def read_workdir(workdir: str) -> list[Record]:
 
 def _config_in_state(dirname: str) -> dict | None:
   """A run whose config.json is gone: state.json keeps a copy (tfbackbones.training.resume)."""
-  state = _read_json(os.path.join(dirname, "state.json"))
+  state = read_json(os.path.join(dirname, "state.json"))
   return state.get("config") if isinstance(state, dict) else None
 
 

@@ -44,7 +44,7 @@ def _pct(v, digits=2) -> str:
   return f"{v:.{digits}f}" if finite(v) else "–"
 
 
-def _frac(v) -> str:
+def frac(v) -> str:
   return f"{v:.0%}" if v >= 0.01 else f"{v:.1%}"
 
 
@@ -82,7 +82,7 @@ DISPLAY: dict[str, list[Column]] = {
     "datasets": [
         ("dataset", lambda r: r["dataset"]),
         ("backbone", lambda r: mark_text(r, r["backbone"])),
-        ("data", lambda r: _frac(r["train_fraction"])),
+        ("data", lambda r: frac(r["train_fraction"])),
         ("top-1 mean ± std", _mean_std),
         ("best-of-n", lambda r: _pct(r["best_top1"])),
         ("n", _runs),
@@ -95,13 +95,13 @@ DISPLAY: dict[str, list[Column]] = {
         ("backbone", lambda r: mark_text(r, r["backbone"])),
         ("mean top-1", lambda r: _pct(r["mean_top1"])),
         ("datasets", lambda r: f"{r['n_datasets']}/{r['of_datasets']}"),
-        ("data", lambda r: _frac(r["train_fraction"])),
+        ("data", lambda r: frac(r["train_fraction"])),
         ("source", lambda r: r["source"]),
     ],
     "fractions": [
         ("dataset", lambda r: r["dataset"]),
         ("backbone", lambda r: mark_text(r, r["backbone"])),
-        ("data", lambda r: _frac(r["train_fraction"])),
+        ("data", lambda r: frac(r["train_fraction"])),
         ("top-1 mean ± std", _mean_std),
         ("n", lambda r: str(r["n"])),
         ("of 100%", lambda r: f"{r['relative_to_full']:.1%}"
@@ -121,7 +121,7 @@ DISPLAY: dict[str, list[Column]] = {
     ],
     "significance": [
         ("dataset", lambda r: mark_text(r, r["dataset"])),
-        ("data", lambda r: _frac(r["train_fraction"])),
+        ("data", lambda r: frac(r["train_fraction"])),
         ("a (better)", lambda r: r["backbone_a"]),
         ("b", lambda r: r["backbone_b"]),
         ("n", lambda r: str(r["n_pairs"])),
