@@ -20,13 +20,18 @@ def _export(weights, agreement=0.94, stability=None, judged=None, **extra):
   return out
 
 
-def test_random_init_and_imagenet_runs_are_different_rows_and_points():
+def test_random_init_and_imagenet_runs_are_different_rows_and_points(monkeypatch):
   table = deployment.table([_export("imagenet"), _export("none")])
   assert sorted(r["backbone"] for r in table.rows) == [
       "efficientnet_lite0", "efficientnet_lite0-scratch"]
   assert all(r["train_fraction"] == 0.1 for r in table.rows)
-  # one Pareto point per (backbone, init, format, fraction), not one mean over both
-  assert len(deployment.pareto_plots(table)) == 1
+  plotted = []
+  monkeypatch.setattr(deployment.plots, "pareto_plot",
+                      lambda points, *args, **kwargs: plotted.append(points) or b"png")
+  assert list(deployment.pareto_plots(table)) == ["deployment_lfw_subset"]
+  # one point per (backbone and its init, format, label fraction): not one mean of both
+  assert sorted(name for name, _, _ in plotted[0]) == [
+      "efficientnet_lite0-scratch/litert_int8 (10%)", "efficientnet_lite0/litert_int8 (10%)"]
 
 
 def test_exports_written_before_weights_were_recorded_read_them_from_the_run(tmp_path):
