@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 from tfbackbones.report import records as rec
 from tfbackbones.report import tables
@@ -122,6 +123,10 @@ def pareto_plot(points: Sequence[tuple], xlabel: str, title: str,
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_xscale(xscale)
+  if xscale == "log":  # plain numbers ("2", "0.9") instead of matplotlib's "2x10^0"
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
