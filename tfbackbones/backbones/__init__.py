@@ -24,6 +24,7 @@ from tfbackbones.backbones import (  # noqa: F401
     savedmodel,
     transformer_ports,
 )
+from tfbackbones.backbones.ports import convnext  # noqa: F401
 from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS, preprocess_images
 from tfbackbones.backbones.registry import BackboneSpec, UnknownBackboneError, get, names, register
 from tfbackbones.backbones.weights import WeightsNotAvailableError

@@ -16,7 +16,7 @@ torchvision ones, so torchvision weights cannot be loaded into them:
   torchvision expects ImageNet mean/std. Ported as
   `efficientnetv2_s_torchvision` and `mobilenet_v3_large_torchvision`.
   (ConvNeXt-Tiny needs no port: keras.applications.ConvNeXtTiny computes the
-  same function as torchvision's; see tfbackbones/convert/torchvision_cnn.py.)
+  same function as torchvision's; see tfbackbones/backbones/ports/convnext.py.)
 
 Conventions that make the conversion one-to-one and obviously right:
 * Every Keras layer that has weights is named exactly like the torchvision

@@ -1,6 +1,6 @@
 """Shared helpers for turning PyTorch state_dicts into Keras 3 weights.
 
-Every converter (CNNs in `torchvision_cnn`, transformers elsewhere) does the
+Every converter (each beside its model in `tfbackbones.backbones.ports`) does the
 same three things, and they live here so that they are done the same way and
 fail the same way:
 
@@ -616,18 +616,23 @@ _SKIP_MODULES = ("__main__", "common", "registry")
 
 
 def load_converter_modules() -> dict[str, Exception]:
-  """Imports every converter module of this package (they self-register).
+  """Imports every module that registers a converter (they self-register).
 
-  Each architecture family lives in its own module and registers with
-  `registry.register`; importing them all here means the command line and
-  `convert_file` need no list to keep in sync. A module that fails to import
-  does not hide the others.
+  Converters live beside their models in `tfbackbones.backbones` (its `ports`
+  package, `efficientnet_lite`), which registers them when it registers the
+  backbones; any module still left in this package is imported too. Importing them
+  all here means the command line and `convert_file` need no list to keep in sync.
+  A module that fails to import does not hide the others.
 
   Returns:
     {module name: import error} for modules that failed.
   """
-  package = importlib.import_module("tfbackbones.convert")
   errors: dict[str, Exception] = {}
+  try:
+    importlib.import_module("tfbackbones.backbones")
+  except Exception as e:
+    errors["tfbackbones.backbones"] = e
+  package = importlib.import_module("tfbackbones.convert")
   for info in pkgutil.iter_modules(package.__path__):
     if info.name in _SKIP_MODULES or info.name.startswith("_"):
       continue
