@@ -21,7 +21,6 @@ from tfbackbones.backbones import (  # noqa: F401
     keras_apps,
     keras_hub_presets,
     savedmodel,
-    transformer_ports,
 )
 from tfbackbones.backbones.ports import (  # noqa: F401
     convnext,
@@ -31,6 +30,9 @@ from tfbackbones.backbones.ports import (  # noqa: F401
     regnet,
     resnet,
     shufflenet,
+    swin,
+    vit,
+    wavemix,
 )
 from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS, preprocess_images
 from tfbackbones.backbones.registry import BackboneSpec, UnknownBackboneError, get, names, register
@@ -53,11 +55,9 @@ def register_layers() -> None:
   """Registers the ports' custom layers with Keras, as loading a saved model needs.
 
   Importing this package does not: the ports define their layers when a model is first
-  built (ports.shufflenet and transformer_ports, so that listing backbones does not import
-  Keras) or in a module imported only then (wavemix). A fresh process loading a
-  ShuffleNet, WaveMix, Swin or ViT `model.keras` failed with "Could not locate class".
+  built (`ports.blocks.layer_classes`), so that listing backbones does not import
+  Keras. A fresh process loading a ShuffleNet, WaveMix, Swin or ViT `model.keras`
+  failed with "Could not locate class".
   """
-  from tfbackbones.backbones import wavemix  # noqa: F401  (registers HaarDWT)
-
-  shufflenet.layer_classes()
-  transformer_ports.layer_classes()
+  for port in (shufflenet, swin, vit, wavemix):
+    port.layer_classes()

@@ -1,9 +1,10 @@
-"""Building blocks of the CNN ports: torch modules mirrored as Keras layers.
+"""What the ports are built from: torch modules as Keras layers, torch's initialiser, and
+the one way a port defines a custom Keras layer.
 
-Each function adds the Keras layers that compute what one torch module computes, named
-so that the converter maps a state_dict by name alone. They are plain functions over
-Keras's own layers (no custom layer, so nothing to register for saving). Conventions
-that make the conversion one-to-one and obviously right:
+**Torch modules mirrored** (the CNN ports): each function adds the Keras layers that
+compute what one torch module computes. They are plain functions over Keras's own layers
+(no custom layer, so nothing to register for saving). Conventions that make the
+conversion one-to-one and obviously right:
 
 * Every Keras layer that has weights is named exactly like the torchvision module that
   owns them (`layer1.0.conv2`, `features.3.0.block.2.fc1`), so
@@ -18,13 +19,25 @@ that make the conversion one-to-one and obviously right:
 Max-pool padding: torch pads max-pooling with -inf, ZeroPadding2D with 0. The ports
 only max-pool right after a ReLU (values >= 0), where the two agree.
 
-Keras is imported inside the functions: the family modules import this one when they
-register their specs, which must not import Keras.
+**Custom layers** (`layer_classes`): where no Keras layer computes what torch does
+(channel shuffle, shifted-window attention, the Haar DWT), a port writes the layer's
+methods as a plain "mixin" class at module level and gets the Keras class from
+`layer_classes`. Why not `class X(keras.layers.Layer)` directly: a family module
+registers its spec when `tfbackbones.backbones` is imported, and that import must not
+import Keras (listing backbones stays instant); a Keras base class would need Keras at
+import. Each class is registered for saving as `tfbackbones>Name` (the names saved
+`model.keras` files refer to), once, on first use.
+
+Keras is imported inside the functions for the same reason.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import types
 from collections.abc import Callable
+from typing import Any
 
 InputShape = tuple[int | None, int | None, int]
 ANY_SIZE: InputShape = (None, None, 3)
@@ -150,3 +163,56 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None
   if new_v < 0.9 * v:
     new_v += divisor
   return new_v
+
+
+def torch_conv_init(fan_in: int) -> dict[str, Any]:
+  """Initializers equal in distribution to torch's Conv/Linear defaults.
+
+  torch draws both weight (kaiming_uniform, a=sqrt(5)) and bias from
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)); used where the reference keeps them, so that a
+  port trained from scratch starts where the reference would.
+
+  Args:
+    fan_in: Fan-in of the torch layer (in_channels * kernel area).
+
+  Returns:
+    Keyword arguments for a Keras Conv/Dense layer.
+  """
+  import keras
+
+  bound = 1 / math.sqrt(fan_in)
+  return dict(
+      kernel_initializer=keras.initializers.VarianceScaling(
+          1 / 3, mode="fan_in", distribution="uniform"),
+      bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+
+
+def layer_classes(module: str, mixins: dict[str, type]
+                  ) -> Callable[[], types.SimpleNamespace]:
+  """Returns a function that makes a port's custom Keras layers, once, on first call.
+
+  Each class is `class Name(mixin, keras.layers.Layer)`, registered for saving as
+  `tfbackbones>Name`; the name is the key in `mixins`, so it must stay what saved
+  models say.
+
+  Args:
+    module: The port's module name (`__name__`), recorded as the classes' module.
+    mixins: {class name: mixin holding the layer's methods}.
+
+  Returns:
+    A cached function returning a namespace with one attribute per class name.
+  """
+
+  @functools.cache
+  def make() -> types.SimpleNamespace:
+    import keras
+
+    classes = {}
+    for cls_name, mixin in mixins.items():
+      cls = type(cls_name, (mixin, keras.layers.Layer),
+                 {"__module__": module, "__doc__": mixin.__doc__})
+      classes[cls_name] = keras.saving.register_keras_serializable(
+          package="tfbackbones")(cls)
+    return types.SimpleNamespace(**classes)
+
+  return make
