@@ -187,6 +187,12 @@ def torch_conv_init(fan_in: int) -> dict[str, Any]:
       bias_initializer=keras.initializers.RandomUniform(-bound, bound))
 
 
+def keras_ops():
+  """`keras.ops`, imported when a custom layer first runs (see the module docstring)."""
+  from keras import ops
+  return ops
+
+
 def layer_classes(module: str, mixins: dict[str, type]
                   ) -> Callable[[], types.SimpleNamespace]:
   """Returns a function that makes a port's custom Keras layers, once, on first call.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.backbones.ports import spec as port_spec
 from tfbackbones.convert import common
 from tfbackbones.convert import registry as convert_registry
 
@@ -63,13 +64,8 @@ def build_port(spec: registry.BackboneSpec, image_size: tuple,
     WeightsNotAvailableError: "imagenet" not converted yet, or a missing file.
     WeightsMismatchError: If the file does not fit.
   """
-  choice = weights_lib.parse_weights_arg(weights)
-  user_path = None
-  if choice == "imagenet":
-    user_path = weights_lib.ported_imagenet_path(
-        spec, TORCHVISION_WEIGHTS.get(spec.name, "<torchvision .pth>"))
-  elif choice != "none":
-    user_path = weights_lib.check_weights_path(choice)
+  _, user_path = port_spec.weights_path(
+      spec, weights, TORCHVISION_WEIGHTS.get(spec.name, "<torchvision .pth>"))
   model = CONSTRUCTORS[spec.name](
       input_shape=(*image_size, 3), include_top=False,
       name=spec.name)
@@ -137,18 +133,9 @@ def register(name: str, constructor: Callable[..., keras.Model], *,
   CONSTRUCTORS[name] = constructor
   TORCHVISION_WEIGHTS[name] = torchvision_url
   _HEADS[name] = heads
-  registry.register(registry.BackboneSpec(
-      name=name,
-      source="tfbackbones",
-      default_size=default_size,
-      preprocessing="torch",
-      params_m=params_m,
-      imagenet_top1=imagenet_top1,
-      feature_dim=feature_dim,
-      weights_file=weights_lib.ported_weights_file(name),
-      description=description,
-      builder=build_port,
-  ))
+  port_spec.register(name, builder=build_port, params_m=params_m,
+                     imagenet_top1=imagenet_top1, feature_dim=feature_dim,
+                     description=description, default_size=default_size)
   converter = _port_converter(name, rename)
   for arch in (name, *aliases):
     convert_registry.register(arch)(converter)

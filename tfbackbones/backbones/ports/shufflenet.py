@@ -6,11 +6,9 @@ channel split are the two custom layers of the CNN ports.
 
 from __future__ import annotations
 
-import functools
-import types
 from typing import TYPE_CHECKING
 
-from tfbackbones.backbones.ports import cnn
+from tfbackbones.backbones.ports import blocks, cnn
 from tfbackbones.backbones.ports.blocks import (
     ANY_SIZE,
     InputShape,
@@ -25,72 +23,71 @@ if TYPE_CHECKING:
   import keras
 
 
-@functools.cache
-def layer_classes() -> types.SimpleNamespace:
-  """Defines the two custom layers once (lazily: this module must not import
-  Keras at import time, so that listing backbones stays fast)."""
-  import keras
+class _ChannelShuffleMixin:
+  """torchvision channel_shuffle(x, groups) on NHWC tensors.
 
-  @keras.saving.register_keras_serializable(package="tfbackbones")
-  class ChannelShuffle(keras.layers.Layer):
-    """torchvision channel_shuffle(x, groups) on NHWC tensors.
+  torch views NCHW channels as (groups, C/groups), transposes to
+  (C/groups, groups) and flattens: output channel j*groups + g is input
+  channel g*(C/groups) + j. The same reshape/transpose on the last axis
+  gives the same order in NHWC.
+  """
 
-    torch views NCHW channels as (groups, C/groups), transposes to
-    (C/groups, groups) and flattens: output channel j*groups + g is input
-    channel g*(C/groups) + j. The same reshape/transpose on the last axis
-    gives the same order in NHWC.
-    """
+  def __init__(self, groups: int = 2, **kwargs):
+    super().__init__(**kwargs)
+    self.groups = groups
 
-    def __init__(self, groups: int = 2, **kwargs):
-      super().__init__(**kwargs)
-      self.groups = groups
+  def call(self, x):
+    ops = blocks.keras_ops()
+    shape = ops.shape(x)
+    channels = x.shape[-1]
+    y = ops.reshape(x, (shape[0], shape[1], shape[2], self.groups,
+                        channels // self.groups))
+    y = ops.transpose(y, (0, 1, 2, 4, 3))
+    return ops.reshape(y, (shape[0], shape[1], shape[2], channels))
 
-    def call(self, x):
-      ops = keras.ops
-      shape = ops.shape(x)
-      channels = x.shape[-1]
-      y = ops.reshape(x, (shape[0], shape[1], shape[2], self.groups,
-                          channels // self.groups))
-      y = ops.transpose(y, (0, 1, 2, 4, 3))
-      return ops.reshape(y, (shape[0], shape[1], shape[2], channels))
+  def compute_output_shape(self, input_shape):
+    return input_shape
 
-    def compute_output_shape(self, input_shape):
-      return input_shape
+  def get_config(self):
+    return {**super().get_config(), "groups": self.groups}
 
-    def get_config(self):
-      return {**super().get_config(), "groups": self.groups}
 
-  @keras.saving.register_keras_serializable(package="tfbackbones")
-  class ChannelSlice(keras.layers.Layer):
-    """x[..., start:stop]: torch's `x.chunk(2, dim=1)` in NHWC.
+class _ChannelSliceMixin:
+  """x[..., start:stop]: torch's `x.chunk(2, dim=1)` in NHWC.
 
-    A layer rather than a Lambda so that models stay serialisable.
-    """
+  A layer rather than a Lambda so that models stay serialisable.
+  """
 
-    def __init__(self, start: int, stop: int, **kwargs):
-      super().__init__(**kwargs)
-      self.start = start
-      self.stop = stop
+  def __init__(self, start: int, stop: int, **kwargs):
+    super().__init__(**kwargs)
+    self.start = start
+    self.stop = stop
 
-    def call(self, x):
-      return x[..., self.start:self.stop]
+  def call(self, x):
+    return x[..., self.start:self.stop]
 
-    def compute_output_shape(self, input_shape):
-      return tuple(input_shape[:-1]) + (self.stop - self.start,)
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.stop - self.start,)
 
-    def get_config(self):
-      return {**super().get_config(), "start": self.start,
-              "stop": self.stop}
+  def get_config(self):
+    return {**super().get_config(), "start": self.start,
+            "stop": self.stop}
 
-  return types.SimpleNamespace(ChannelShuffle=ChannelShuffle,
-                               ChannelSlice=ChannelSlice)
+
+# The two custom layers, made Keras layers on first use (see blocks).
+layer_classes = blocks.layer_classes(__name__, {
+    "ChannelShuffle": _ChannelShuffleMixin,
+    "ChannelSlice": _ChannelSliceMixin,
+})
 
 
 def channel_shuffle(x, groups: int, name: str):
+  """Adds a `ChannelShuffle` layer named `name`."""
   return layer_classes().ChannelShuffle(groups, name=name)(x)
 
 
 def channel_slice(x, start: int, stop: int, name: str):
+  """Adds a `ChannelSlice` layer named `name`: channels [start, stop)."""
   return layer_classes().ChannelSlice(start, stop, name=name)(x)
 
 

@@ -176,11 +176,6 @@ def shifted_window_mask(height: int, width: int, window: int,
 # Custom layers: mixins, made Keras layers by `layer_classes()` (see blocks).
 
 
-def _ops():
-  from keras import ops
-  return ops
-
-
 class _StochasticDepthMixin:
   """torchvision StochasticDepth(mode="row"): drops whole residual branches.
 
@@ -199,7 +194,7 @@ class _StochasticDepthMixin:
     import keras
     if not training or self.rate <= 0:
       return x
-    ops = _ops()
+    ops = blocks.keras_ops()
     keep = 1.0 - self.rate
     shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
     noise = keras.random.uniform(shape, seed=self.seed_generator)
@@ -221,7 +216,7 @@ class _PatchMergingPadMixin:
   """
 
   def call(self, x):
-    ops = _ops()
+    ops = blocks.keras_ops()
     h, w = x.shape[1], x.shape[2]
     if h % 2 or w % 2:
       x = ops.pad(x, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]])
@@ -296,7 +291,7 @@ class _SwinWindowAttentionMixin:
 
   def relative_position_bias(self, dtype):
     """(1, heads, N, N) bias, computed from the weights as torchvision."""
-    ops = _ops()
+    ops = blocks.keras_ops()
     n = self.window_size**2
     if self.version == 1:
       table = self.relative_position_bias_table
@@ -311,7 +306,7 @@ class _SwinWindowAttentionMixin:
     return ops.cast(bias[None], dtype)
 
   def call(self, x):
-    ops = _ops()
+    ops = blocks.keras_ops()
     dtype = x.dtype
     (h, w), (ph, pw), ws = self.hw, self.padded, self.window_size
     c, heads = self.dim, self.num_heads
@@ -418,22 +413,20 @@ def _assigners() -> list:
   return [(layer_classes().SwinWindowAttention, assign_swin_attention)]
 
 
-_URL = "https://download.pytorch.org/models/"
-transformer.register(
-    "swin_t",
-    transformer.Port(build=functools.partial(build_swin, 1),
-                     torch_url=_URL + "swin_t-704ceda3.pth", head="head",
-                     assigners=_assigners),
-    params_m=28.3, imagenet_top1=81.47, feature_dim=768,
-    description=("Swin-T (Liu et al. 2021), Keras port of torchvision "
-                 "swin_t; any input size; returns the normed final map "
-                 "(paper backbone)"))
-transformer.register(
-    "swinv2_t",
-    transformer.Port(build=functools.partial(build_swin, 2),
-                     torch_url=_URL + "swin_v2_t-b137f0e2.pth", head="head",
-                     assigners=_assigners),
-    params_m=28.4, imagenet_top1=82.07, feature_dim=768,
-    description=("SwinV2-T (Liu et al. 2022), Keras port of torchvision "
-                 "swin_v2_t, window 8; returns the normed final map "
-                 "(paper backbone)"))
+# (name, version, torchvision weights file, params_m, imagenet_top1, description)
+_SPECS = (
+    ("swin_t", 1, "swin_t-704ceda3.pth", 28.3, 81.47,
+     "Swin-T (Liu et al. 2021), Keras port of torchvision swin_t; any input size; "
+     "returns the normed final map (paper backbone)"),
+    ("swinv2_t", 2, "swin_v2_t-b137f0e2.pth", 28.4, 82.07,
+     "SwinV2-T (Liu et al. 2022), Keras port of torchvision swin_v2_t, window 8; "
+     "returns the normed final map (paper backbone)"),
+)
+for _name, _version, _file, _params_m, _top1, _description in _SPECS:
+  transformer.register(
+      _name,
+      transformer.Port(build=functools.partial(build_swin, _version),
+                       torch_url="https://download.pytorch.org/models/" + _file,
+                       head="head", assigners=_assigners),
+      params_m=_params_m, imagenet_top1=_top1, feature_dim=768,
+      description=_description)

@@ -41,15 +41,13 @@ from typing import TYPE_CHECKING, Any
 from tfbackbones import imagesize
 from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.backbones.ports import spec as port_spec
 from tfbackbones.convert import common
 from tfbackbones.convert import registry as convert_registry
 from tfbackbones.convert.registry import ConversionError
 
 if TYPE_CHECKING:
   import keras
-
-SOURCE = "tfbackbones"  # implemented in this project (registry.SOURCES)
-
 
 @dataclasses.dataclass(frozen=True)
 class Port:
@@ -93,12 +91,7 @@ def build_port(spec: registry.BackboneSpec, image_size,
     The backbone, named `spec.name`.
   """
   port = _PORTS[spec.name]
-  choice = weights_lib.parse_weights_arg(weights)
-  path = None
-  if choice == "imagenet":
-    path = weights_lib.ported_imagenet_path(spec, port.torch_url)
-  elif choice != "none":
-    path = weights_lib.check_weights_path(choice)
+  choice, path = port_spec.weights_path(spec, weights, port.torch_url)
   image_size = imagesize.require(image_size)
   model = build_backbone(spec.name, image_size)
   if path is None:
@@ -184,18 +177,9 @@ def register(name: str, port: Port, *, params_m: float, imagenet_top1: float,
   """Registers a port's backbone spec and its converter under `name`."""
   _PORTS[name] = port
   _HEADS[name] = port.head
-  registry.register(registry.BackboneSpec(
-      name=name,
-      source=SOURCE,
-      default_size=224,
-      preprocessing="torch",
-      params_m=params_m,
-      imagenet_top1=imagenet_top1,
-      feature_dim=feature_dim,
-      weights_file=weights_lib.ported_weights_file(name),
-      description=description,
-      builder=build_port,
-  ))
+  port_spec.register(name, builder=build_port, params_m=params_m,
+                     imagenet_top1=imagenet_top1, feature_dim=feature_dim,
+                     description=description)
 
   def converter(state_dict, *, keep_head: bool, num_classes: int = 1000,
                 image_size: int | None = None):

@@ -171,11 +171,6 @@ def interpolate_pos_embedding(pos_embedding: np.ndarray,
 # Custom layers: mixins, made Keras layers by `layer_classes()` (see blocks).
 
 
-def _ops():
-  from keras import ops
-  return ops
-
-
 class _SelfAttentionMixin:
   """torch nn.MultiheadAttention(batch_first=True) used as self-attention.
 
@@ -204,7 +199,7 @@ class _SelfAttentionMixin:
     self.built = True
 
   def call(self, x):
-    ops = _ops()
+    ops = blocks.keras_ops()
     length, dim = x.shape[1], x.shape[2]
     hd = dim // self.num_heads
     qkv = ops.reshape(self.in_proj(x), (-1, length, 3, self.num_heads, hd))
@@ -232,7 +227,7 @@ class _ClassTokenMixin:
     self.built = True
 
   def call(self, x):
-    ops = _ops()
+    ops = blocks.keras_ops()
     token = ops.broadcast_to(ops.cast(self.class_token, x.dtype),
                              (ops.shape(x)[0], 1, x.shape[-1]))
     return ops.concatenate([token, x], axis=1)
@@ -254,7 +249,7 @@ class _PositionEmbeddingMixin:
     self.built = True
 
   def call(self, x):
-    return x + _ops().cast(self.pos_embedding, x.dtype)
+    return x + blocks.keras_ops().cast(self.pos_embedding, x.dtype)
 
   def compute_output_shape(self, input_shape):
     return input_shape

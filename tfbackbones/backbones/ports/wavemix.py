@@ -61,8 +61,7 @@ class _HaarDWTMixin:
     self.levels = int(levels)
 
   def call(self, x):
-    from keras import ops
-
+    ops = blocks.keras_ops()
     channels = x.shape[-1]
     kernel = ops.cast(np.tile(_HAAR, (1, 1, channels, 1)), x.dtype)
     outputs = []
