@@ -143,13 +143,26 @@ def max_pool_3x3_s2(x, name: str):
 
 
 def finish(inputs, x, *, include_top: bool, num_classes: int, name: str,
-            head: Callable | None = None):
-  """Returns the functional model: features, or avgpool + classifier."""
+           head: str | Callable):
+  """Returns the functional model: features, or avgpool + classifier.
+
+  Args:
+    inputs: The model's input.
+    x: The feature map torchvision average-pools.
+    include_top: Append average pooling and the classifier.
+    num_classes: The classifier's width.
+    name: The model's name (with the classifier: `_imagenet` or `_classifier` added).
+    head: The torch name of a plain Linear classifier (`fc`, `classifier`), or
+      `f(pooled, num_classes)` for a longer one.
+  """
   import keras
 
   if include_top:
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-    x = head(x, num_classes)
+    if isinstance(head, str):
+      x = keras.layers.Dense(num_classes, name=head)(x)
+    else:
+      x = head(x, num_classes)
     name = f"{name}_imagenet" if num_classes == 1000 else f"{name}_classifier"
   return keras.Model(inputs, x, name=name)
 

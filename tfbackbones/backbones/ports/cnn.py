@@ -36,6 +36,7 @@ TV = "Keras port of torchvision"
 # name -> constructor; the converters build through this table too, so a spec and
 # its converter cannot diverge.
 CONSTRUCTORS: dict[str, Callable[..., keras.Model]] = {}
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
 # Where torchvision publishes the weights each spec's imagenet_top1 refers to.
 TORCHVISION_WEIGHTS: dict[str, str] = {}
 # Head tensors per port (dropped unless keep_head).
@@ -110,7 +111,7 @@ def _port_converter(name: str, rename: Callable[[str], str] | None = None):
 
 
 def register(name: str, constructor: Callable[..., keras.Model], *,
-             torchvision_url: str, heads: tuple[str, ...],
+             torchvision_file: str, heads: tuple[str, ...],
              params_m: float, imagenet_top1: float, feature_dim: int,
              description: str, default_size: int = 224,
              aliases: Sequence[str] = (),
@@ -120,7 +121,8 @@ def register(name: str, constructor: Callable[..., keras.Model], *,
   Args:
     name: Backbone name; also the converter's name.
     constructor: `f(input_shape, include_top, num_classes, name) -> keras.Model`.
-    torchvision_url: The torchvision release the ImageNet figures refer to.
+    torchvision_file: The torchvision release the ImageNet figures refer to (a file
+      under `TORCHVISION_MODELS`).
     heads: Key prefixes of the classifier's tensors.
     params_m: docs/protocol.md's parameter count (millions, with the head).
     imagenet_top1: torchvision's ImageNet top-1 for those weights.
@@ -131,7 +133,7 @@ def register(name: str, constructor: Callable[..., keras.Model], *,
     rename: Key rewriting for legacy checkpoints.
   """
   CONSTRUCTORS[name] = constructor
-  TORCHVISION_WEIGHTS[name] = torchvision_url
+  TORCHVISION_WEIGHTS[name] = TORCHVISION_MODELS + torchvision_file
   _HEADS[name] = heads
   port_spec.register(name, builder=build_port, params_m=params_m,
                      imagenet_top1=imagenet_top1, feature_dim=feature_dim,

@@ -63,16 +63,13 @@ def densenet161(input_shape: InputShape = ANY_SIZE,
       x = layers.AveragePooling2D(2, strides=2, name=f"{p}.pool")(x)
   x = layers.ReLU(name="features.relu5")(batchnorm(x, "features.norm5"))
 
-  def head(v, n):
-    return layers.Dense(n, name="classifier")(v)
   return finish(inputs, x, include_top=include_top, num_classes=num_classes,
-                name=name, head=head)
+                name=name, head="classifier")
 
 
 cnn.register(
     "densenet161", densenet161,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "densenet161-8d451a50.pth"),
+    torchvision_file="densenet161-8d451a50.pth",
     heads=("classifier.",),
     rename=_DENSENET_LEGACY,
     params_m=28.7, imagenet_top1=77.14, feature_dim=2208,

@@ -97,8 +97,7 @@ def efficientnetv2_s_torchvision(
 
 cnn.register(
     "efficientnetv2_s_torchvision", efficientnetv2_s_torchvision,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "efficientnet_v2_s-dd5fe13b.pth"),
+    torchvision_file="efficientnet_v2_s-dd5fe13b.pth",
     heads=("classifier.",),
     aliases=("efficientnetv2_s", "efficientnet_v2_s"),
     params_m=21.5, imagenet_top1=84.23,

@@ -99,8 +99,7 @@ def mobilenet_v3_large_torchvision(
 
 cnn.register(
     "mobilenet_v3_large_torchvision", mobilenet_v3_large_torchvision,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "mobilenet_v3_large-5c1a4163.pth"),
+    torchvision_file="mobilenet_v3_large-5c1a4163.pth",
     heads=("classifier.",),
     aliases=("mobilenet_v3_large",),
     params_m=5.5, imagenet_top1=75.27,

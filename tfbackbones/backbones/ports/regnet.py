@@ -97,16 +97,13 @@ def regnety_032(input_shape: InputShape = ANY_SIZE,
       x = layers.ReLU(name=f"{p}.activation")(layers.Add()([shortcut, f]))
       width_in = width_out
 
-  def head(v, n):
-    return layers.Dense(n, name="fc")(v)
   return finish(inputs, x, include_top=include_top, num_classes=num_classes,
-                name=name, head=head)
+                name=name, head="fc")
 
 
 cnn.register(
     "regnety_032", regnety_032,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "regnet_y_3_2gf-9180c971.pth"),
+    torchvision_file="regnet_y_3_2gf-9180c971.pth",
     heads=("fc.",),
     aliases=("regnet_y_3_2gf",),
     params_m=19.4, imagenet_top1=81.98, feature_dim=1512,

@@ -61,10 +61,8 @@ def _resnet(layers_per_stage: Sequence[int], *, groups: int,
       x = layers.ReLU(name=f"{p}.relu")(layers.Add()([y, identity]))
       in_ch = out_ch
 
-  def head(v, n):
-    return layers.Dense(n, name="fc")(v)
   return finish(inputs, x, include_top=include_top, num_classes=num_classes,
-                name=name, head=head)
+                name=name, head="fc")
 
 
 def resnet50_torchvision(input_shape: InputShape = ANY_SIZE,
@@ -87,16 +85,14 @@ def resnext50_32x4d(input_shape: InputShape = ANY_SIZE,
 
 cnn.register(
     "resnext50_32x4d", resnext50_32x4d,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "resnext50_32x4d-1a0047aa.pth"),
+    torchvision_file="resnext50_32x4d-1a0047aa.pth",
     heads=("fc.",),
     params_m=25.0, imagenet_top1=81.20, feature_dim=2048,
     description=f"ResNeXt-50 32x4d (Xie et al. 2017), {cnn.TV} resnext50_32x4d "
     "(paper backbone)")
 cnn.register(
     "resnet50_torchvision", resnet50_torchvision,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "resnet50-0676ba61.pth"),
+    torchvision_file="resnet50-0676ba61.pth",
     heads=("fc.",),
     aliases=("resnet50",),
     params_m=25.6, imagenet_top1=76.13,

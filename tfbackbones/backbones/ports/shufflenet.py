@@ -136,16 +136,13 @@ def shufflenet_v2_x2_0(input_shape: InputShape = ANY_SIZE,
   x = conv(x, channels[4], 1, name="conv5.0")
   x = layers.ReLU(name="conv5.2")(batchnorm(x, "conv5.1"))
 
-  def head(v, n):
-    return layers.Dense(n, name="fc")(v)
   return finish(inputs, x, include_top=include_top, num_classes=num_classes,
-                name=name, head=head)
+                name=name, head="fc")
 
 
 cnn.register(
     "shufflenet_v2_x2_0", shufflenet_v2_x2_0,
-    torchvision_url=("https://download.pytorch.org/models/"
-                     "shufflenetv2_x2_0-8be3c8ee.pth"),
+    torchvision_file="shufflenetv2_x2_0-8be3c8ee.pth",
     heads=("fc.",),
     params_m=7.4, imagenet_top1=76.23,
     feature_dim=2048,
