@@ -95,14 +95,12 @@ def test_registered_backbones_build_and_run_non_square(name):
 
 
 def test_vit_and_wavemix_non_square_grids():
-  from tfbackbones.backbones import transformer_ports, wavemix
-  vit = transformer_ports.build_vit((32, 64), num_layers=1, num_heads=2, hidden_dim=16,
-                                    mlp_dim=32)
-  assert vit.get_layer("encoder.pos_embedding").weights[0].shape == (1, 1 + 2 * 4, 16)
-  assert vit(np.zeros((2, 32, 64, 3), np.float32)).shape == (2, 16)
+  from tfbackbones.backbones.ports import vit, wavemix
+  model = vit.build_vit((32, 64), num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+  assert model.get_layer("encoder.pos_embedding").weights[0].shape == (1, 1 + 2 * 4, 16)
+  assert model(np.zeros((2, 32, 64, 3), np.float32)).shape == (2, 16)
   with pytest.raises(ValueError, match="multiples of 16"):
-    transformer_ports.build_vit((32, 40), num_layers=1, num_heads=2, hidden_dim=16,
-                                mlp_dim=32)
+    vit.build_vit((32, 40), num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
   wm = wavemix.build_wavemix((32, 64), depth=1, ff_channel=16, final_dim=16)
   assert wm(np.zeros((1, 32, 64, 3), np.float32)).shape == (1, 8, 16, 16)
   with pytest.raises(ValueError, match="height and width"):
@@ -110,11 +108,11 @@ def test_vit_and_wavemix_non_square_grids():
 
 
 def test_vit_weights_move_to_a_non_square_grid():
-  from tfbackbones.backbones import transformer_ports
+  from tfbackbones.backbones.ports import vit
   small = dict(num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
-  source = transformer_ports.build_vit(64, **small)
-  target = transformer_ports.build_vit((32, 96), **small)
-  transformer_ports.copy_weights(source, target)
+  source = vit.build_vit(64, **small)
+  target = vit.build_vit((32, 96), **small)
+  vit.copy_weights(source, target)
   pos = target.get_layer("encoder.pos_embedding").weights[0].numpy()
   src = source.get_layer("encoder.pos_embedding").weights[0].numpy()
   assert pos.shape == (1, 1 + 2 * 6, 16)

@@ -33,11 +33,8 @@ from tfbackbones import (
   backbones,
   runner,
 )
-from tfbackbones.backbones import cnn_ports
-from tfbackbones.convert import (
-  common,
-  torchvision_cnn,  # noqa: F401
-)
+from tfbackbones.backbones.ports import cnn, regnet
+from tfbackbones.convert import common
 from tfbackbones.convert import registry as convert_registry
 
 pytestmark = pytest.mark.parity
@@ -59,7 +56,7 @@ ARCHS = {
     "efficientnetv2_s_torchvision": (tv_models.efficientnet_v2_s, 21.5),
     "mobilenet_v3_large_torchvision": (tv_models.mobilenet_v3_large, 5.5),
 }
-PORTS = sorted(cnn_ports.CONSTRUCTORS)
+PORTS = sorted(cnn.CONSTRUCTORS)
 
 
 @pytest.fixture(autouse=True)
@@ -187,9 +184,9 @@ def test_converted_file_loads_into_registered_backbone_with_parity(arch, tmp_pat
 
 def test_regnet_stage_plan_matches_torchvision():
   from torchvision.models.regnet import BlockParams
-  params = BlockParams.from_init_params(**cnn_ports.REGNETY_032, se_ratio=0.25)
+  params = BlockParams.from_init_params(**regnet.REGNETY_032, se_ratio=0.25)
   expected = [(w, d, g, s) for w, s, d, g, _ in params._get_expanded_params()]
-  assert cnn_ports.regnet_block_params(**cnn_ports.REGNETY_032) == expected
+  assert regnet.regnet_block_params(**regnet.REGNETY_032) == expected
 
 
 def test_mismatch_errors_name_the_tensor():

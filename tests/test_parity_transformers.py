@@ -29,14 +29,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from tfbackbones import runner
-from tfbackbones.backbones import (
-  registry,
-  transformer_ports,
-)
+from tfbackbones.backbones import registry
 from tfbackbones.backbones import weights as weights_lib
+from tfbackbones.backbones.ports import transformer, vit
 from tfbackbones.convert import common
 from tfbackbones.convert import registry as convert_registry
-from tfbackbones.convert import torchvision_transformers as converters
 from tfbackbones.convert.registry import ConversionError
 
 pytestmark = pytest.mark.parity
@@ -235,7 +232,7 @@ def references():
 
 
 def _head(state, arch):
-  prefix = converters._HEADS[arch]
+  prefix = transformer._HEADS[arch]
   return state[f"{prefix}.weight"], state[f"{prefix}.bias"]
 
 
@@ -258,7 +255,7 @@ def test_logits_match_reference(arch, references):
   # (Swin: the normed map, average-pooled by the engine; ViT: the class
   # token; WaveMix: the final map).
   backbone = registry.get(arch).build(size)
-  transformer_ports.copy_weights(model, backbone)
+  vit.copy_weights(model, backbone)
   _assert_backbone_matches(backbone, state, arch, x, expected)
 
 
@@ -276,7 +273,7 @@ def test_converted_backbone_file_loads_into_registered_backbone(
   """What the converter writes without the head fits `spec.build(weights=)`."""
   state, x, expected = references("swin_t")
   path = str(tmp_path / "swin_t_notop.weights.h5")
-  converters.convert("swin_t", state, keep_head=False,
+  transformer.convert("swin_t", state, keep_head=False,
                      image_size=SIZES["swin_t"]).save_weights(path)
   backbone = registry.get("swin_t").build(SIZES["swin_t"], weights=path)
   _assert_backbone_matches(backbone, state, "swin_t", x, expected)
@@ -316,19 +313,19 @@ def test_conversion_errors_name_the_torch_key(references):
   missing = dict(state)
   del missing[key]
   with pytest.raises(ConversionError, match=key.replace(".", r"\.")):
-    converters.convert("swin_t", missing, keep_head=False, image_size=32)
+    transformer.convert("swin_t", missing, keep_head=False, image_size=32)
 
   bad = dict(state)
   bad[key] = bad[key][:-1]
   with pytest.raises(ConversionError, match=key.replace(".", r"\.")):
-    converters.convert("swin_t", bad, keep_head=False, image_size=32)
+    transformer.convert("swin_t", bad, keep_head=False, image_size=32)
 
   extra = dict(state, **{"features.9.0.norm1.weight": np.ones(96, "f")})
   with pytest.raises(ConversionError, match=r"features\.9\.0\.norm1\.weight"):
-    converters.convert("swin_t", extra, keep_head=False, image_size=32)
+    transformer.convert("swin_t", extra, keep_head=False, image_size=32)
 
   with pytest.raises(ConversionError, match=r"head\.weight.*1000 classes"):
-    converters.convert("swin_t", state, keep_head=True, num_classes=10,
+    transformer.convert("swin_t", state, keep_head=True, num_classes=10,
                        image_size=32)
 
   # A checkpoint for another window size: its index buffer disagrees.
@@ -336,7 +333,7 @@ def test_conversion_errors_name_the_torch_key(references):
   index_key = "features.1.0.attn.relative_position_index"
   window[index_key] = window[index_key][::-1].copy()
   with pytest.raises(ConversionError, match=index_key.replace(".", r"\.")):
-    converters.convert("swin_t", window, keep_head=False, image_size=32)
+    transformer.convert("swin_t", window, keep_head=False, image_size=32)
 
 
 def test_vit_position_embedding_resize_matches_torchvision():
@@ -344,7 +341,7 @@ def test_vit_position_embedding_resize_matches_torchvision():
   for size in (256, 384, 160, 32):
     expected = torchvision.models.vision_transformer.interpolate_embeddings(
         size, 16, {"encoder.pos_embedding": torch.from_numpy(pos)})
-    got = transformer_ports.interpolate_pos_embedding(pos, size // 16)
+    got = vit.interpolate_pos_embedding(pos, size // 16)
     np.testing.assert_allclose(
         got, expected["encoder.pos_embedding"].numpy(), atol=1e-5)
 
@@ -358,7 +355,7 @@ def test_vit_position_embedding_non_square_matches_torch_interpolate():
     resized = torch.nn.functional.interpolate(
         grid, size=(rows, cols), mode="bicubic", align_corners=True)
     expected = resized.permute(0, 2, 3, 1).reshape(rows * cols, 8).numpy()
-    got = transformer_ports.interpolate_pos_embedding(pos, (rows, cols))
+    got = vit.interpolate_pos_embedding(pos, (rows, cols))
     np.testing.assert_array_equal(got[0, 0], pos[0, 0])
     np.testing.assert_allclose(got[0, 1:], expected, atol=1e-5)
 

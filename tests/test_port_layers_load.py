@@ -1,7 +1,7 @@
 """A model.keras with the ports' custom layers loads in a fresh process.
 
-The ports define their layers only when a model is first built (cnn_ports,
-transformer_ports) or in a module imported only then (wavemix), so a process that just
+The ports define their layers only when a model is first built
+(`ports.blocks.layer_classes`), so a process that just
 loads a saved ShuffleNet, WaveMix, Swin or ViT (`python -m tfbackbones.predict`, the
 export and deploy evaluation) found no such class until `artifacts.load_model` called
 `backbones.register_layers()`.
@@ -14,18 +14,18 @@ import sys
 import keras
 import numpy as np
 
-from tfbackbones.backbones import cnn_ports, transformer_ports, wavemix
+from tfbackbones.backbones.ports import shufflenet, vit, wavemix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_every_port_layer_loads_in_a_fresh_process(tmp_path):
   keras.utils.set_random_seed(0)
-  port = transformer_ports.layer_classes()
+  port = vit.layer_classes()
   inputs = keras.Input((8, 8, 4))
-  x = cnn_ports.channel_slice(cnn_ports.channel_shuffle(inputs, 2, name="shuffle"), 0, 2,
-                              name="slice")
-  (dwt,) = wavemix.HaarDWT(1, name="dwt")(x)
+  x = shufflenet.channel_slice(shufflenet.channel_shuffle(inputs, 2, name="shuffle"), 0, 2,
+                               name="slice")
+  (dwt,) = wavemix.layer_classes().HaarDWT(1, name="dwt")(x)
   tokens = port.ClassToken(name="cls")(keras.layers.Reshape((16, 8))(dwt))
   outputs = port.TakeToken(name="take")(port.PositionEmbedding(name="pos")(tokens))
   model = keras.Model(inputs, outputs)

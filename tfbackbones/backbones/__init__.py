@@ -16,13 +16,23 @@ from __future__ import annotations
 # Imported for what importing does: each module registers its backbones (and `hub:`,
 # `keras_hub:`, `savedmodel:` name forms) with the registry.
 from tfbackbones.backbones import (  # noqa: F401
-    cnn_ports,
     efficientnet_lite,
     hub,
     keras_apps,
     keras_hub_presets,
     savedmodel,
-    transformer_ports,
+)
+from tfbackbones.backbones.ports import (  # noqa: F401
+    convnext,
+    densenet,
+    efficientnetv2,
+    mobilenetv3,
+    regnet,
+    resnet,
+    shufflenet,
+    swin,
+    vit,
+    wavemix,
 )
 from tfbackbones.backbones.preprocessing import PREPROCESSING_KINDS, preprocess_images
 from tfbackbones.backbones.registry import BackboneSpec, UnknownBackboneError, get, names, register
@@ -45,11 +55,9 @@ def register_layers() -> None:
   """Registers the ports' custom layers with Keras, as loading a saved model needs.
 
   Importing this package does not: the ports define their layers when a model is first
-  built (cnn_ports and transformer_ports, so that listing backbones does not import
-  Keras) or in a module imported only then (wavemix). A fresh process loading a
-  ShuffleNet, WaveMix, Swin or ViT `model.keras` failed with "Could not locate class".
+  built (`ports.blocks.layer_classes`), so that listing backbones does not import
+  Keras. A fresh process loading a ShuffleNet, WaveMix, Swin or ViT `model.keras`
+  failed with "Could not locate class".
   """
-  from tfbackbones.backbones import wavemix  # noqa: F401  (registers HaarDWT)
-
-  cnn_ports.layer_classes()
-  transformer_ports.layer_classes()
+  for port in (shufflenet, swin, vit, wavemix):
+    port.layer_classes()

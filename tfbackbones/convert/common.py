@@ -1,6 +1,6 @@
 """Shared helpers for turning PyTorch state_dicts into Keras 3 weights.
 
-Every converter (CNNs in `torchvision_cnn`, transformers elsewhere) does the
+Every converter (each beside its model in `tfbackbones.backbones.ports`) does the
 same three things, and they live here so that they are done the same way and
 fail the same way:
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-import pkgutil
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -612,30 +611,22 @@ def regex_renamer(rules: Iterable[tuple[str, str]]) -> Callable[[str], str]:
 # ----------------------------------------------------------------------------
 # Finding converters and running one end to end.
 
-_SKIP_MODULES = ("__main__", "common", "registry")
-
-
 def load_converter_modules() -> dict[str, Exception]:
-  """Imports every converter module of this package (they self-register).
+  """Imports the modules that register converters (they self-register).
 
-  Each architecture family lives in its own module and registers with
-  `registry.register`; importing them all here means the command line and
-  `convert_file` need no list to keep in sync. A module that fails to import
-  does not hide the others.
+  Every converter sits beside its model in `tfbackbones.backbones` (the `ports`
+  package, `efficientnet_lite`), which registers it when it registers the backbones,
+  so importing that package is all the command line and `convert_file` need; no
+  list to keep in sync.
 
   Returns:
-    {module name: import error} for modules that failed.
+    {module name: import error} if the import failed, else {}.
   """
-  package = importlib.import_module("tfbackbones.convert")
-  errors: dict[str, Exception] = {}
-  for info in pkgutil.iter_modules(package.__path__):
-    if info.name in _SKIP_MODULES or info.name.startswith("_"):
-      continue
-    try:
-      importlib.import_module(f"tfbackbones.convert.{info.name}")
-    except Exception as e:
-      errors[info.name] = e
-  return errors
+  try:
+    importlib.import_module("tfbackbones.backbones")
+  except Exception as e:
+    return {"tfbackbones.backbones": e}
+  return {}
 
 
 def get_converter(arch: str) -> Callable:

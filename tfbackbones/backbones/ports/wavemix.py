@@ -17,17 +17,24 @@ Only even feature maps down to the last level are valid (the official code
 reshapes with int(h/2) and fails otherwise): the input size must make
 (size // patch_size) divisible by 2**level, e.g. a multiple of 32 here.
 
-This module imports Keras; the registry imports it only when building.
+The converter fills the ConvTranspose2d weights, (in, out, kh, kw) -> (kh, kw, out,
+in); everything else maps by name (see `transformer`).
 """
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
+
 import numpy as np
-from keras import ops
 
 from tfbackbones import imagesize
-from tfbackbones.backbones.torch_init import torch_conv_init
+from tfbackbones.backbones.ports import blocks, transformer
+from tfbackbones.backbones.ports.blocks import torch_conv_init
+from tfbackbones.convert import common
+from tfbackbones.convert.registry import ConversionError
+
+if TYPE_CHECKING:
+  import keras
 
 # Haar analysis on a 2x2 block [[a, b], [c, d]] (rows = height), as
 # pytorch_wavelets computes it (row filtering along the width first, then
@@ -41,8 +48,7 @@ _HAAR = np.array([
 ], np.float32).transpose(1, 2, 0)[:, :, None, :]  # (2, 2, 1, 4)
 
 
-@keras.saving.register_keras_serializable(package="tfbackbones")
-class HaarDWT(keras.layers.Layer):
+class _HaarDWTMixin:
   """Multi-level 2-D Haar DWT returning WaveMix's per-level token maps.
 
   Level j (1-based) is computed from the LL band of level j-1, which is what
@@ -55,6 +61,7 @@ class HaarDWT(keras.layers.Layer):
     self.levels = int(levels)
 
   def call(self, x):
+    ops = blocks.keras_ops()
     channels = x.shape[-1]
     kernel = ops.cast(np.tile(_HAAR, (1, 1, channels, 1)), x.dtype)
     outputs = []
@@ -80,9 +87,15 @@ class HaarDWT(keras.layers.Layer):
     return {**super().get_config(), "levels": self.levels}
 
 
+# The one custom layer, made a Keras layer on first use (see blocks).
+layer_classes = blocks.layer_classes(__name__, {"HaarDWT": _HaarDWTMixin})
+
+
 def _feedforward(x, prefix: str, *, final_dim: int, mult: int,
                  ff_channel: int, out_dim: int, dropout: float):
   """The official `feedforward{j}` Sequential: 1x1, GELU, drop, 1x1, up, BN."""
+  import keras
+
   in_dim = x.shape[-1]
   x = keras.layers.Conv2D(final_dim * mult, 1, name=f"{prefix}.0",
                           **torch_conv_init(in_dim))(x)
@@ -104,10 +117,12 @@ def _feedforward(x, prefix: str, *, final_dim: int, mult: int,
 def _waveblock(x, prefix: str, *, level: int, final_dim: int, mult: int,
                ff_channel: int, dropout: float):
   """The official Level{level}Waveblock (without the outer residual)."""
+  import keras
+
   reduced = keras.layers.Conv2D(final_dim // 4, 1, name=f"{prefix}.reduction",
                                 **torch_conv_init(
                                     final_dim))(x)
-  maps = HaarDWT(level, name=f"{prefix}.dwt")(reduced)
+  maps = layer_classes().HaarDWT(level, name=f"{prefix}.dwt")(reduced)
   if level == 1:
     maps = [maps] if not isinstance(maps, (list, tuple)) else maps
   ff = dict(final_dim=final_dim, mult=mult, ff_channel=ff_channel,
@@ -146,6 +161,8 @@ def build_wavemix(image_size, *, include_top: bool = False,
   Returns:
     Model (B, H, W, 3) -> (B, H/4, W/4, final_dim) features, or logits.
   """
+  import keras
+
   if not 1 <= level <= 4:
     raise ValueError(f"WaveMix level must be 1-4, got {level}.")
   height, width = imagesize.require(image_size)
@@ -178,3 +195,48 @@ def build_wavemix(image_size, *, include_top: bool = False,
     x = keras.layers.Dense(num_classes, name="pool.2",
                            **init(final_dim))(x)
   return keras.Model(inputs, x, name=name)
+
+
+# Converter: the transposed convolutions; the rest maps by name.
+
+
+def assign_conv_transpose(layer, state: common.StateDict, prefix: str) -> list:
+  """Conv2DTranspose <- ConvTranspose2d: (in, out, kh, kw) -> (kh, kw, out, in).
+
+  Same axis permutation as a Conv2d weight, but the torch axes mean
+  (in, out), not (out, in); the shape check catches a swapped layer.
+  """
+  key = f"{prefix}.weight"
+  weight = state.take(key, context=layer.name)
+  if weight.ndim != 4:
+    raise ConversionError(
+        f"torch tensor {key!r} has shape {tuple(weight.shape)}; Keras layer "
+        f"{layer.name!r} needs a 4-D ConvTranspose2d weight.")
+  common.assign(layer.kernel, np.transpose(weight, (2, 3, 1, 0)), key,
+                layer.name)
+  done = [layer.kernel]
+  if layer.bias is not None:
+    bias_key = f"{prefix}.bias"
+    common.assign(layer.bias, state.take(bias_key, context=layer.name),
+                  bias_key, layer.name)
+    done.append(layer.bias)
+  return done
+
+
+def _assigners() -> list:
+  import keras
+
+  return [(keras.layers.Conv2DTranspose, assign_conv_transpose)]
+
+
+transformer.register(
+    "wavemix_192_16",
+    transformer.Port(
+        build=build_wavemix,
+        torch_url=("https://huggingface.co/cloudwalker/wavemix/resolve/main/"
+                   "Saved_Models_Weights/ImageNet/wavemix_192_16_75.06.pth"),
+        head="pool.2", assigners=_assigners),
+    params_m=27.9, imagenet_top1=75.32, feature_dim=192,
+    description=("WaveMix-192/16 level 3 (Jeevan et al. 2022), Keras "
+                 "port of the official code; size a multiple of 32 "
+                 "(paper backbone)"))
