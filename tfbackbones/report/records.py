@@ -161,8 +161,12 @@ def read_workdir(workdir: str) -> list[Record]:
   A directory with result.json is a run (finished or failed); one with config.json but no
   result.json is an incomplete run (interrupted, or still training). Runs listed in a
   study manifest (`<workdir>/studies/*.json`, written by experiments.run) whose directory
-  holds neither are missing.
+  holds neither are missing. A `workdir` that does not exist is a ValueError: a typo
+  would otherwise give a report of no runs that looks like a real one.
   """
+  if not tf.io.gfile.isdir(workdir):
+    raise ValueError(f"--workdir={workdir}: no such directory; give the study's workdir "
+                     "(the --workdir of experiments.run or train)")
   records, seen = [], set()
   for dirname, subdirs, files in tf.io.gfile.walk(workdir):
     if "result.json" in files or "config.json" in files or "state.json" in files:
