@@ -1,0 +1,132 @@
+"""A new user's mistakes on train, study and report: one `error:` line, exit 2, no traceback.
+
+Found by trying the entry points as a first-hour user would (session 8's trial): a typo'd
+flag, a workdir that cannot be created, Ctrl-C, a typo'd report workdir, and a report
+table that hid a degenerate seed. Each CLI case runs the entry point in a subprocess, as
+typed, since absl's flag parsing and exit codes are what the user sees.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfbackbones.report import records as rec
+from tfbackbones.report import render, tables
+from tfbackbones.training import workdir as wd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, **kwargs):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=120, check=False, **kwargs)
+
+
+def _one_error_line(proc) -> str:
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr
+  return lines[0]
+
+
+# ------------------------------------------------------------------ bad flags: exit 2
+@pytest.mark.parametrize("module", ["tfbackbones.train", "experiments.run",
+                                    "tfbackbones.report"])
+def test_a_typod_flag_is_one_error_line_and_exit_2(module):
+  # absl's own parser printed "FATAL Flags parsing error" and exited 1, which for train
+  # is the exit code of a run that is not a result (diverged / degenerate).
+  line = _one_error_line(_run(["-m", module, "--max_epoch=3", "--nosuchflag"]))
+  assert "max_epoch" in line and "--helpfull" in line
+
+
+def test_a_word_that_is_not_a_flag_is_refused_not_dropped():
+  # `--set a=1 b=2` set only `a` in experiments.run, which ignored its arguments.
+  line = _one_error_line(_run(["-m", "experiments.run", "--study=adhoc", "--workdir=x",
+                               "--set", "weights=none", "image_size=32"]))
+  assert "image_size=32" in line and "--set" in line
+
+
+def test_a_bad_enum_value_names_the_valid_ones():
+  line = _one_error_line(_run(["-m", "tfbackbones.train", "--select_on=tset"]))
+  assert "select_on" in line and "val" in line and "test" in line
+
+
+# ------------------------------------------------------------------ workdirs
+def test_a_workdir_under_a_file_is_refused_before_anything_runs(tmp_path):
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  with pytest.raises(wd.WorkdirError, match="is a file"):
+    wd.check_usable(str(afile / "run"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_a_workdir_that_cannot_be_created_is_refused_and_nothing_is_left(tmp_path):
+  with pytest.raises(wd.WorkdirError, match="cannot be created"):
+    wd.check_usable("/proc/no_such_dir/run")   # not creatable, even by root
+  new = tmp_path / "new" / "run"
+  wd.check_usable(str(new))                    # a creatable path passes ...
+  assert os.listdir(tmp_path) == []            # ... and the check leaves nothing behind
+
+
+def test_train_on_an_uncreatable_workdir_is_one_line():
+  line = _one_error_line(_run(["-m", "tfbackbones.train", "--weights=none",
+                               "--workdir=/proc/no_such_dir/run", "--dry_run"]))
+  assert "/proc/no_such_dir/run" in line
+
+
+def test_a_study_on_an_uncreatable_workdir_is_one_line():
+  line = _one_error_line(_run(["-m", "experiments.run", "--study=adhoc",
+                               "--backbones=mobilenet_v3_small", "--datasets=sklearn_digits",
+                               "--workdir=/proc/no_such_dir/study"]))
+  assert "/proc/no_such_dir/study" in line
+
+
+# ------------------------------------------------------------------ Ctrl-C
+_INTERRUPT = """
+import sys
+from absl import app
+from tfbackbones import cli, train
+def interrupted(config, **kwargs):
+  raise KeyboardInterrupt   # as Ctrl-C mid-epoch
+def main(argv):
+  cli.quiet_logs()          # as train.main does, before TensorFlow is imported
+  from tfbackbones import runner
+  runner.train = interrupted
+  return train.main(argv)
+app.run(main, argv=sys.argv, flags_parser=cli.parse_flags)
+"""
+
+
+def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(tmp_path):
+  proc = _run(["-c", _INTERRUPT, "--weights=none", f"--workdir={tmp_path / 'run'}"])
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 130, (proc.returncode, proc.stderr)   # 128 + SIGINT
+  assert len(lines) == 1 and "rerun the same command" in lines[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ report
+def test_report_on_a_workdir_that_does_not_exist_is_an_error(tmp_path):
+  with pytest.raises(ValueError, match="no such directory"):
+    rec.read_workdir(str(tmp_path / "typo"))
+  line = _one_error_line(_run(["-m", "tfbackbones.report", f"--workdir={tmp_path}/typo",
+                               f"--out={tmp_path}/report"]))
+  assert "typo" in line
+  assert not os.path.exists(tmp_path / "report")   # no empty report that looks like one
+
+
+def test_report_n_column_counts_runs_that_are_not_results():
+  def record(seed, top1, status):
+    return rec.Record(backbone="b", dataset="d", domain="A", train_fraction=1.0, seed=seed,
+                      status=status, top1=top1, selection_protocol=rec.VAL_SPLIT,
+                      source=rec.RUNS)
+  table = tables.datasets_table([record(0, 83.3, rec.FINISHED),
+                                 record(1, None, rec.DEGENERATE),
+                                 record(2, None, rec.DIVERGED)])
+  md = render.to_markdown(table)
+  # The mean is over one seed of three: the table must say so, not show a bare "1".
+  assert "| 1 (+2 not results) |" in md, md
