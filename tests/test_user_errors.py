@@ -55,6 +55,14 @@ def test_a_bad_enum_value_names_the_valid_ones():
   assert "select_on" in line and "val" in line and "test" in line
 
 
+def test_zero_seeds_is_an_error_not_an_empty_study_that_succeeds():
+  from experiments import studies
+  from tfbackbones.config import ConfigError
+  with pytest.raises(ConfigError, match="--seeds=0"):
+    studies.build("adhoc", "runs/x", backbones=["mobilenet_v3_small"],
+                  datasets=["sklearn_digits"], seeds=0)
+
+
 # ------------------------------------------------------------------ workdirs
 def test_a_workdir_under_a_file_is_refused_before_anything_runs(tmp_path):
   afile = tmp_path / "afile"
