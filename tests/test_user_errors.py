@@ -138,3 +138,44 @@ def test_report_n_column_counts_runs_that_are_not_results():
   md = render.to_markdown(table)
   # The mean is over one seed of three: the table must say so, not show a bare "1".
   assert "| 1 (+2 not results) |" in md, md
+
+
+# ------------------------------------------------------------------ offline datasets
+def _no_dns(monkeypatch):
+  import socket
+
+  def fail(*args, **kwargs):
+    raise socket.gaierror(-2, "Name or service not known")
+  monkeypatch.setattr(socket, "getaddrinfo", fail)
+  for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+              "all_proxy"):
+    monkeypatch.delenv(var, raising=False)
+
+
+def test_an_unprepared_catalog_dataset_offline_fails_in_seconds(tmp_path, monkeypatch):
+  # It used to retry the download for ~4 minutes (dtd, measured) before the same advice;
+  # offline, TFDS now tries once and the message says why.
+  import time
+
+  from tfbackbones.data import catalog, pipeline
+  _no_dns(monkeypatch)
+  start = time.monotonic()
+  with pytest.raises(pipeline.DataNotAvailableError, match="no network") as e:
+    pipeline.get_builder(catalog.get("dtd"), str(tmp_path), download=True)
+  assert time.monotonic() - start < 20
+  assert "--prepare=dtd" in str(e.value) and "www.robots.ox.ac.uk" in str(e.value)
+
+
+def test_the_offline_check_never_concerns_builders_that_need_no_network(tmp_path,
+                                                                      monkeypatch):
+  import tensorflow_datasets as tfds
+
+  from tfbackbones.data import catalog, offline, pipeline
+  _no_dns(monkeypatch)
+  ours = pipeline.tfds_builder(catalog.get("sklearn_digits"), str(tmp_path))
+  manual = pipeline.tfds_builder(catalog.get("tiny_imagenet"), str(tmp_path))
+  assert offline.unreachable(ours) is None and offline.unreachable(manual) is None
+  dtd = tfds.builder("dtd", data_dir=str(tmp_path))
+  assert offline.unreachable(dtd) is not None
+  monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")   # a proxy resolves for us
+  assert offline.unreachable(dtd) is None
