@@ -63,6 +63,14 @@ def test_zero_seeds_is_an_error_not_an_empty_study_that_succeeds():
                   datasets=["sklearn_digits"], seeds=0)
 
 
+def test_a_missing_image_folder_is_one_line(tmp_path):
+  # It was 11 lines about make_builder() and DownloadConfig(manual_dir=...).
+  line = _one_error_line(_run(["-m", "tfbackbones.train", "--weights=none",
+                               f"--dataset=folder:{tmp_path}/nope",
+                               f"--data_dir={tmp_path}/tfds", f"--workdir={tmp_path}/w"]))
+  assert f"{tmp_path}/nope not found" in line and "sub-folder" in line
+
+
 # ------------------------------------------------------------------ workdirs
 def test_a_workdir_under_a_file_is_refused_before_anything_runs(tmp_path):
   afile = tmp_path / "afile"
