@@ -187,3 +187,18 @@ def test_the_offline_check_never_concerns_builders_that_need_no_network(tmp_path
   assert offline.unreachable(dtd) is not None
   monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")   # a proxy resolves for us
   assert offline.unreachable(dtd) is None
+
+
+def test_report_says_when_a_cell_repeats_a_seed():
+  # Two runs of seed 0 with other flags in one --workdir showed as "95.83 ± 0.00, n=2":
+  # a std over seeds of a seed with itself.
+  def record(seed, top1):
+    return rec.Record(backbone="b", dataset="d", domain="A", train_fraction=1.0, seed=seed,
+                      status=rec.FINISHED, top1=top1, selection_protocol=rec.VAL_SPLIT,
+                      source=rec.RUNS)
+  table = tables.datasets_table([record(0, 95.8), record(0, 95.8), record(1, 90.0)])
+  md = render.to_markdown(table)
+  assert "| 3 (+seed 0 repeated) |" in md, md
+  assert "seed repeated: d / b: seed 0" in md
+  fine = render.to_markdown(tables.datasets_table([record(0, 95.8), record(1, 90.0)]))
+  assert "repeated" not in fine

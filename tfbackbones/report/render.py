@@ -68,6 +68,8 @@ _NOT_IN_MEAN = {"failed": "failed", "incomplete": "incomplete", "missing": "miss
 
 def _runs(row: dict) -> str:
   extra = [f"{row[k]} {label}" for k, label in _NOT_IN_MEAN.items() if row.get(k)]
+  if row.get("repeated_seeds"):
+    extra.append(f"seed {row['repeated_seeds']} repeated")
   return f"{row['n']}" + (f" (+{', '.join(extra)})" if extra else "")
 
 
