@@ -71,6 +71,18 @@ def test_a_missing_image_folder_is_one_line(tmp_path):
   assert f"{tmp_path}/nope not found" in line and "sub-folder" in line
 
 
+@pytest.mark.parametrize("flag,names", [
+    ("--seeds=0", "--seeds=0"),                      # was an IndexError traceback
+    ("--max_epochs=-1", "--max_epochs=-1"),          # was a ConfigError traceback
+    ("--backbones=mobilenet_v3_smal", "mobilenet_v3_small")])  # was tried once per run
+def test_quickstart_checks_its_flags_before_the_first_run(tmp_path, flag, names):
+  proc = _run(["-m", "experiments.quickstart", f"--workdir={tmp_path}/qs",
+               f"--data_dir={tmp_path}/tfds", flag])
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.startswith("error: ") and names in proc.stderr, proc.stderr
+  assert "[1/" not in proc.stdout and not os.path.exists(tmp_path / "qs")
+
+
 # ------------------------------------------------------------------ workdirs
 def test_a_workdir_under_a_file_is_refused_before_anything_runs(tmp_path):
   afile = tmp_path / "afile"
