@@ -147,6 +147,13 @@ def test_report_on_a_workdir_that_does_not_exist_is_an_error(tmp_path):
   assert not os.path.exists(tmp_path / "report")   # no empty report that looks like one
 
 
+def test_report_to_an_out_that_cannot_be_created_is_one_line(tmp_path):
+  os.makedirs(tmp_path / "study")
+  line = _one_error_line(_run(["-m", "tfbackbones.report", f"--workdir={tmp_path}/study",
+                               "--out=/proc/no_such_dir/report"]))
+  assert "/proc/no_such_dir" in line and "--out" in line
+
+
 def test_report_n_column_counts_runs_that_are_not_results():
   def record(seed, top1, status):
     return rec.Record(backbone="b", dataset="d", domain="A", train_fraction=1.0, seed=seed,
