@@ -83,6 +83,23 @@ def test_quickstart_checks_its_flags_before_the_first_run(tmp_path, flag, names)
   assert "[1/" not in proc.stdout and not os.path.exists(tmp_path / "qs")
 
 
+@pytest.mark.parametrize("dataset", ["sklearn_digits", "folder"])
+def test_an_unwritable_data_dir_is_named_as_the_problem(tmp_path, dataset):
+  # It said "Offline? Prepare it where the network works" or "Fix the folder".
+  from PIL import Image
+
+  from tfbackbones.data import catalog, pipeline
+  if dataset == "folder":
+    for c in ("a", "b"):
+      os.makedirs(tmp_path / "photos" / c)
+      for i in range(3):
+        Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / "photos" / c / f"{i}.png")
+    dataset = f"folder:{tmp_path / 'photos'}"
+  with pytest.raises(pipeline.DataNotAvailableError, match="--data_dir you can write") as e:
+    pipeline.get_builder(catalog.get(dataset), "/proc/no_such_dir/tfds", download=True)
+  assert "Offline" not in str(e.value) and "Fix the folder" not in str(e.value)
+
+
 # ------------------------------------------------------------------ workdirs
 def test_a_workdir_under_a_file_is_refused_before_anything_runs(tmp_path):
   afile = tmp_path / "afile"

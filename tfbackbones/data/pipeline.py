@@ -123,6 +123,12 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: str | None, download: bool,
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:
+    filename = getattr(e, "filename", None)
+    if isinstance(e, OSError) and filename and str(where).startswith(str(filename)):
+      # Neither the folder nor the network: the data_dir cannot be written.
+      raise DataNotAvailableError(
+          f"cannot prepare dataset {spec.name!r} into {where}: {type(e).__name__}: "
+          f"{e.strerror}: {filename}. Give a --data_dir you can write to.") from e
     if spec.builder_factory is not None:  # the user's folder: no network involved
       raise DataNotAvailableError(
           f"could not prepare the image folder {spec.name[len(catalog.FOLDER_PREFIX):]} "
