@@ -238,3 +238,19 @@ def test_report_says_when_a_cell_repeats_a_seed():
   assert "seed repeated: d / b: seed 0" in md
   fine = render.to_markdown(tables.datasets_table([record(0, 95.8), record(1, 90.0)]))
   assert "repeated" not in fine
+
+
+def test_a_damaged_result_json_is_counted_in_its_own_cell(tmp_path):
+  # A study run's damaged result.json made a cell of its own, named by the directory's
+  # slug ("folder_tmp_trial_digits3"), beside the real dataset's row.
+  import json
+  run = tmp_path / "folder_tmp_photos" / "b-scratch" / "frac1" / "seed1"
+  os.makedirs(run)
+  (run / "config.json").write_text(json.dumps(
+      {"dataset": "folder:/tmp/photos", "backbone": "b", "weights": "none", "seed": 1,
+       "train_fraction": 1.0, "select_on": "val"}))
+  (run / "result.json").write_text("[]")
+  [record] = rec.read_workdir(str(tmp_path))
+  assert (record.dataset, record.backbone, record.seed, record.status) == (
+      "folder:/tmp/photos", "b-scratch", 1, rec.UNREADABLE)
+  assert "result.json" in record.error

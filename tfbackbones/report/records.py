@@ -128,8 +128,17 @@ def from_result(result: RunResult, path: str) -> Record:
       path=path, resources=resources)
 
 
-def _unreadable(error: str, path: str) -> Record:
-  """A run directory whose result.json cannot be read: counted, never dropped."""
+def _unreadable(error: str, path: str, files: Iterable[str] = ()) -> Record:
+  """A run directory whose result.json cannot be read: counted, never dropped.
+
+  Its config.json (or state.json's copy), written when the run started, says which cell
+  it belongs to; only without one is the cell guessed from the path, which for a study
+  is the slug of the dataset (`folder_tmp_photos`), a cell of its own.
+  """
+  config = (_read_json(os.path.join(path, "config.json")) if "config.json" in files
+            else _config_in_state(path) if "state.json" in files else None)
+  if isinstance(config, dict):
+    return dataclasses.replace(_incomplete(config, path, UNREADABLE), error=error)
   parts = _relative_parts(path)
   return Record(backbone=parts[1] if len(parts) > 1 else "unknown",
                 dataset=parts[0] if parts else "unknown", status=UNREADABLE,
@@ -177,7 +186,7 @@ def read_workdir(workdir: str) -> list[Record]:
                                      dirname))
         except results.ResultError as e:
           logging.warning("%s", e)
-          records.append(_unreadable(str(e), dirname))
+          records.append(_unreadable(str(e), dirname, files))
       else:
         config = _read_json(os.path.join(dirname, "config.json")) \
             if "config.json" in files else _config_in_state(dirname)
