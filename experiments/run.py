@@ -358,6 +358,8 @@ def main(argv):
     mine = studies.shard(configs, FLAGS.shard_index, FLAGS.num_shards)
     if FLAGS.export:
       exporters.check_formats(FLAGS.export)  # a typo fails now, not after training
+    from tfbackbones.training import workdir
+    workdir.check_usable(FLAGS.workdir)  # before the manifest is written, not a traceback
   except (ConfigError, studies.UnknownStudyError, exporters.ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -367,7 +369,11 @@ def main(argv):
     from tfbackbones.training import distribute
     distribute.configure_cpu_replicas(max(c.cpu_replicas for c in mine))
   write_manifest(FLAGS.workdir, FLAGS.study, configs)
-  outcomes = run_shard(configs, shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
+  try:
+    outcomes = run_shard(configs, shard_index=FLAGS.shard_index,
+                         num_shards=FLAGS.num_shards)
+  except KeyboardInterrupt:
+    cli.interrupted(FLAGS.workdir)
   print("\n" + summary(outcomes))
   if FLAGS.export:  # deployment artifacts and their accuracy/latency (tfbackbones/deploy)
     from tfbackbones.deploy import evaluation
@@ -377,4 +383,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -229,6 +229,9 @@ def build(name: str, workdir: str, *, data_dir: str | None = None,
     raise ConfigError(f"unknown override(s) {bad}; valid keys: {', '.join(sorted(known))}")
   if "workdir" in overrides:
     raise ConfigError("workdir is set per run by the study runner; use --workdir")
+  if given.get("seeds") is not None and given["seeds"] < 1:
+    # range(0) is an empty grid: the shard would "finish" at once with exit 0.
+    raise ConfigError(f"--seeds={given['seeds']}: use >= 1 (seeds 0..N-1 are run)")
   configs = []
   for cfg in fn(**given):
     cfg = cfg.replace(**overrides)

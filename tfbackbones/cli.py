@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from absl import flags
 from absl import logging as absl_logging
 
@@ -54,3 +56,54 @@ def flagfiles_first(argv: list[str]) -> list[str]:
       rest.append(arg)
     i += 1
   return head + files + rest
+
+
+# The exit code of a command line the program cannot use (a typo'd flag, a bad value):
+# what every entry point returns for the user's own mistakes (`error:` lines), and apart
+# from 1, which `train` and `experiments.run` keep for runs that are not results.
+USAGE_EXIT = 2
+# 128 + SIGINT, as a shell reports a process stopped by Ctrl-C.
+INTERRUPTED_EXIT = 130
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing for an entry point that takes only flags.
+
+  Use as `app.run(main, flags_parser=cli.parse_flags)`. absl's own parser prints
+  "FATAL Flags parsing error" on two lines and exits 1, the code `train` gives a run that
+  trained but is not a result; a typo'd flag is the user's mistake like any other, so it
+  gets the same one `error:` line and exit 2. absl's message already names the flag and,
+  for a near miss, suggests the right one. A word that is not a flag is refused the same
+  way: `--set weights=none image_size=32` would otherwise drop `image_size=32` silently
+  in the entry points that ignore their arguments.
+  """
+  args = parse_flags_and_args(argv)
+  if len(args) > 1:
+    _usage_error(f"unexpected argument(s) {' '.join(args[1:])!r}: every setting is a "
+                 "--flag (and each KEY=VALUE needs its own --set)")
+  return args
+
+
+def parse_flags_and_args(argv: list[str]) -> list[str]:
+  """`parse_flags` for an entry point that takes arguments too (predict's images)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _usage_error(" ".join(str(e).split()))
+
+
+def _usage_error(message: str) -> None:
+  print(f"error: {message} (--helpshort or --helpfull list the flags)", file=sys.stderr)
+  sys.exit(USAGE_EXIT)
+
+
+def interrupted(workdir: str) -> None:
+  """Ctrl-C in a training entry point: one line saying the work is kept, then exit 130.
+
+  The engine's workdir is built to survive a kill at any point (docs/workdir.md), so an
+  interrupt is not an error, and the KeyboardInterrupt traceback from deep in the loop
+  only made it look like one.
+  """
+  print(f"interrupted: {workdir} keeps every checkpointed epoch; rerun the same command "
+        "to resume", file=sys.stderr)
+  sys.exit(INTERRUPTED_EXIT)

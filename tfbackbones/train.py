@@ -143,8 +143,7 @@ def config_from_flags() -> TrainConfig:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses arguments that are not flags
   cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner
   from tfbackbones.training import distribute
@@ -156,6 +155,8 @@ def main(argv):
       return 0
     distribute.configure_cpu_replicas(config.cpu_replicas)  # before TF starts
     result = runner.train(config)
+  except KeyboardInterrupt:
+    cli.interrupted(FLAGS.workdir)
   except runner.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -170,4 +171,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, argv=cli.flagfiles_first(sys.argv))
+  app.run(main, argv=cli.flagfiles_first(sys.argv), flags_parser=cli.parse_flags)

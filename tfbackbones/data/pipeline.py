@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 from tfbackbones import imagesize
 from tfbackbones.config import ConfigError
 from tfbackbones.data import augment as augment_lib
-from tfbackbones.data import catalog, checks
+from tfbackbones.data import catalog, checks, offline
 from tfbackbones.data import resize as resize_lib
 from tfbackbones.data import splits as splits_lib
 
@@ -117,19 +117,28 @@ def get_builder(spec: catalog.DatasetSpec, data_dir: str | None, download: bool,
         f"Prepare it once with `python -m tfbackbones.datasets --prepare={spec.name} "
         "--data_dir=DIR` on a machine with network access and copy DIR here (pass "
         "--data_dir=DIR), or rerun without --nodownload.")
+  offline_why = None
   try:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    with offline.attempts(builder) as offline_why:  # offline: one try, not minutes of them
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:
+    filename = getattr(e, "filename", None)
+    if isinstance(e, OSError) and filename and str(where).startswith(str(filename)):
+      # Neither the folder nor the network: the data_dir cannot be written.
+      raise DataNotAvailableError(
+          f"cannot prepare dataset {spec.name!r} into {where}: {type(e).__name__}: "
+          f"{e.strerror}: {filename}. Give a --data_dir you can write to.") from e
     if spec.builder_factory is not None:  # the user's folder: no network involved
       raise DataNotAvailableError(
           f"could not prepare the image folder {spec.name[len(catalog.FOLDER_PREFIX):]} "
           f"into {where}: {type(e).__name__}: {e}. Fix the folder (one sub-folder of "
           "images per class, or train/ and test/ folders of class folders; see "
           "tfds_builders/image_folder/README.md) and rerun.") from e
+    cause = f"{offline_why}. " if offline_why else "Offline? "
     raise DataNotAvailableError(
         f"could not prepare dataset {spec.name!r} ({spec.tfds_name}) into {where}: "
-        f"{type(e).__name__}: {e}. Offline? Prepare it where the network works "
+        f"{type(e).__name__}: {e}. {cause}Prepare it where the network works "
         f"(`python -m tfbackbones.datasets --prepare={spec.name} --data_dir=DIR`) and "
         "copy DIR here, or, for a manual dataset, put the files where the message above "
         "says.") from e

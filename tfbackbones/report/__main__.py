@@ -42,10 +42,17 @@ def main(argv):
   except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except Exception as e:  # tf.io.gfile's errors (an --out it cannot create, a bucket's
+    import tensorflow as tf  # permissions) are not OSErrors; they are about the paths given
+    if not isinstance(e, tf.errors.OpError):
+      raise
+    print(f"error: {type(e).__name__}: {e.message} (check --workdir and --out)",
+          file=sys.stderr)
+    return 2
   print(f"open {os.path.join(FLAGS.out, 'report.html')}; "
         f"tensorboard --logdir={FLAGS.out} (Text tab)")
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

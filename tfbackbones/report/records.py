@@ -128,8 +128,17 @@ def from_result(result: RunResult, path: str) -> Record:
       path=path, resources=resources)
 
 
-def _unreadable(error: str, path: str) -> Record:
-  """A run directory whose result.json cannot be read: counted, never dropped."""
+def _unreadable(error: str, path: str, files: Iterable[str] = ()) -> Record:
+  """A run directory whose result.json cannot be read: counted, never dropped.
+
+  Its config.json (or state.json's copy), written when the run started, says which cell
+  it belongs to; only without one is the cell guessed from the path, which for a study
+  is the slug of the dataset (`folder_tmp_photos`), a cell of its own.
+  """
+  config = (_read_json(os.path.join(path, "config.json")) if "config.json" in files
+            else _config_in_state(path) if "state.json" in files else None)
+  if isinstance(config, dict):
+    return dataclasses.replace(_incomplete(config, path, UNREADABLE), error=error)
   parts = _relative_parts(path)
   return Record(backbone=parts[1] if len(parts) > 1 else "unknown",
                 dataset=parts[0] if parts else "unknown", status=UNREADABLE,
@@ -161,8 +170,12 @@ def read_workdir(workdir: str) -> list[Record]:
   A directory with result.json is a run (finished or failed); one with config.json but no
   result.json is an incomplete run (interrupted, or still training). Runs listed in a
   study manifest (`<workdir>/studies/*.json`, written by experiments.run) whose directory
-  holds neither are missing.
+  holds neither are missing. A `workdir` that does not exist is a ValueError: a typo
+  would otherwise give a report of no runs that looks like a real one.
   """
+  if not tf.io.gfile.isdir(workdir):
+    raise ValueError(f"--workdir={workdir}: no such directory; give the study's workdir "
+                     "(the --workdir of experiments.run or train)")
   records, seen = [], set()
   for dirname, subdirs, files in tf.io.gfile.walk(workdir):
     if "result.json" in files or "config.json" in files or "state.json" in files:
@@ -173,7 +186,7 @@ def read_workdir(workdir: str) -> list[Record]:
                                      dirname))
         except results.ResultError as e:
           logging.warning("%s", e)
-          records.append(_unreadable(str(e), dirname))
+          records.append(_unreadable(str(e), dirname, files))
       else:
         config = read_json(os.path.join(dirname, "config.json")) \
             if "config.json" in files else _config_in_state(dirname)

@@ -60,8 +60,16 @@ def _mean_std(row: dict) -> str:
   return f"{row['mean_top1']:.2f}{std}"
 
 
+# The runs of a cell that are not in its mean, by the datasets table's column names; a
+# mean over 1 of 3 seeds must not read as a mean over 1.
+_NOT_IN_MEAN = {"failed": "failed", "incomplete": "incomplete", "missing": "missing",
+                "not_result": "not results"}
+
+
 def _runs(row: dict) -> str:
-  extra = [f"{row[k]} {k}" for k in ("failed", "incomplete", "missing") if row.get(k)]
+  extra = [f"{row[k]} {label}" for k, label in _NOT_IN_MEAN.items() if row.get(k)]
+  if row.get("repeated_seeds"):
+    extra.append(f"seed {row['repeated_seeds']} repeated")
   return f"{row['n']}" + (f" (+{', '.join(extra)})" if extra else "")
 
 

@@ -77,9 +77,21 @@ def _cell_row(key: tuple, group: Sequence[rec.Record]) -> dict:
       "missing": count(rec.MISSING),
       # Trained but not a result (diverged, degenerate) or a damaged result.json.
       "not_result": count(rec.DIVERGED) + count(rec.DEGENERATE) + count(rec.UNREADABLE),
+      "repeated_seeds": _repeated_seeds(done),
       "status": status,
       "errors": " | ".join(sorted({r.error for r in group if r.error})),
   }
+
+
+def _repeated_seeds(done: Sequence[rec.Record]) -> str:
+  """Seeds with several finished runs in one cell ("0 2"), else "".
+
+  Two runs of one seed are two experiments (other flags, e.g. --max_epochs, in sibling
+  workdirs of one --workdir): their mean and std are not over seeds, and a std of 0
+  would read as perfect reproducibility.
+  """
+  seeds = [r.seed for r in done if r.seed is not None]
+  return " ".join(str(s) for s in sorted({s for s in seeds if seeds.count(s) > 1}))
 
 
 def reference_index(reference: Iterable[rec.Record]) -> dict:
@@ -97,7 +109,7 @@ def datasets_table(records: Sequence[rec.Record],
   """Per dataset x backbone (x fraction, protocol, source): mean ± std, best-of-n, n."""
   columns = ["dataset", "domain", "backbone", "train_fraction", "selection_protocol",
              "source", "n", "mean_top1", "std_top1", "best_top1", "seeds", "failed",
-             "incomplete", "missing", "not_result", "status"]
+             "incomplete", "missing", "not_result", "repeated_seeds", "status"]
   if reference is not None:
     columns += ["ref_top1", "delta_best", "delta_mean"]
   rows = []
@@ -119,6 +131,12 @@ def datasets_table(records: Sequence[rec.Record],
   notes = ["mean ± std over seeds (sample std); best = best-of-n, the paper's statistic; "
            "failed / diverged / degenerate / unreadable / incomplete / missing runs are "
            "counted, never dropped."]
+  repeated = [r for r in rows if r["repeated_seeds"]]
+  if repeated:
+    notes.append("seed repeated: " + "; ".join(
+        f"{r['dataset']} / {r['backbone']}: seed {r['repeated_seeds']}" for r in repeated)
+        + ". Several runs of one seed are different experiments (e.g. other flags in "
+        "one --workdir): n counts runs, and the mean ± std is not over seeds.")
   if reference is not None:
     notes.append("delta_best = best_top1 - ref_top1 (like for like: the paper reports "
                  "best of 3); delta_mean = mean_top1 - ref_top1.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -63,10 +64,30 @@ def is_local(filename: str) -> bool:
 
 
 def check_usable(workdir: str) -> None:
-  """Raises WorkdirError if `workdir` is an existing file (checked before data is prepared)."""
+  """Raises WorkdirError if a run cannot write to `workdir`; checked before data is prepared.
+
+  Otherwise a path under a file, or in a place that cannot be written, fails only when
+  the lock is taken, after the dataset is prepared, with TensorFlow's traceback. A local
+  path is probed by creating and removing a directory in its nearest existing ancestor,
+  so the check leaves nothing behind (`--dry_run` writes nothing). On `gs://` the first
+  write is the check.
+  """
   if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
     raise WorkdirError(f"--workdir={workdir} is a file, not a directory; give a new "
                        "directory (or move the file away)")
+  if not is_local(workdir):
+    return
+  parent = os.path.abspath(workdir)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise WorkdirError(f"--workdir={workdir}: {parent} is a file, not a directory; give a "
+                       "path under a directory")
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".tfbackbones-probe-", dir=parent))
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir} cannot be created or written ({parent}: "
+                       f"{e.strerror}); give a directory you can write to") from None
 
 
 # ---------------------------------------------------------------------------- writing

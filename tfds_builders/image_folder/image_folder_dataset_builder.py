@@ -198,7 +198,12 @@ def make_builder(path: str, data_dir: str | None = None) -> Builder:
   if builder.is_prepared():
     _check_fresh(builder, root)
   elif not root.is_dir():
-    raise FileNotFoundError(builder._missing_message(root))
+    # One line: this is what `--dataset=folder:PATH` reports; the manual-dir paragraph of
+    # _missing_message is about the builder's own config, not this path.
+    raise FileNotFoundError(
+        f"image folder {root} not found: give a folder with one sub-folder of images per "
+        "class, or train/ and test/ folders of class folders (tfds_builders/image_folder/"
+        "README.md)")
   else:
     # Checked before preparing, so a folder that cannot make a dataset (no or one
     # class, an empty class, an ambiguous layout) fails in a second, not after every
