@@ -135,7 +135,7 @@ def _unreadable(error: str, path: str, files: Iterable[str] = ()) -> Record:
   it belongs to; only without one is the cell guessed from the path, which for a study
   is the slug of the dataset (`folder_tmp_photos`), a cell of its own.
   """
-  config = (_read_json(os.path.join(path, "config.json")) if "config.json" in files
+  config = (read_json(os.path.join(path, "config.json")) if "config.json" in files
             else _config_in_state(path) if "state.json" in files else None)
   if isinstance(config, dict):
     return dataclasses.replace(_incomplete(config, path, UNREADABLE), error=error)
