@@ -42,6 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags
 
+from tfbackbones import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("kills", 5, "SIGKILLs to deliver.")
 flags.DEFINE_string("dir", None, "Where the studies go (default: a new temporary dir).")
@@ -327,4 +329,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

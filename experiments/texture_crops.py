@@ -21,6 +21,8 @@ import os
 
 from absl import app, flags
 
+from tfbackbones import cli
+
 CLASSES = ("brick", "grass", "gravel")
 
 FLAGS = flags.FLAGS
@@ -62,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -36,8 +36,7 @@ flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses words that are not flags
   cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner
   from tfbackbones.config import ConfigError

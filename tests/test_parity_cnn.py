@@ -229,7 +229,7 @@ def test_command_line_converts_a_checkpoint(tmp_path):
       [sys.executable, "-m", "tfbackbones.convert", "--arch=resnet_51",
        f"--src={src}", f"--dst={dst}"],
       capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300, check=False)
-  assert bad.returncode == 1 and "no converter for 'resnet_51'" in bad.stderr
+  assert bad.returncode == 2 and "no converter for 'resnet_51'" in bad.stderr
   assert "resnet50_torchvision" in bad.stderr  # the message lists the known ones
 
 

@@ -34,8 +34,11 @@ def _one_error_line(proc) -> str:
 
 
 # ------------------------------------------------------------------ bad flags: exit 2
-@pytest.mark.parametrize("module", ["tfbackbones.train", "experiments.run",
-                                    "tfbackbones.report"])
+@pytest.mark.parametrize("module", [
+    "tfbackbones.train", "experiments.run", "tfbackbones.report", "experiments.quickstart",
+    "tfbackbones.datasets", "tfbackbones.backbones", "tfbackbones.export",
+    "tfbackbones.predict", "tfbackbones.recommend", "tfbackbones.convert",
+    "experiments.validate_recommend", "experiments.benchmark"])
 def test_a_typod_flag_is_one_error_line_and_exit_2(module):
   # absl's own parser printed "FATAL Flags parsing error" and exited 1, which for train
   # is the exit code of a run that is not a result (diverged / degenerate).
@@ -254,3 +257,9 @@ def test_a_damaged_result_json_is_counted_in_its_own_cell(tmp_path):
   assert (record.dataset, record.backbone, record.seed, record.status) == (
       "folder:/tmp/photos", "b-scratch", 1, rec.UNREADABLE)
   assert "result.json" in record.error
+
+
+def test_convert_without_its_required_flags_is_one_line_exit_2():
+  # It raised absl's UsageError: help text and exit 1, the code of a failed conversion.
+  line = _one_error_line(_run(["-m", "tfbackbones.convert", "--arch=resnet50"]))
+  assert "--src" in line and "--dst" in line

@@ -47,8 +47,7 @@ flags.DEFINE_bool("latency", True, "Measure latency (--nolatency: accuracy and s
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses words that are not flags
   if not FLAGS.workdir:
     print("error: --workdir is required: the workdir of a finished training run",
           file=sys.stderr)

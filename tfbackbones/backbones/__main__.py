@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from absl import app
 
+from tfbackbones import cli
 from tfbackbones.backbones import table
 
 
 def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses words that are not flags
   print(table.render())
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

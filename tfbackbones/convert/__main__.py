@@ -23,6 +23,8 @@ import sys
 
 from absl import app, flags
 
+from tfbackbones import cli
+
 _ARCH = flags.DEFINE_string(
     "arch", None, "Converter name, e.g. regnety_032, convnext_tiny (--list "
     "shows all).")
@@ -59,7 +61,8 @@ def main(argv):
     return 0
   missing = [f"--{f.name}" for f in (_ARCH, _SRC, _DST) if not f.value]
   if missing:
-    raise app.UsageError(f"{', '.join(missing)} required (see --help).")
+    print(f"error: {', '.join(missing)} required (see --help).", file=sys.stderr)
+    return cli.USAGE_EXIT
   try:
     model = common.convert_file(
         _ARCH.value, _SRC.value, _DST.value, keep_head=_KEEP_HEAD.value,
@@ -67,7 +70,7 @@ def main(argv):
   except (ImportError, FileNotFoundError, ValueError) as e:
     # ConversionError is a ValueError: print the message, not a traceback.
     print(f"error: {e}", file=sys.stderr)
-    return 1
+    return cli.USAGE_EXIT
   params = common.count_params(model)
   print(f"Wrote {_DST.value}: {len(model.weights)} variables, "
         f"{params / 1e6:.2f}M trainable parameters.")
@@ -80,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -7,12 +7,13 @@ import sys
 
 from absl import app
 
-from tfbackbones import kernels
+from tfbackbones import cli
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses words that are not flags
+  cli.quiet_logs()  # before TensorFlow is imported (the kernels package loads it)
+  from tfbackbones import kernels
   try:
     path = kernels.build()
   except kernels.KernelBuildError as e:
@@ -23,4 +24,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -77,8 +77,7 @@ def config_from_flags() -> RecommendConfig:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags refuses words that are not flags
   cli.quiet_logs()  # before TensorFlow is imported
   from tfbackbones import runner
   from tfbackbones.recommend import outputs, recommender
