@@ -247,7 +247,7 @@ class ImageFolderRealPhotosTest(tfds.testing.TestCase):
   def test_missing_folder_fails_fast_with_instructions(self):
     missing = os.path.join(self.tmp_dir, "does", "not", "exist")
     start = time.monotonic()
-    with self.assertRaisesRegex(FileNotFoundError, "one folder per class"):
+    with self.assertRaisesRegex(FileNotFoundError, "not found: give a folder with one sub-folder"):
       ifb.make_builder(missing, data_dir=os.path.join(self.tmp_dir, "tfds"))
     # The default config reads the manual dir: an empty one fails the same way.
     empty = tempfile.mkdtemp(dir=self.tmp_dir)
