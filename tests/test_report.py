@@ -83,6 +83,12 @@ def test_domain_ranking_by_hand_with_ties_and_incomplete_backbones():
   assert z["rank"] is None and z["mean_top1"] == 70.0
   assert z["label"] == "incomplete (1 of 2 datasets)"
   assert (z["n_datasets"], z["of_datasets"]) == (1, 2)
+  # y is ranked Best on 3 of its 4 runs (its seed 2 on d1 failed): the runs column says so
+  assert [(_by(rows, domain="A", backbone=b)["runs_in_mean"],
+           _by(rows, domain="A", backbone=b)["of_runs"]) for b in "xyz"] == [
+               (4, 4), (3, 4), (1, 2)]
+  assert "3/4" in render.to_markdown(tables.domains_table(
+      tables.datasets_table(_hand_records()).rows))
   # Domain B: x and y tie at 60 -> both rank 1; z never ran there.
   assert {_by(rows, domain="B", backbone=b)["rank"] for b in "xy"} == {1}
   assert {_by(rows, domain="B", backbone=b)["label"] for b in "xy"} == {"Best"}

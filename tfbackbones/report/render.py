@@ -14,7 +14,7 @@ import io
 from collections.abc import Callable
 
 from tfbackbones.report import records as rec
-from tfbackbones.report.tables import Table, finite
+from tfbackbones.report.tables import NOT_IN_MEAN, Table, finite
 
 ON_TEST_MARK = "‡"
 ON_TEST_NOTE = (f"{ON_TEST_MARK} selected on test (the paper's protocol: early stopping and "
@@ -60,14 +60,14 @@ def _mean_std(row: dict) -> str:
   return f"{row['mean_top1']:.2f}{std}"
 
 
-# The runs of a cell that are not in its mean, by the datasets table's column names; a
-# mean over 1 of 3 seeds must not read as a mean over 1.
-_NOT_IN_MEAN = {"failed": "failed", "incomplete": "incomplete", "missing": "missing",
-                "not_result": "not results"}
+# How the `n` column names the runs of a cell that are not in its mean
+# (NOT_IN_MEAN): a mean over 1 of 3 seeds must not read as a mean over 1.
+_NOT_IN_MEAN_WORDS = {"not_result": "not results"}
 
 
 def _runs(row: dict) -> str:
-  extra = [f"{row[k]} {label}" for k, label in _NOT_IN_MEAN.items() if row.get(k)]
+  extra = [f"{row[k]} {_NOT_IN_MEAN_WORDS.get(k, k)}" for k in NOT_IN_MEAN
+           if row.get(k)]
   if row.get("repeated_seeds"):
     extra.append(f"seed {row['repeated_seeds']} repeated")
   return f"{row['n']}" + (f" (+{', '.join(extra)})" if extra else "")
@@ -103,6 +103,7 @@ DISPLAY: dict[str, list[Column]] = {
         ("backbone", lambda r: mark_text(r, r["backbone"])),
         ("mean top-1", lambda r: _pct(r["mean_top1"])),
         ("datasets", lambda r: f"{r['n_datasets']}/{r['of_datasets']}"),
+        ("runs", lambda r: f"{r['runs_in_mean']}/{r['of_runs']}"),
         ("data", lambda r: frac(r["train_fraction"])),
         ("source", lambda r: r["source"]),
     ],

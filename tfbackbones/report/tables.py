@@ -54,6 +54,10 @@ def cells(records: Iterable[rec.Record]) -> dict:
   return out
 
 
+# A datasets-table row's counts of runs that are not in its mean (never results).
+NOT_IN_MEAN = ("failed", "incomplete", "missing", "not_result")
+
+
 def _cell_row(key: tuple, group: Sequence[rec.Record]) -> dict:
   source, protocol, dataset, backbone, fraction = key
   done = [r for r in group if r.status == rec.FINISHED and r.top1 is not None]
@@ -153,7 +157,8 @@ def competition_ranks(scores: dict) -> dict:
 def domains_table(dataset_rows: Sequence[dict]) -> Table:
   """Per domain (and `overall`): each backbone's mean of per-dataset means, ranked."""
   columns = ["domain", "backbone", "mean_top1", "rank", "label", "n_datasets",
-             "of_datasets", "train_fraction", "selection_protocol", "source"]
+             "of_datasets", "runs_in_mean", "of_runs", "train_fraction",
+             "selection_protocol", "source"]
   groups = defaultdict(list)
   for row in dataset_rows:
     groups[(row["source"], row["selection_protocol"], row["train_fraction"])].append(row)
@@ -170,8 +175,11 @@ def domains_table(dataset_rows: Sequence[dict]) -> Table:
       # A dataset no backbone finished says nothing about the ranking.
       all_datasets = {r["dataset"] for r in members if r["mean_top1"] is not None}
       by_backbone, statuses = defaultdict(dict), defaultdict(set)
+      runs = defaultdict(lambda: [0, 0])  # backbone -> [runs in its means, all its runs]
       for r in members:
         by_backbone[r["backbone"]][r["dataset"]] = r["mean_top1"]
+        runs[r["backbone"]][0] += r["n"]
+        runs[r["backbone"]][1] += r["n"] + sum(r.get(k) or 0 for k in NOT_IN_MEAN)
         if r["mean_top1"] is None:
           statuses[r["backbone"]].add(r["status"])
       scores, block = {}, []
@@ -186,7 +194,8 @@ def domains_table(dataset_rows: Sequence[dict]) -> Table:
                  else f"incomplete ({len(covered)} of {len(all_datasets)} datasets)")
         block.append({"domain": domain, "backbone": backbone, "mean_top1": mean,
                       "rank": None, "label": label, "n_datasets": len(covered),
-                      "of_datasets": len(all_datasets), "train_fraction": fraction,
+                      "of_datasets": len(all_datasets), "runs_in_mean": runs[backbone][0],
+                      "of_runs": runs[backbone][1], "train_fraction": fraction,
                       "selection_protocol": protocol, "source": source})
       ranks = competition_ranks(scores)
       for row in block:
@@ -200,6 +209,10 @@ def domains_table(dataset_rows: Sequence[dict]) -> Table:
   notes = ["mean_top1 = mean over the domain's datasets of the backbone's per-dataset mean "
            "over seeds; overall = the same over all datasets. Rank 1 = best; ties share "
            "the smaller rank; only backbones with every dataset of the domain are ranked.",
+           "runs = the backbone's runs in its means / all its runs in the domain: a "
+           "failed, diverged, degenerate, incomplete or missing run is never in a mean, so "
+           "a backbone ranked on fewer runs than it was given is ranked on the ones that "
+           "worked.",
            "Top three: Best / Better / Good, as in the paper's Table 1."]
   return Table("domains", "Domain ranking", columns, rows, notes)
 
