@@ -379,3 +379,16 @@ def test_predict_breaks_ties_as_the_export_measures():
 ])
 def test_only_ops_outside_xnnpack_that_cost_time_are_noted(xnnpack, noted):
   assert evaluation._delegation_matters(xnnpack) is noted
+
+
+def test_every_format_says_what_it_needs_and_a_missing_package_is_refused_first(monkeypatch):
+  assert set(exporters.REQUIRES) == set(exporters.FORMATS)
+  exporters.check_installed(exporters.FORMATS)  # the test extra has everything
+  real = exporters.importlib.util.find_spec
+  monkeypatch.setattr(exporters.importlib.util, "find_spec",
+                      lambda name: None if name == "ai_edge_litert" else real(name))
+  exporters.check_installed(["saved_model", "onnx"])
+  with pytest.raises(exporters.ExportError,
+                     match=r"ai_edge_litert not installed \(needed by --formats=litert,"
+                           r"litert_int8\).*pip install -e '\.\[export\]'"):
+    exporters.check_installed(["saved_model", "litert", "litert_int8"])

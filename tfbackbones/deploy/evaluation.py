@@ -63,6 +63,7 @@ class ExportConfig:
 
   def validate(self) -> ExportConfig:
     self.formats = exporters.check_formats(list(self.formats))
+    exporters.check_installed(self.formats)
     exporters.check_int8_rounding(self.int8_rounding)
     if self.calibration_from not in CALIBRATION_FROM:
       raise WorkdirError(f"--calibration_from={self.calibration_from}: use one of "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import os
 from collections.abc import Callable
 
@@ -37,6 +38,11 @@ FILES = {"saved_model": "saved_model", "litert": "model_fp32.tflite",
          "litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite",
          "onnx": "model.onnx"}
 FORMATS = tuple(FILES)
+# The Python modules each format needs beyond TensorFlow (the `export` extra): to write the
+# artifact and to run it with its own runtime.
+REQUIRES = {"saved_model": (), "litert": ("ai_edge_litert",),
+            "litert_fp16": ("ai_edge_litert",), "litert_int8": ("ai_edge_litert",),
+            "onnx": ("tf2onnx", "onnx", "onnxruntime")}
 INT8_ROUNDINGS = ("gptq", "nearest")  # see rounding.py; "nearest" is the converter alone
 
 
@@ -67,6 +73,25 @@ def check_formats(formats) -> tuple:
   if not formats:
     raise ExportError(f"no export format given; valid formats: {', '.join(FORMATS)}")
   return tuple(formats)
+
+
+def check_installed(formats) -> None:
+  """Refuses formats whose packages are missing, before any work is done.
+
+  Without this, a user who ran only `make quickstart` got the whole export's work (model
+  loading, calibration, the SavedModel) and then one `ModuleNotFoundError` row per format.
+  """
+  missing: dict = {}
+  for fmt in formats:
+    for module in REQUIRES[fmt]:
+      if importlib.util.find_spec(module) is None:
+        missing.setdefault(module, []).append(fmt)
+  if missing:
+    needed_by = sorted({fmt for fmts in missing.values() for fmt in fmts})
+    raise ExportError(
+        f"{', '.join(sorted(missing))} not installed (needed by --formats="
+        f"{','.join(needed_by)}): install the export extra, pip install -e '.[export]', "
+        "or export only --formats=saved_model, which needs TensorFlow alone")
 
 
 def check_int8_rounding(name: str) -> str:
