@@ -301,12 +301,19 @@ def run_shard(configs: Sequence[TrainConfig], *, shard_index: int = 0, num_shard
   return outcomes
 
 
+def _id_width(run_ids) -> int:
+  """The run-id column's width: 48, or the longest id (folder datasets and --set
+  overrides make ids longer, and a fixed 48 pushed their columns out of line)."""
+  return max([48, *(len(i) for i in run_ids)])
+
+
 def summary(outcomes: Sequence[Outcome]) -> str:
   """The end-of-shard table: every run, then the failures with their errors."""
-  lines = [f"{'run':48s} {'status':9s} {'test top1':>9s} {'time':>8s}"]
+  width = _id_width(o.run_id for o in outcomes)
+  lines = [f"{'run':{width}s} {'status':9s} {'test top1':>9s} {'time':>8s}"]
   for o in outcomes:
     top1 = f"{o.top1:.4f}" if o.top1 is not None else "-"
-    lines.append(f"{o.run_id:48s} {o.status:9s} {top1:>9s} {_duration(o.seconds):>8s}")
+    lines.append(f"{o.run_id:{width}s} {o.status:9s} {top1:>9s} {_duration(o.seconds):>8s}")
   failed = [o for o in outcomes if o.status == "failed"]
   counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
   lines.append(f"\n{counts['finished']} trained, {counts['skipped']} already finished, "
@@ -333,6 +340,7 @@ def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
   """
   from tfbackbones import runner
   invalid = unreadable = 0
+  width = _id_width(studies.run_id(cfg) for cfg in mine)
   for cfg in mine:
     try:
       runner.check(cfg)
@@ -343,7 +351,7 @@ def dry_run(configs: Sequence[TrainConfig], mine: Sequence[TrainConfig]) -> int:
     except runner.USER_ERRORS as e:
       invalid += 1
       state = f"INVALID: {_first_line(str(e))}"
-    print(f"{studies.run_id(cfg):48s} {state}")
+    print(f"{studies.run_id(cfg):{width}s} {state}")
   print(f"shard {FLAGS.shard_index + 1}/{FLAGS.num_shards}: {len(mine)} of "
         f"{len(configs)} runs" + (f", {invalid} invalid" if invalid else "")
         + (f", {unreadable} unreadable (a real run heals them)" if unreadable else ""))

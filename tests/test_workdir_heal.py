@@ -516,3 +516,13 @@ def test_the_report_counts_every_run_directory(tmp_path):
   assert len(found) == len(cases)
   assert sorted(r.status for r in found) == sorted(
       ["unreadable"] * 4 + ["incomplete"] * 2)
+
+
+def test_the_shard_summary_keeps_its_columns_for_long_run_ids():
+  from experiments import run as run_lib
+  long_id = "lfw_subset/" + "folder_tmp_a_rather_long_photo_folder_name/" * 2 + "seed0"
+  table = run_lib.summary([run_lib.Outcome("short/seed0", "finished", 0.9, 12.0),
+                           run_lib.Outcome(long_id, "finished", 0.8, 30.0)])
+  rows = table.splitlines()[:3]
+  assert len({row.index("finished") if "finished" in row else row.index("status")
+              for row in rows}) == 1, table
