@@ -208,7 +208,7 @@ def test_imagenet_weights_failed_download_fails_fast(empty_keras_home,
 
 
 def test_imagenet_weights_real_url_fails_fast_without_network(
-    empty_keras_home, monkeypatch):
+    empty_keras_home, monkeypatch, capsys):
   try:
     socket.getaddrinfo("storage.googleapis.com", 443)
   except OSError:
@@ -223,6 +223,9 @@ def test_imagenet_weights_real_url_fails_fast_without_network(
   assert time.monotonic() - start < 30
   assert spec.weights_file in str(info.value)
   assert empty_keras_home in str(info.value)
+  # It says why, and Keras's "Downloading data from <url>" (as if under way) is not shown.
+  assert "no network" in str(info.value)
+  assert "Downloading data from" not in capsys.readouterr().out
 
 
 def test_imagenet_weights_from_cache_are_loaded(empty_keras_home, offline):

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import socket
 import tempfile
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -379,11 +381,17 @@ def fetch_imagenet_weights(spec: BackboneSpec) -> str:
         "forbids downloading"))
   import keras
 
+  from tfbackbones.data import offline as network
+  # Offline, Keras still prints "Downloading data from <url>" before it fails, which reads
+  # as if the download were under way: the attempt still runs (tests replace get_file),
+  # without its output, and the error says there is no network.
+  why = network.unresolvable([urllib.parse.urlparse(spec.weights_url).hostname])
   cache_dir = keras_cache_dir()
   try:
     # get_file falls back to /tmp/.keras when the root does not exist yet.
     os.makedirs(cache_dir, exist_ok=True)
-    with socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
+    with socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S), (
+        contextlib.redirect_stdout(io.StringIO()) if why else contextlib.nullcontext()):
       return keras.utils.get_file(
           spec.weights_file,
           spec.weights_url,
@@ -392,5 +400,6 @@ def fetch_imagenet_weights(spec: BackboneSpec) -> str:
           cache_dir=cache_dir,
       )
   except Exception as e:
-    raise WeightsNotAvailableError(_missing_weights_message(
-        spec, f"download failed: {type(e).__name__}: {e}")) from e
+    reason = (f"{spec.weights_file} is not cached and cannot be downloaded: {why}" if why
+              else f"download failed: {type(e).__name__}: {e}")
+    raise WeightsNotAvailableError(_missing_weights_message(spec, reason)) from e

@@ -41,10 +41,18 @@ def unreachable(builder) -> str | None:
   A proxy resolves names for its clients, so with one configured nothing is concluded.
   A name that resolves proves nothing either way; then TFDS tries, as before.
   """
-  if not downloads(builder) or any(os.environ.get(v) for v in _PROXY_VARS):
+  if not downloads(builder):
     return None
   homepage = urlparse(getattr(builder.info, "homepage", "") or "").hostname
-  hosts = [h for h in (homepage, WELL_KNOWN_HOST) if h]
+  return unresolvable([homepage, WELL_KNOWN_HOST])
+
+
+def unresolvable(hosts) -> str | None:
+  """Why none of `hosts` can be reached ("no network: ..."), or None if one resolves or a
+  proxy is set (a proxy resolves names for its clients, so nothing is concluded)."""
+  hosts = [h for h in hosts if h]
+  if not hosts or any(os.environ.get(v) for v in _PROXY_VARS):
+    return None
   for host in hosts:
     try:
       socket.getaddrinfo(host, 443)
