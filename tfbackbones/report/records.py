@@ -135,8 +135,7 @@ def _unreadable(error: str, path: str, files: Iterable[str] = ()) -> Record:
   it belongs to; only without one is the cell guessed from the path, which for a study
   is the slug of the dataset (`folder_tmp_photos`), a cell of its own.
   """
-  config = (read_json(os.path.join(path, "config.json")) if "config.json" in files
-            else _config_in_state(path) if "state.json" in files else None)
+  config = _run_config(path, files)
   if isinstance(config, dict):
     return dataclasses.replace(_incomplete(config, path, UNREADABLE), error=error)
   parts = _relative_parts(path)
@@ -188,8 +187,7 @@ def read_workdir(workdir: str) -> list[Record]:
           logging.warning("%s", e)
           records.append(_unreadable(str(e), dirname, files))
       else:
-        config = read_json(os.path.join(dirname, "config.json")) \
-            if "config.json" in files else _config_in_state(dirname)
+        config = _run_config(dirname, files)
         if isinstance(config, dict):
           records.append(_incomplete(config, dirname))
         else:
@@ -208,10 +206,16 @@ def read_workdir(workdir: str) -> list[Record]:
   return records
 
 
-def _config_in_state(dirname: str) -> dict | None:
-  """A run whose config.json is gone: state.json keeps a copy (tfbackbones.training.resume)."""
-  state = read_json(os.path.join(dirname, "state.json"))
-  return state.get("config") if isinstance(state, dict) else None
+def _run_config(dirname: str, files: Iterable[str]):
+  """The run's config as written when it started: config.json, or, when that is gone,
+  the copy state.json keeps (tfbackbones.training.resume); None without either. Not
+  necessarily a dict: a damaged file may hold any JSON."""
+  if "config.json" in files:
+    return read_json(os.path.join(dirname, "config.json"))
+  if "state.json" in files:
+    state = read_json(os.path.join(dirname, "state.json"))
+    return state.get("config") if isinstance(state, dict) else None
+  return None
 
 
 def _relative(root: str, path: str) -> str:
