@@ -33,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tfbackbones import quiet
+from tfbackbones.deploy import runtimes
 
 FILES = {"saved_model": "saved_model", "litert": "model_fp32.tflite",
          "litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite",
@@ -180,7 +181,7 @@ def input_quantization(tflite_path: str) -> dict:
   reach 0 and 255, pixels outside their range are clipped and every pixel is rounded
   onto a coarser grid, a noise the model sees on every image.
   """
-  detail = _interpreter(tflite_path).get_input_details()[0]
+  detail = runtimes.litert_interpreter(tflite_path).get_input_details()[0]
   scale, zero_point = detail["quantization"]
   return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
           "zero_point": int(zero_point),
@@ -267,15 +268,6 @@ def export(fmt: str, model, out_dir: str,
     return path, dict(EXPORTERS[fmt](model, path, options or ExportOptions()))
 
 
-def _interpreter(tflite_path: str, threads: int | None = None):
-  """A LiteRT interpreter with its tensors allocated, without its C++ greeting."""
-  from ai_edge_litert.interpreter import Interpreter
-  with quiet.native_output():
-    interpreter = Interpreter(model_path=tflite_path, num_threads=threads)
-    interpreter.allocate_tensors()
-  return interpreter
-
-
 def size_mb(path: str) -> float:
   """Bytes on disk of a file or a folder (SavedModel), in MB (1e6 bytes)."""
   if os.path.isfile(path):
@@ -287,7 +279,7 @@ def size_mb(path: str) -> float:
 def tensor_dtypes(tflite_path: str) -> dict:
   """How many tensors of each dtype a .tflite holds (int8 models: no float32 ones)."""
   counts: dict = {}
-  for detail in _interpreter(tflite_path).get_tensor_details():
+  for detail in runtimes.litert_interpreter(tflite_path).get_tensor_details():
     name = np.dtype(detail["dtype"]).name
     counts[name] = counts.get(name, 0) + 1
   return counts
@@ -311,7 +303,7 @@ def delegation(tflite_path: str, threads: int = 1) -> dict | None:
     {"partitions": N, "not_delegated": {op name: count}, "interface_ops": K}, or None
     if this ai-edge-litert does not list its nodes.
   """
-  interpreter = _interpreter(tflite_path, threads)
+  interpreter = runtimes.litert_interpreter(tflite_path, threads)
   try:
     nodes = interpreter._get_ops_details()  # private, but the only listing of the nodes
   except AttributeError:

@@ -155,15 +155,21 @@ def _open_saved_model(path: str, threads: int) -> Predictor:
                    _version("tensorflow"), run, input_dtype=spec.dtype.name)
 
 
+def litert_interpreter(path: str, threads: int | None = None):
+  """A LiteRT interpreter with its tensors allocated, without LiteRT's C++ greeting
+  (`quiet.native_output`): the one way predict, the export and the benchmark open one."""
+  from ai_edge_litert.interpreter import Interpreter
+  with quiet.native_output():
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+  return interpreter
+
+
 def _open_litert(path: str, threads: int) -> Predictor:
   try:
-    from ai_edge_litert.interpreter import Interpreter
+    interpreter = litert_interpreter(path, threads)
   except ImportError as e:
     raise _missing("ai-edge-litert", e) from e
-  try:
-    with quiet.native_output():
-      interpreter = Interpreter(model_path=path, num_threads=threads)
-      interpreter.allocate_tensors()
   except (ValueError, RuntimeError) as e:
     raise ArtifactError(f"{path}: not a LiteRT model the interpreter can load ({e})") from e
   inp = interpreter.get_input_details()[0]
